@@ -1,0 +1,252 @@
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::naming::check_identifier;
+use crate::tags::ResourceTag;
+use crate::task::Task;
+
+/// Highest job priority; higher runs first.
+pub const MAX_PRIORITY: u8 = 9;
+/// Priority of a job that does not ask for one.
+pub const DEFAULT_PRIORITY: u8 = 4;
+/// Most attempts a job may ask for.
+pub const MAX_ATTEMPTS: u32 = 100;
+/// Longest timeout a job may ask for: one week.
+pub const MAX_TIMEOUT_S: u64 = 7 * 24 * 3600;
+const MAX_LABELS: usize = 32;
+
+/// A job spec that failed validation: which field, and what to fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ValidationError {
+    /// Dotted path of the offending field (`requires.tags`).
+    pub field: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl ValidationError {
+    /// Creates an error for `field`.
+    pub fn new(field: impl Into<String>, message: impl fmt::Display) -> Self {
+        Self {
+            field: field.into(),
+            message: message.to_string(),
+        }
+    }
+}
+
+/// What a job needs from the worker that runs it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Requirements {
+    /// Tags the worker's pool must have (all of them).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub tags: BTreeSet<ResourceTag>,
+    /// CPU cores the job needs on one worker.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub cpu: u32,
+    /// Memory, in MiB, the job needs on one worker.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub mem_mb: u64,
+    /// GPUs the job needs on one worker.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub gpus: u32,
+}
+
+fn is_zero_u32(v: &u32) -> bool {
+    *v == 0
+}
+
+fn is_zero_u64(v: &u64) -> bool {
+    *v == 0
+}
+
+fn default_queue() -> String {
+    "default".to_owned()
+}
+
+fn default_priority() -> u8 {
+    DEFAULT_PRIORITY
+}
+
+fn default_attempts() -> u32 {
+    1
+}
+
+/// A job as a client submits it (`POST /v1/jobs`).
+///
+/// Unknown fields are refused rather than ignored: a typo such as `"priorty"` must not silently
+/// run the job with the default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// `command`, a built-in (`noop`, `sleep`, `echo`, `fail`, `sha256`) or a registered task.
+    pub task: String,
+    /// The task's arguments.
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub args: Value,
+    /// Logical queue, for listing and round-robin; not a broker queue.
+    #[serde(default = "default_queue")]
+    pub queue: String,
+    /// Who the job belongs to, for fair share and listing.
+    #[serde(default = "default_queue")]
+    pub tenant: String,
+    /// 0 (lowest) to 9 (highest).
+    #[serde(default = "default_priority")]
+    pub priority: u8,
+    /// Tags and resources the job needs.
+    #[serde(default)]
+    pub requires: Requirements,
+    /// The client's guess of the run time, used by shortest-job-first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_runtime_ms: Option<u64>,
+    /// Wall-clock limit of one attempt; the worker's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_s: Option<u64>,
+    /// How many times the job may run before it fails for good (1 = no retries).
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+    /// Free-form key/value labels, returned as given.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl JobSpec {
+    /// Creates a spec for `task` with every other field at its default.
+    pub fn new(task: impl Into<String>, args: Value) -> Self {
+        Self {
+            task: task.into(),
+            args,
+            queue: default_queue(),
+            tenant: default_queue(),
+            priority: DEFAULT_PRIORITY,
+            requires: Requirements::default(),
+            estimated_runtime_ms: None,
+            timeout_s: None,
+            max_attempts: 1,
+            labels: BTreeMap::new(),
+        }
+    }
+
+    /// Checks every field and parses the task.
+    ///
+    /// # Errors
+    /// Returns the first [`ValidationError`] found, naming the field and what to fix.
+    pub fn validate(&self) -> Result<Task, ValidationError> {
+        let task = Task::parse(&self.task, &self.args)?;
+        check_identifier("queue", &self.queue)
+            .map_err(|e| ValidationError::new("queue", e.why))?;
+        check_identifier("tenant", &self.tenant)
+            .map_err(|e| ValidationError::new("tenant", e.why))?;
+        if self.priority > MAX_PRIORITY {
+            return Err(ValidationError::new(
+                "priority",
+                format!("must be 0 to {MAX_PRIORITY}, got {}", self.priority),
+            ));
+        }
+        if let Some(timeout) = self.timeout_s
+            && !(1..=MAX_TIMEOUT_S).contains(&timeout)
+        {
+            return Err(ValidationError::new(
+                "timeout_s",
+                format!("must be 1 to {MAX_TIMEOUT_S} seconds, got {timeout}"),
+            ));
+        }
+        if !(1..=MAX_ATTEMPTS).contains(&self.max_attempts) {
+            return Err(ValidationError::new(
+                "max_attempts",
+                format!("must be 1 to {MAX_ATTEMPTS}, got {}", self.max_attempts),
+            ));
+        }
+        if self.labels.len() > MAX_LABELS {
+            return Err(ValidationError::new(
+                "labels",
+                format!("at most {MAX_LABELS} labels"),
+            ));
+        }
+        if let Some((key, _)) = self
+            .labels
+            .iter()
+            .find(|(k, v)| k.is_empty() || k.len() > 64 || v.len() > 256)
+        {
+            return Err(ValidationError::new(
+                "labels",
+                format!("label {key:?}: keys must be 1 to 64 characters, values at most 256"),
+            ));
+        }
+        Ok(task)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn spec(value: Value) -> Result<JobSpec, serde_json::Error> {
+        serde_json::from_value(value)
+    }
+
+    #[test]
+    fn defaults_fill_in() {
+        let s = spec(json!({"task": "noop"})).unwrap();
+        assert_eq!(s.queue, "default");
+        assert_eq!(s.tenant, "default");
+        assert_eq!(s.priority, DEFAULT_PRIORITY);
+        assert_eq!(s.max_attempts, 1);
+        assert_eq!(s.validate().unwrap(), Task::Noop);
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_tags_are_refused_by_the_parser() {
+        let err = spec(json!({"task": "noop", "priorty": 3})).unwrap_err();
+        assert!(err.to_string().contains("unknown field `priorty`"), "{err}");
+        let err = spec(json!({"task": "noop", "requires": {"tags": ["GPU"]}})).unwrap_err();
+        assert!(err.to_string().contains("malformed"), "{err}");
+        let err = spec(json!({"task": "noop", "requires": {"tags": [""]}})).unwrap_err();
+        assert!(err.to_string().contains("empty"), "{err}");
+        let err = spec(json!({"task": "noop", "requires": {"disk": 1}})).unwrap_err();
+        assert!(err.to_string().contains("unknown field `disk`"), "{err}");
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let cases = [
+            (json!({"task": "noop", "priority": 10}), "priority"),
+            (json!({"task": "noop", "timeout_s": 0}), "timeout_s"),
+            (json!({"task": "noop", "max_attempts": 0}), "max_attempts"),
+            (json!({"task": "noop", "queue": ""}), "queue"),
+            (json!({"task": "noop", "tenant": "a b"}), "tenant"),
+            (json!({"task": "sleep"}), "args"),
+            (json!({"task": "no such"}), "task"),
+        ];
+        for (value, field) in cases {
+            let err = spec(value.clone()).unwrap().validate().unwrap_err();
+            assert_eq!(err.field, field, "{value}: {err}");
+        }
+    }
+
+    #[test]
+    fn specs_round_trip() {
+        let s = spec(json!({
+            "task": "command",
+            "args": {"argv": ["echo", "hi"]},
+            "queue": "render",
+            "tenant": "team-a",
+            "priority": 7,
+            "requires": {"tags": ["gpu", "cuda12"], "cpu": 2, "mem_mb": 1024, "gpus": 1},
+            "estimated_runtime_ms": 1000,
+            "timeout_s": 60,
+            "max_attempts": 3,
+            "labels": {"k": "v"}
+        }))
+        .unwrap();
+        let again: JobSpec = serde_json::from_value(serde_json::to_value(&s).unwrap()).unwrap();
+        assert_eq!(again, s);
+        s.validate().unwrap();
+    }
+}
