@@ -1,1 +1,25 @@
-//! placeholder
+//! Warren's RabbitMQ side: every exchange, queue and binding name and argument, their
+//! idempotent declaration, the connection pool, the confirmed publisher and the delay ladder.
+//!
+//! Nothing else in the workspace spells an AMQP name or sets a queue argument. This crate does
+//! not know about Redis or job states; it moves envelopes between the submitter (intake), the
+//! scheduler (pool queues, delay ladder) and the workers (pool queues, control), and carries
+//! heartbeats on the events exchange.
+
+mod connect;
+mod declare;
+pub mod delay;
+mod error;
+mod headers;
+mod names;
+mod publisher;
+
+pub use connect::{AmqpPool, connect_pool};
+pub use deadpool_lapin::lapin;
+pub use declare::{declare_core, declare_pool, teardown};
+pub use error::TopologyError;
+pub use headers::{
+    DUE_HEADER, REASON_HEADER, header_str, header_u64, job_properties,
+};
+pub use names::{DELAY_RUNGS, Topology, TopologyOptions};
+pub use publisher::{Pending, Publisher};

@@ -1,1 +1,14 @@
-//! placeholder
+//! What every Warren service shares that is not domain: command-line/environment argument
+//! groups, telemetry set-up and the shutdown signal. With the `testkit` feature it also holds
+//! the helpers tests use to get an isolated namespace and to wait without sleeping.
+//!
+//! Domain types live in `warren-protocol`; broker and Redis code in `warren-topology` and
+//! `warren-store`. Nothing here knows what a job is.
+
+pub mod args;
+pub mod shutdown;
+pub mod telemetry;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use args::{AmqpArgs, CommonArgs, RedisArgs, ShutdownArgs, TelemetryArgs};

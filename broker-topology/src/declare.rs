@@ -1,0 +1,186 @@
+use deadpool_lapin::lapin::options::{
+    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
+use deadpool_lapin::lapin::types::{AMQPValue, FieldTable};
+use deadpool_lapin::lapin::{Channel, ExchangeKind};
+use warren_protocol::PoolName;
+
+use crate::delay::rung_ttl;
+use crate::error::TopologyError;
+use crate::names::{DELAY_RUNGS, Topology};
+
+fn long(value: u128) -> AMQPValue {
+    AMQPValue::LongLongInt(i64::try_from(value).unwrap_or(i64::MAX))
+}
+
+fn queue_args(topology: &Topology, dead_letter: Option<&str>) -> FieldTable {
+    let mut args = FieldTable::default();
+    if let Some(exchange) = dead_letter {
+        args.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString(exchange.into()),
+        );
+    }
+    if let Some(expires) = topology.options().queue_expires {
+        args.insert("x-expires".into(), long(expires.as_millis()));
+    }
+    args
+}
+
+async fn exchange(channel: &Channel, name: &str, kind: ExchangeKind) -> Result<(), TopologyError> {
+    channel
+        .exchange_declare(
+            name.into(),
+            kind,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|source| TopologyError::Declare {
+            name: name.to_owned(),
+            source,
+        })
+}
+
+async fn queue(channel: &Channel, name: &str, args: FieldTable) -> Result<(), TopologyError> {
+    channel
+        .queue_declare(name.into(), QueueDeclareOptions::durable(), args)
+        .await
+        .map(drop)
+        .map_err(|source| TopologyError::Declare {
+            name: name.to_owned(),
+            source,
+        })
+}
+
+async fn bind(
+    channel: &Channel,
+    queue: &str,
+    exchange: &str,
+    key: &str,
+) -> Result<(), TopologyError> {
+    channel
+        .queue_bind(
+            queue.into(),
+            exchange.into(),
+            key.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|source| TopologyError::Declare {
+            name: format!("binding {exchange} -> {queue} ({key})"),
+            source,
+        })
+}
+
+/// Declares everything but the pool queues: intake, work, delay ladder, dead letters, events
+/// and control. Idempotent: every service calls it at startup, so none depends on another
+/// having started first.
+///
+/// # Errors
+/// Returns [`TopologyError::Declare`] naming the object the broker refused, typically because
+/// it already exists with different arguments.
+pub async fn declare_core(channel: &Channel, topology: &Topology) -> Result<(), TopologyError> {
+    let dead = topology.dead_exchange();
+    exchange(channel, &dead, ExchangeKind::Fanout).await?;
+    queue(channel, &topology.dead_queue(), queue_args(topology, None)).await?;
+    bind(channel, &topology.dead_queue(), &dead, "").await?;
+
+    // Intake: priorities order what waits beyond the scheduler's window; a single active
+    // consumer makes a second scheduler a hot standby that takes over by itself.
+    let intake = topology.intake_exchange();
+    exchange(channel, &intake, ExchangeKind::Direct).await?;
+    let mut intake_args = queue_args(topology, Some(&dead));
+    intake_args.insert("x-max-priority".into(), AMQPValue::ShortShortUInt(10));
+    intake_args.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+    queue(channel, &topology.intake_queue(), intake_args).await?;
+    bind(
+        channel,
+        &topology.intake_queue(),
+        &intake,
+        topology.intake_routing_key(),
+    )
+    .await?;
+
+    exchange(channel, &topology.work_exchange(), ExchangeKind::Direct).await?;
+    exchange(channel, &topology.events_exchange(), ExchangeKind::Topic).await?;
+    exchange(channel, &topology.control_exchange(), ExchangeKind::Topic).await?;
+
+    let expired = topology.delay_expired_exchange();
+    exchange(channel, &expired, ExchangeKind::Fanout).await?;
+    let mut expired_args = queue_args(topology, Some(&dead));
+    expired_args.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+    queue(channel, &topology.delay_expired_queue(), expired_args).await?;
+    bind(channel, &topology.delay_expired_queue(), &expired, "").await?;
+    for rung in 0..DELAY_RUNGS {
+        let mut args = queue_args(topology, Some(&expired));
+        args.insert("x-message-ttl".into(), long(rung_ttl(rung).as_millis()));
+        // Without an explicit key, dead-lettering keeps the rung's own routing key; that is
+        // fine because the expired exchange is a fanout.
+        queue(channel, &topology.delay_queue(rung), args).await?;
+    }
+    Ok(())
+}
+
+/// Declares the queue of one pool and binds it to the work exchange. Workers call it before
+/// consuming; the scheduler calls it before its first release to a pool it has just learnt.
+///
+/// # Errors
+/// Returns [`TopologyError::Declare`] when the broker refuses.
+pub async fn declare_pool(
+    channel: &Channel,
+    topology: &Topology,
+    pool: &PoolName,
+) -> Result<(), TopologyError> {
+    let name = topology.pool_queue(pool);
+    queue(
+        channel,
+        &name,
+        queue_args(topology, Some(&topology.dead_exchange())),
+    )
+    .await?;
+    bind(channel, &name, &topology.work_exchange(), &pool.to_string()).await
+}
+
+/// Deletes every queue and exchange of a namespace (tests, `warren topology --delete`).
+///
+/// # Errors
+/// Returns the first refusal; deleting what does not exist is not an error.
+pub async fn teardown(
+    channel: &Channel,
+    topology: &Topology,
+    pools: &[PoolName],
+) -> Result<(), TopologyError> {
+    let mut queues = vec![
+        topology.intake_queue(),
+        topology.dead_queue(),
+        topology.delay_expired_queue(),
+    ];
+    queues.extend((0..DELAY_RUNGS).map(|k| topology.delay_queue(k)));
+    queues.extend(pools.iter().map(|p| topology.pool_queue(p)));
+    for name in queues {
+        channel
+            .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
+            .await
+            .map_err(|source| TopologyError::Declare { name, source })?;
+    }
+    for name in [
+        topology.intake_exchange(),
+        topology.work_exchange(),
+        topology.dead_exchange(),
+        topology.delay_expired_exchange(),
+        topology.events_exchange(),
+        topology.control_exchange(),
+    ] {
+        channel
+            .exchange_delete(name.as_str().into(), ExchangeDeleteOptions::default())
+            .await
+            .map_err(|source| TopologyError::Declare { name, source })?;
+    }
+    Ok(())
+}

@@ -1,0 +1,99 @@
+use std::time::Duration;
+
+use warren_protocol::{Namespace, PoolName};
+
+/// How many rungs the delay ladder has: rung `k` holds a message for 2^k seconds, so the
+/// longest single hop is 2^17 s (about 36 hours); longer delays take several hops.
+pub const DELAY_RUNGS: u32 = 18;
+
+/// Settings that change how queues are declared.
+#[derive(Debug, Clone, Default)]
+pub struct TopologyOptions {
+    /// Deletes queues that have had no consumer for this long (`x-expires`). Tests set it so
+    /// that an aborted test leaves nothing behind; production leaves it unset.
+    pub queue_expires: Option<Duration>,
+}
+
+/// Every AMQP name of one namespace.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    ns: Namespace,
+    options: TopologyOptions,
+}
+
+impl Topology {
+    /// Names the topology of namespace `ns`.
+    pub fn new(ns: Namespace, options: TopologyOptions) -> Self {
+        Self { ns, options }
+    }
+
+    /// Returns the namespace.
+    pub fn namespace(&self) -> &Namespace {
+        &self.ns
+    }
+
+    /// Returns the declaration options.
+    pub fn options(&self) -> &TopologyOptions {
+        &self.options
+    }
+
+    /// Direct exchange the submitter publishes new jobs to.
+    pub fn intake_exchange(&self) -> String {
+        format!("{}.intake", self.ns)
+    }
+
+    /// The queue the scheduler consumes (single active consumer, priorities).
+    pub fn intake_queue(&self) -> String {
+        format!("{}.intake", self.ns)
+    }
+
+    /// Routing key of intake messages.
+    pub fn intake_routing_key(&self) -> &'static str {
+        "job"
+    }
+
+    /// Direct exchange the scheduler releases jobs to; routing key = pool name.
+    pub fn work_exchange(&self) -> String {
+        format!("{}.work", self.ns)
+    }
+
+    /// The queue of one pool.
+    pub fn pool_queue(&self, pool: &PoolName) -> String {
+        format!("{}.pool.{pool}", self.ns)
+    }
+
+    /// Rung `k` of the delay ladder: holds messages 2^k seconds.
+    pub fn delay_queue(&self, rung: u32) -> String {
+        format!("{}.delay.{rung}", self.ns)
+    }
+
+    /// Fanout exchange every delay rung dead-letters into when its TTL expires.
+    pub fn delay_expired_exchange(&self) -> String {
+        format!("{}.delay.expired", self.ns)
+    }
+
+    /// The queue the scheduler consumes expired delays from.
+    pub fn delay_expired_queue(&self) -> String {
+        format!("{}.delay.expired", self.ns)
+    }
+
+    /// Fanout exchange for poison messages and jobs that cannot run.
+    pub fn dead_exchange(&self) -> String {
+        format!("{}.dead", self.ns)
+    }
+
+    /// The queue that keeps dead letters for inspection.
+    pub fn dead_queue(&self) -> String {
+        format!("{}.dead", self.ns)
+    }
+
+    /// Topic exchange for worker heartbeats (`worker.heartbeat|online|offline`).
+    pub fn events_exchange(&self) -> String {
+        format!("{}.events", self.ns)
+    }
+
+    /// Topic exchange for commands to workers (`worker.<id>.cancel`, `all.cancel`).
+    pub fn control_exchange(&self) -> String {
+        format!("{}.control", self.ns)
+    }
+}

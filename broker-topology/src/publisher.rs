@@ -1,0 +1,222 @@
+use deadpool_lapin::lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use deadpool_lapin::lapin::types::{AMQPValue, FieldTable};
+use deadpool_lapin::lapin::{BasicProperties, Channel, PublisherConfirm};
+use warren_protocol::{JobEnvelope, PoolName};
+
+use crate::connect::{AmqpPool, open_channel};
+use crate::error::TopologyError;
+use crate::headers::{REASON_HEADER, job_properties};
+use crate::names::Topology;
+
+/// A channel in confirm mode that publishes with `mandatory`, so that "sent" means "a queue
+/// has it": the broker confirmed it, and did not return it as unroutable.
+#[derive(Debug, Clone)]
+pub struct Publisher {
+    channel: Channel,
+    topology: Topology,
+}
+
+/// A publish that was sent and waits for the broker's confirm.
+#[derive(Debug)]
+#[must_use = "a publish is only safe once confirmed"]
+pub struct Pending {
+    confirm: PublisherConfirm,
+    routing_key: String,
+}
+
+impl Pending {
+    /// Waits for the broker's verdict.
+    ///
+    /// # Errors
+    /// [`TopologyError::Nacked`] when the broker refused responsibility,
+    /// [`TopologyError::Unroutable`] when no queue was bound for the routing key (RabbitMQ
+    /// confirms such a message with an *ack* and returns it: it must not count as sent), or
+    /// [`TopologyError::Channel`] when the channel died first.
+    pub async fn confirmed(self) -> Result<(), TopologyError> {
+        let routing_key = self.routing_key;
+        let confirmation = self.confirm.await.map_err(|source| TopologyError::Channel {
+            what: "waiting for a publisher confirm",
+            source,
+        })?;
+        if confirmation.is_nack() {
+            return Err(TopologyError::Nacked { routing_key });
+        }
+        if let Some(returned) = confirmation.take_message() {
+            return Err(TopologyError::Unroutable {
+                routing_key,
+                reply: returned.reply_text.to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Publisher {
+    /// Opens a channel on the pool and turns on publisher confirms.
+    ///
+    /// # Errors
+    /// Returns the error of opening the channel or of `confirm.select`.
+    pub async fn open(pool: &AmqpPool, topology: &Topology) -> Result<Self, TopologyError> {
+        let channel = open_channel(pool).await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(|source| TopologyError::Channel {
+                what: "enabling publisher confirms",
+                source,
+            })?;
+        Ok(Self {
+            channel,
+            topology: topology.clone(),
+        })
+    }
+
+    /// Returns the underlying channel (to declare topology with it).
+    pub fn channel(&self) -> &Channel {
+        &self.channel
+    }
+
+    /// Returns the topology this publisher names things by.
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// Tells whether the channel is still open.
+    pub fn is_connected(&self) -> bool {
+        self.channel.status().connected()
+    }
+
+    /// Sends one message with `mandatory`; await [`Pending::confirmed`] for the verdict.
+    ///
+    /// # Errors
+    /// Returns [`TopologyError::Publish`] when the frame cannot be sent.
+    pub async fn send(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        properties: BasicProperties,
+    ) -> Result<Pending, TopologyError> {
+        let confirm = self
+            .channel
+            .basic_publish(
+                exchange.into(),
+                routing_key.into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
+                body,
+                properties,
+            )
+            .await
+            .map_err(|source| TopologyError::Publish {
+                exchange: exchange.to_owned(),
+                routing_key: routing_key.to_owned(),
+                source,
+            })?;
+        Ok(Pending {
+            confirm,
+            routing_key: routing_key.to_owned(),
+        })
+    }
+
+    /// Sends a job to intake (the scheduler's queue).
+    ///
+    /// # Errors
+    /// See [`Publisher::send`].
+    pub async fn send_intake(&self, envelope: &JobEnvelope) -> Result<Pending, TopologyError> {
+        self.send(
+            &self.topology.intake_exchange(),
+            self.topology.intake_routing_key(),
+            &envelope.to_bytes(),
+            job_properties(envelope),
+        )
+        .await
+    }
+
+    /// Sends a job to a pool's queue.
+    ///
+    /// # Errors
+    /// See [`Publisher::send`].
+    pub async fn send_pool(
+        &self,
+        pool: &PoolName,
+        envelope: &JobEnvelope,
+    ) -> Result<Pending, TopologyError> {
+        self.send(
+            &self.topology.work_exchange(),
+            &pool.to_string(),
+            &envelope.to_bytes(),
+            job_properties(envelope),
+        )
+        .await
+    }
+
+    /// Sends a job to rung `rung` of the delay ladder (through the default exchange).
+    ///
+    /// # Errors
+    /// See [`Publisher::send`].
+    pub async fn send_delay(
+        &self,
+        rung: u32,
+        envelope: &JobEnvelope,
+    ) -> Result<Pending, TopologyError> {
+        self.send(
+            "",
+            &self.topology.delay_queue(rung),
+            &envelope.to_bytes(),
+            job_properties(envelope),
+        )
+        .await
+    }
+
+    /// Sends a message to the dead-letter exchange with a header saying why.
+    ///
+    /// # Errors
+    /// See [`Publisher::send`].
+    pub async fn send_dead(
+        &self,
+        body: &[u8],
+        properties: BasicProperties,
+        reason: &str,
+    ) -> Result<Pending, TopologyError> {
+        let mut headers = properties.headers().clone().unwrap_or_default();
+        headers.insert(REASON_HEADER.into(), AMQPValue::LongString(reason.into()));
+        let properties = properties.with_headers(headers).with_delivery_mode(2);
+        self.send(&self.topology.dead_exchange(), "", body, properties)
+            .await
+    }
+
+    /// Publishes a transient event (heartbeat, control command) without waiting for its
+    /// confirm: events are advisory and the next heartbeat supersedes a lost one.
+    ///
+    /// # Errors
+    /// Returns [`TopologyError::Publish`] when the frame cannot be sent.
+    pub async fn emit(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+    ) -> Result<(), TopologyError> {
+        let props = BasicProperties::default()
+            .with_delivery_mode(1)
+            .with_content_type("application/json".into())
+            .with_headers(FieldTable::default());
+        self.channel
+            .basic_publish(
+                exchange.into(),
+                routing_key.into(),
+                BasicPublishOptions::default(),
+                body,
+                props,
+            )
+            .await
+            .map(drop)
+            .map_err(|source| TopologyError::Publish {
+                exchange: exchange.to_owned(),
+                routing_key: routing_key.to_owned(),
+                source,
+            })
+    }
+}

@@ -1,0 +1,115 @@
+//! Argument groups that several binaries `#[command(flatten)]`.
+
+use std::fmt;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use warren_protocol::Namespace;
+
+/// Where RabbitMQ is.
+#[derive(Clone, Args)]
+pub struct AmqpArgs {
+    /// RabbitMQ URL (amqp://user:password@host:port/vhost).
+    #[arg(
+        long = "amqp-url",
+        env = "WARREN_AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    pub url: String,
+}
+
+/// Where Redis is.
+#[derive(Clone, Args)]
+pub struct RedisArgs {
+    /// Redis URL (redis://[:password@]host:port[/db]).
+    #[arg(
+        long = "redis-url",
+        env = "WARREN_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    pub url: String,
+}
+
+/// Connection settings every service needs.
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// RabbitMQ connection.
+    #[command(flatten)]
+    pub amqp: AmqpArgs,
+    /// Redis connection.
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    /// Prefix of every queue, exchange and Redis key this deployment uses.
+    #[arg(long, env = "WARREN_NAMESPACE", default_value = "warren")]
+    pub namespace: Namespace,
+}
+
+/// Redacts the password of a URL, so URLs can be logged and shown in errors.
+pub fn safe_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((credentials, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
+    match credentials.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+impl fmt::Debug for AmqpArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AmqpArgs")
+            .field("url", &safe_url(&self.url))
+            .finish()
+    }
+}
+
+impl fmt::Debug for RedisArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisArgs")
+            .field("url", &safe_url(&self.url))
+            .finish()
+    }
+}
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Coloured, multi-field lines for a terminal.
+    Pretty,
+    /// One JSON object a line, for compose and log shippers.
+    Json,
+}
+
+/// Logging settings. `RUST_LOG` overrides the default filter.
+#[derive(Debug, Clone, Args)]
+pub struct TelemetryArgs {
+    /// Log format.
+    #[arg(long, env = "WARREN_LOG_FORMAT", value_enum, default_value = "pretty")]
+    pub log_format: LogFormat,
+}
+
+/// How long a stopping service may take to finish its work.
+#[derive(Debug, Clone, Args)]
+pub struct ShutdownArgs {
+    /// Grace period for in-flight work on SIGTERM (e.g. 30s).
+    #[arg(long, env = "WARREN_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            safe_url("amqp://guest:secret@host:5672/%2f"),
+            "amqp://guest:***@host:5672/%2f"
+        );
+        assert_eq!(safe_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(safe_url("redis://:pw@h:1"), "redis://:***@h:1");
+    }
+}
