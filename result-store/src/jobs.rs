@@ -1,0 +1,472 @@
+use std::collections::HashMap;
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use serde::Serialize;
+use warren_protocol::{JobId, JobSpec, JobState, WorkerId, now_ms};
+
+use crate::record::JobRecord;
+use crate::scripts::{ANNOTATE, CLAIM, RENEW, TRANSITION, state_list};
+use crate::{Store, StoreError};
+
+/// A record that exists only for the window between the Redis write and the broker's confirm:
+/// if the submitter dies there, the record was never acknowledged to anyone and expires.
+const PROVISIONAL_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// A job about to be accepted.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    /// Its id.
+    pub id: JobId,
+    /// Its validated spec.
+    pub spec: JobSpec,
+    /// When it was accepted.
+    pub created_ms: u64,
+}
+
+/// A state change to make atomically.
+#[derive(Debug, Clone)]
+pub struct Transition {
+    /// The job.
+    pub id: JobId,
+    /// The target state.
+    pub to: JobState,
+    /// Only if the job's worker is this one (workers finishing their own jobs).
+    pub worker: Option<WorkerId>,
+    /// Only if the job is at this attempt (stale messages must not move it).
+    pub attempt: Option<u32>,
+    /// Release the lease on a non-terminal move (retrying, requeue).
+    pub release_lease: bool,
+    /// Fields to set with the move.
+    pub fields: Vec<(&'static str, String)>,
+}
+
+impl Transition {
+    /// A move of `id` to `to` with no extra conditions.
+    pub fn new(id: JobId, to: JobState) -> Self {
+        Self {
+            id,
+            to,
+            worker: None,
+            attempt: None,
+            release_lease: false,
+            fields: Vec::new(),
+        }
+    }
+
+    /// Requires the job's worker to be `worker`.
+    pub fn by_worker(mut self, worker: &WorkerId) -> Self {
+        self.worker = Some(worker.clone());
+        self
+    }
+
+    /// Requires the job to be at `attempt`.
+    pub fn at_attempt(mut self, attempt: u32) -> Self {
+        self.attempt = Some(attempt);
+        self
+    }
+
+    /// Sets a field with the move.
+    pub fn set(mut self, field: &'static str, value: impl ToString) -> Self {
+        self.fields.push((field, value.to_string()));
+        self
+    }
+
+    /// Releases the lease with a non-terminal move.
+    pub fn releasing_lease(mut self) -> Self {
+        self.release_lease = true;
+        self
+    }
+}
+
+/// What became of a [`Transition`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransitionOutcome {
+    /// It happened; the job was in this state before.
+    Done(JobState),
+    /// The job does not exist (or has expired).
+    Missing,
+    /// The job's state does not allow the move (it is in this state).
+    Illegal(JobState),
+    /// Another worker holds the job.
+    NotOwner(JobState),
+    /// The job has moved on to another attempt.
+    Stale(JobState),
+}
+
+/// What became of a claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    /// The caller now holds the lease and must run the job; it was in this state before
+    /// (`running` means the caller took it over from a dead worker).
+    Claimed(JobState),
+    /// The job is finished: drop the message.
+    Terminal(JobState),
+    /// Another worker holds a lease on it.
+    Held(WorkerId),
+    /// The message is for an older attempt, or the job waits in the delay ladder: drop it.
+    Stale(JobState),
+    /// No such job.
+    Missing,
+}
+
+/// Which jobs to list.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct JobFilter {
+    /// Only jobs in this state.
+    pub state: Option<JobState>,
+    /// Only this tenant's jobs.
+    pub tenant: Option<String>,
+    /// Only this queue's jobs.
+    pub queue: Option<String>,
+}
+
+/// One page of a listing, newest first.
+#[derive(Debug, Clone, Serialize)]
+pub struct Page {
+    /// The jobs.
+    pub jobs: Vec<JobRecord>,
+    /// Pass this back as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+fn parse_state(raw: &str) -> Result<JobState, StoreError> {
+    raw.parse().map_err(|e| StoreError::Corrupt {
+        key: "state".into(),
+        message: format!("{e}"),
+    })
+}
+
+impl Store {
+    /// Writes new jobs (state `queued`) and their index entries in one atomic `MULTI`.
+    ///
+    /// # Errors
+    /// Returns [`StoreError`] when Redis fails; nothing is written then.
+    pub async fn create_jobs(&self, jobs: &[NewJob]) -> Result<(), StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        let queued = self.keys.index_state(JobState::Queued);
+        for job in jobs {
+            let key = self.keys.job(job.id);
+            let id = job.id.to_string();
+            let spec = serde_json::to_string(&job.spec).unwrap_or_default();
+            pipe.hset_multiple(
+                &key,
+                &[
+                    ("id", id.as_str()),
+                    ("state", JobState::Queued.as_str()),
+                    ("spec", spec.as_str()),
+                    ("tenant", job.spec.tenant.as_str()),
+                    ("queue", job.spec.queue.as_str()),
+                    ("attempt", "1"),
+                    ("created_ms", &job.created_ms.to_string()),
+                    ("queued_ms", &job.created_ms.to_string()),
+                    ("updated_ms", &job.created_ms.to_string()),
+                ],
+            )
+            .ignore();
+            pipe.expire(&key, PROVISIONAL_TTL.as_secs() as i64).ignore();
+            pipe.zadd(self.keys.index_all(), &id, 0).ignore();
+            pipe.zadd(&queued, &id, 0).ignore();
+            pipe.zadd(self.keys.index_tenant(&job.spec.tenant), &id, 0)
+                .ignore();
+            pipe.zadd(self.keys.index_queue(&job.spec.queue), &id, 0)
+                .ignore();
+        }
+        let mut conn = self.conn();
+        pipe.query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| StoreError::redis("creating jobs", e))
+    }
+
+    /// Removes jobs whose publish failed, so nothing half-made stays (invariant I2).
+    ///
+    /// # Errors
+    /// Returns [`StoreError`] when Redis fails.
+    pub async fn delete_jobs(&self, jobs: &[NewJob]) -> Result<(), StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for job in jobs {
+            let id = job.id.to_string();
+            pipe.del(self.keys.job(job.id)).ignore();
+            pipe.zrem(self.keys.index_all(), &id).ignore();
+            for state in JobState::ALL {
+                pipe.zrem(self.keys.index_state(state), &id).ignore();
+            }
+            pipe.zrem(self.keys.index_tenant(&job.spec.tenant), &id)
+                .ignore();
+            pipe.zrem(self.keys.index_queue(&job.spec.queue), &id)
+                .ignore();
+        }
+        let mut conn = self.conn();
+        pipe.query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| StoreError::redis("deleting jobs", e))
+    }
+
+    /// Reads one job.
+    ///
+    /// # Errors
+    /// Returns [`StoreError`] when Redis fails or the record is corrupt.
+    pub async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
+        let key = self.keys.job(id);
+        let mut conn = self.conn();
+        let hash: HashMap<String, String> = conn
+            .hgetall(&key)
+            .await
+            .map_err(|e| StoreError::redis("reading a job", e))?;
+        if hash.is_empty() {
+            return Ok(None);
+        }
+        JobRecord::from_hash(&key, hash).map(Some)
+    }
+
+    /// Reads only a job's state (cheaper than [`Store::get`]).
+    ///
+    /// # Errors
+    /// Returns [`StoreError`] when Redis fails.
+    pub async fn state(&self, id: JobId) -> Result<Option<JobState>, StoreError> {
+        let mut conn = self.conn();
+        let raw: Option<String> = conn
+            .hget(self.keys.job(id), "state")
+            .await
+            .map_err(|e| StoreError::redis("reading a job state", e))?;
+        raw.as_deref().map(parse_state).transpose()
+    }
+
+    /// Reads the states of many jobs in one round trip (`None` for missing ones).
+    ///
+    /// # Errors
+    /// Returns [`StoreError`] when Redis fails.
+    pub async fn states(&self, ids: &[JobId]) -> Result<Vec<Option<JobState>>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.hget(self.keys.job(*id), "state");
+        }
+        let mut conn = self.conn();
+        let raw: Vec<Option<String>> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| StoreError::redis("reading job states", e))?;
+        raw.into_iter()
+            .map(|s| s.as_deref().map(parse_state).transpose())
+            .collect()
+    }
+
+    /// Lists jobs newest first. `cursor` is the `next_cursor` of the previous page.
+    ///
+    /// The most selective index among the filters is scanned and the other filters are
+    /// applied to the records; ids whose record has expired are pruned from the index.
+    ///
+    /// # Errors
+    /// Returns [`StoreError`] when Redis fails.
+    pub async fn list(
+        &self,
+        filter: &JobFilter,
+        limit: usize,
+        cursor: Option<JobId>,
+    ) -> Result<Page, StoreError> {
+        let index = match (&filter.state, &filter.tenant, &filter.queue) {
+            (Some(state), _, _) => self.keys.index_state(*state),
+            (None, Some(tenant), _) => self.keys.index_tenant(tenant),
+            (None, None, Some(queue)) => self.keys.index_queue(queue),
+            (None, None, None) => self.keys.index_all(),
+        };
+        let mut conn = self.conn();
+        let mut jobs = Vec::with_capacity(limit);
+        let mut from = cursor.map_or_else(|| "+".to_owned(), |c| format!("({c}"));
+        let batch = (limit * 2).clamp(10, 500);
+        loop {
+            let ids: Vec<String> = redis::cmd("ZREVRANGEBYLEX")
+                .arg(&index)
+                .arg(&from)
+                .arg("-")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(batch)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| StoreError::redis("listing jobs", e))?;
+            let exhausted = ids.len() < batch;
+            for raw in &ids {
+                from = format!("({raw}");
+                let Ok(id) = raw.parse::<JobId>() else {
+                    continue;
+                };
+                let Some(record) = self.get(id).await? else {
+                    // Expired: the index entry outlived its record.
+                    let _: Result<(), _> = conn.zrem(&index, raw).await;
+                    continue;
+                };
+                if filter.matches(&record) {
+                    jobs.push(record);
+                    if jobs.len() == limit {
+                        return Ok(Page {
+                            next_cursor: Some(raw.clone()),
+                            jobs,
+                        });
+                    }
+                }
+            }
+            if exhausted {
+                return Ok(Page {
+                    jobs,
+                    next_cursor: None,
+                });
+            }
+        }
+    }
+
+    /// Counts the jobs in each state (from the indexes).
+    ///
+    /// # Errors
+    /// Returns [`StoreError`] when Redis fails.
+    pub async fn count_by_state(&self) -> Result<Vec<(JobState, u64)>, StoreError> {
+        let mut pipe = redis::pipe();
+        for state in JobState::ALL {
+            pipe.zcard(self.keys.index_state(state));
+        }
+        let mut conn = self.conn();
+        let counts: Vec<u64> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| StoreError::redis("counting jobs", e))?;
+        Ok(JobState::ALL.into_iter().zip(counts).collect())
+    }
+
+    /// Applies a state change atomically (invariant I1).
+    ///
+    /// # Errors
+    /// Returns [`StoreError`] when Redis fails. A refused move is an `Ok` outcome.
+    pub async fn transition(&self, t: &Transition) -> Result<TransitionOutcome, StoreError> {
+        let mut invocation = TRANSITION.prepare_invoke();
+        invocation
+            .key(self.keys.job(t.id))
+            .key(self.keys.lease(t.id))
+            .key(self.keys.job_log(t.id))
+            .arg(self.keys.prefix())
+            .arg(t.id.to_string())
+            .arg(t.to.as_str())
+            .arg(now_ms())
+            .arg(state_list(t.to.legal_sources()))
+            .arg(t.worker.as_ref().map_or("", WorkerId::as_str))
+            .arg(t.attempt.map(|a| a.to_string()).unwrap_or_default())
+            .arg(if t.to.is_terminal() { "1" } else { "0" })
+            .arg(self.options.result_ttl.as_secs().max(1))
+            .arg(if t.release_lease { "1" } else { "0" });
+        for (field, value) in &t.fields {
+            invocation.arg(*field).arg(value);
+        }
+        let mut conn = self.conn();
+        let (outcome, previous): (String, String) = invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| StoreError::redis("transition script", e))?;
+        Ok(match outcome.as_str() {
+            "ok" => TransitionOutcome::Done(parse_state(&previous)?),
+            "missing" => TransitionOutcome::Missing,
+            "illegal" => TransitionOutcome::Illegal(parse_state(&previous)?),
+            "not_owner" => TransitionOutcome::NotOwner(parse_state(&previous)?),
+            _ => TransitionOutcome::Stale(parse_state(&previous)?),
+        })
+    }
+
+    /// Claims a job for `worker` before running it (invariant I3).
+    ///
+    /// # Errors
+    /// Returns [`StoreError`] when Redis fails.
+    pub async fn claim(
+        &self,
+        id: JobId,
+        worker: &WorkerId,
+        attempt: u32,
+        pool: &str,
+        lease: Duration,
+    ) -> Result<ClaimOutcome, StoreError> {
+        let mut conn = self.conn();
+        let (outcome, detail): (String, String) = CLAIM
+            .key(self.keys.job(id))
+            .key(self.keys.lease(id))
+            .arg(self.keys.prefix())
+            .arg(id.to_string())
+            .arg(worker.as_str())
+            .arg(now_ms())
+            .arg(lease.as_millis() as u64)
+            .arg(attempt)
+            .arg(pool)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| StoreError::redis("claim script", e))?;
+        Ok(match outcome.as_str() {
+            "claimed" => ClaimOutcome::Claimed(parse_state(&detail)?),
+            "terminal" => ClaimOutcome::Terminal(parse_state(&detail)?),
+            "held" => ClaimOutcome::Held(WorkerId::from_raw(detail)),
+            "stale" => ClaimOutcome::Stale(parse_state(&detail)?),
+            _ => ClaimOutcome::Missing,
+        })
+    }
+
+    /// Extends `worker`'s lease on a job; `false` if it no longer holds it.
+    ///
+    /// # Errors
+    /// Returns [`StoreError`] when Redis fails.
+    pub async fn renew_lease(
+        &self,
+        id: JobId,
+        worker: &WorkerId,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn();
+        let renewed: i64 = RENEW
+            .key(self.keys.lease(id))
+            .arg(worker.as_str())
+            .arg(lease.as_millis() as u64)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| StoreError::redis("renewing a lease", e))?;
+        Ok(renewed == 1)
+    }
+
+    /// Returns who holds the lease on a job.
+    ///
+    /// # Errors
+    /// Returns [`StoreError`] when Redis fails.
+    pub async fn lease_holder(&self, id: JobId) -> Result<Option<WorkerId>, StoreError> {
+        let mut conn = self.conn();
+        let holder: Option<String> = conn
+            .get(self.keys.lease(id))
+            .await
+            .map_err(|e| StoreError::redis("reading a lease", e))?;
+        Ok(holder.map(WorkerId::from_raw))
+    }
+
+    /// Records why a queued job is still waiting (`no_matching_pool: …`); a no-op once the job
+    /// has left `queued`.
+    ///
+    /// # Errors
+    /// Returns [`StoreError`] when Redis fails.
+    pub async fn set_pending_reason(&self, id: JobId, reason: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let _: i64 = ANNOTATE
+            .key(self.keys.job(id))
+            .arg(state_list(&[JobState::Queued]))
+            .arg("pending_reason")
+            .arg(reason)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| StoreError::redis("setting a pending reason", e))?;
+        Ok(())
+    }
+}
+
+impl JobFilter {
+    fn matches(&self, record: &JobRecord) -> bool {
+        self.state.is_none_or(|s| s == record.state)
+            && self.tenant.as_ref().is_none_or(|t| *t == record.spec.tenant)
+            && self.queue.as_ref().is_none_or(|q| *q == record.spec.queue)
+    }
+}

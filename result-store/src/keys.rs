@@ -1,0 +1,87 @@
+use warren_protocol::{JobId, JobState, Namespace, WorkerId};
+
+/// Every Redis key of one namespace. Nobody else formats a key.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    /// Names the keys of namespace `ns` (prefix `{ns}:`).
+    pub fn new(ns: &Namespace) -> Self {
+        Self {
+            prefix: format!("{ns}:"),
+        }
+    }
+
+    /// Returns the prefix every key starts with.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The hash of one job.
+    pub fn job(&self, id: JobId) -> String {
+        format!("{}job:{id}", self.prefix)
+    }
+
+    /// The log stream of one job.
+    pub fn job_log(&self, id: JobId) -> String {
+        format!("{}job:{id}:log", self.prefix)
+    }
+
+    /// The lease of the worker running a job.
+    pub fn lease(&self, id: JobId) -> String {
+        format!("{}lease:{id}", self.prefix)
+    }
+
+    /// Index of all jobs. Every index is a sorted set of job ids with score 0, so it sorts by
+    /// id, and UUIDv7 ids sort by creation time: newest-first pages are `ZREVRANGEBYLEX`.
+    pub fn index_all(&self) -> String {
+        format!("{}jobs:all", self.prefix)
+    }
+
+    /// Index of jobs in one state.
+    pub fn index_state(&self, state: JobState) -> String {
+        format!("{}jobs:state:{state}", self.prefix)
+    }
+
+    /// Index of one tenant's jobs.
+    pub fn index_tenant(&self, tenant: &str) -> String {
+        format!("{}jobs:tenant:{tenant}", self.prefix)
+    }
+
+    /// Index of one queue's jobs.
+    pub fn index_queue(&self, queue: &str) -> String {
+        format!("{}jobs:queue:{queue}", self.prefix)
+    }
+
+    /// Idempotency key → job id.
+    pub fn idempotency(&self, key: &str) -> String {
+        format!("{}idem:{key}", self.prefix)
+    }
+
+    /// The last heartbeat of one worker (expires when the worker stops sending them).
+    pub fn worker(&self, id: &WorkerId) -> String {
+        format!("{}worker:{id}", self.prefix)
+    }
+
+    /// Sorted set of workers by last heartbeat time.
+    pub fn workers(&self) -> String {
+        format!("{}workers", self.prefix)
+    }
+
+    /// Set of task names some worker has registered.
+    pub fn tasks(&self) -> String {
+        format!("{}tasks", self.prefix)
+    }
+
+    /// Counter of jobs that reached a terminal state.
+    pub fn stat(&self, state: JobState) -> String {
+        format!("{}stats:{state}", self.prefix)
+    }
+
+    /// The pub/sub channel of job events.
+    pub fn events_channel(&self) -> String {
+        format!("{}events", self.prefix)
+    }
+}

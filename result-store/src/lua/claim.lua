@@ -1,0 +1,31 @@
+-- A worker claims a job before running it (invariant I3).
+-- KEYS[1] job hash, KEYS[2] lease key
+-- ARGV[1] key prefix, ARGV[2] job id, ARGV[3] worker id, ARGV[4] now (ms), ARGV[5] lease (ms)
+-- ARGV[6] attempt carried by the message, ARGV[7] pool
+-- Returns {outcome, detail}:
+--   claimed <previous state> | terminal <state> | held <holder> | stale <state> | missing ''
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return {'missing', ''} end
+if state == 'succeeded' or state == 'failed' or state == 'timed_out' or state == 'cancelled' then
+  return {'terminal', state}
+end
+if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[6] then return {'stale', state} end
+local holder = redis.call('GET', KEYS[2])
+if holder and holder ~= ARGV[3] then return {'held', holder} end
+-- A job waiting out its backoff is owned by the delay ladder; a copy of the failed attempt
+-- showing up here is old news.
+if state == 'retrying' then return {'stale', state} end
+redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[5])
+redis.call('HSET', KEYS[1], 'state', 'running', 'running_ms', ARGV[4], 'updated_ms', ARGV[4],
+  'worker', ARGV[3], 'pool', ARGV[7])
+redis.call('HDEL', KEYS[1], 'pending_reason')
+redis.call('PERSIST', KEYS[1])
+if state == 'running' then redis.call('HINCRBY', KEYS[1], 'takeovers', 1) end
+redis.call('ZREM', ARGV[1] .. 'jobs:state:' .. state, ARGV[2])
+redis.call('ZADD', ARGV[1] .. 'jobs:state:running', 0, ARGV[2])
+local fields = redis.call('HMGET', KEYS[1], 'attempt', 'tenant')
+redis.call('PUBLISH', ARGV[1] .. 'events', cjson.encode({
+  id = ARGV[2], state = 'running', from = state, at = tonumber(ARGV[4]),
+  pool = ARGV[7], worker = ARGV[3], attempt = tonumber(fields[1] or '0'), tenant = fields[2] or ''
+}))
+return {'claimed', state}

@@ -1,0 +1,108 @@
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+use serde_json::Value;
+use warren_protocol::{JobId, JobSpec, JobState};
+
+use crate::StoreError;
+
+/// A job as Redis knows it: what `GET /v1/jobs/{id}` returns.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobRecord {
+    /// The job id.
+    pub id: JobId,
+    /// Current state.
+    pub state: JobState,
+    /// The submitted spec.
+    pub spec: JobSpec,
+    /// Current attempt, from 1.
+    pub attempt: u32,
+    /// When it was accepted (ms since the epoch).
+    pub created_ms: u64,
+    /// When it last changed.
+    pub updated_ms: u64,
+    /// When it entered each state it has been in (last time for repeated states).
+    pub timestamps: BTreeMap<String, u64>,
+    /// The pool it was released to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+    /// The worker that runs or ran it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
+    /// Why it is still waiting, while queued.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending_reason: Option<String>,
+    /// What it returned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    /// Why it failed (last attempt).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Exit code of a `command` job.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i64>,
+    /// When the next attempt is due, while retrying.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_attempt_ms: Option<u64>,
+    /// How often another worker took it over after its worker died.
+    pub takeovers: u32,
+}
+
+impl JobRecord {
+    pub(crate) fn from_hash(
+        key: &str,
+        mut hash: HashMap<String, String>,
+    ) -> Result<Self, StoreError> {
+        let corrupt = |message: String| StoreError::Corrupt {
+            key: key.to_owned(),
+            message,
+        };
+        let mut take = |field: &str| hash.remove(field);
+        let id = take("id")
+            .ok_or_else(|| corrupt("no id".into()))?
+            .parse()
+            .map_err(|e| corrupt(format!("id: {e}")))?;
+        let state = take("state")
+            .ok_or_else(|| corrupt("no state".into()))?
+            .parse()
+            .map_err(|e| corrupt(format!("{e}")))?;
+        let spec = serde_json::from_str(&take("spec").ok_or_else(|| corrupt("no spec".into()))?)
+            .map_err(|e| corrupt(format!("spec: {e}")))?;
+        let number = |v: Option<String>| v.and_then(|s| s.parse::<u64>().ok());
+        let attempt = number(take("attempt")).unwrap_or(1) as u32;
+        let created_ms = number(take("created_ms")).unwrap_or(0);
+        let updated_ms = number(take("updated_ms")).unwrap_or(created_ms);
+        let pool = take("pool").filter(|s| !s.is_empty());
+        let worker = take("worker").filter(|s| !s.is_empty());
+        let pending_reason = take("pending_reason").filter(|s| !s.is_empty());
+        let result = take("result").and_then(|s| serde_json::from_str(&s).ok());
+        let error = take("error").filter(|s| !s.is_empty());
+        let exit_code = take("exit_code").and_then(|s| s.parse().ok());
+        let next_attempt_ms = number(take("next_attempt_ms"));
+        let takeovers = number(take("takeovers")).unwrap_or(0) as u32;
+        let timestamps = JobState::ALL
+            .iter()
+            .filter_map(|s| {
+                let ms = number(hash.remove(&format!("{s}_ms")))?;
+                Some((s.as_str().to_owned(), ms))
+            })
+            .collect();
+        Ok(Self {
+            id,
+            state,
+            spec,
+            attempt,
+            created_ms,
+            updated_ms,
+            timestamps,
+            pool,
+            worker,
+            pending_reason,
+            result,
+            error,
+            exit_code,
+            next_attempt_ms,
+            takeovers,
+        })
+    }
+}

@@ -1,0 +1,22 @@
+use std::sync::LazyLock;
+
+use redis::Script;
+
+pub(crate) static TRANSITION: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/transition.lua")));
+pub(crate) static CLAIM: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/claim.lua")));
+pub(crate) static RENEW: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/renew.lua")));
+pub(crate) static ANNOTATE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/annotate.lua")));
+
+/// Formats states as `,a,b,` for the scripts' substring test.
+pub(crate) fn state_list(states: &[warren_protocol::JobState]) -> String {
+    let mut out = String::from(",");
+    for state in states {
+        out.push_str(state.as_str());
+        out.push(',');
+    }
+    out
+}
