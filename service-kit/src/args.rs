@@ -42,6 +42,9 @@ pub struct CommonArgs {
     /// Prefix of every queue, exchange and Redis key this deployment uses.
     #[arg(long, env = "WARREN_NAMESPACE", default_value = "warren")]
     pub namespace: Namespace,
+    /// How long finished jobs, their results and logs are kept (e.g. 7d).
+    #[arg(long, env = "WARREN_RESULT_TTL", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub result_ttl: Duration,
 }
 
 /// Redacts the password of a URL, so URLs can be logged and shown in errors.
