@@ -1,0 +1,107 @@
+//! The delay ladder's exit: expired messages go one rung down, or back to intake when due.
+
+use futures_util::StreamExt;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+use warren_protocol::{JobEnvelope, JobState, now_ms};
+use warren_store::{Store, Transition};
+use warren_topology::delay::{NextHop, next_hop};
+use warren_topology::lapin::message::Delivery;
+use warren_topology::lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
+use warren_topology::lapin::types::FieldTable;
+use warren_topology::{AmqpPool, Publisher, Topology};
+
+/// Consumes `{ns}.delay.expired` until `stop` or until the channel fails.
+pub(crate) async fn run(
+    pool: AmqpPool,
+    publisher: Publisher,
+    store: Store,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let topology = publisher.topology().clone();
+    let channel = Topology::channel(&pool).await?;
+    channel
+        .basic_qos(256, BasicQosOptions { global: false })
+        .await?;
+    let mut consumer = channel
+        .basic_consume(
+            topology.delay_expired_queue().into(),
+            "scheduler-delay".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return Ok(()),
+            next = consumer.next() => {
+                let Some(delivery) = next else { anyhow::bail!("delay consumer cancelled") };
+                step(&publisher, &store, delivery?).await;
+            }
+        }
+    }
+}
+
+async fn step(publisher: &Publisher, store: &Store, delivery: Delivery) {
+    let envelope = match JobEnvelope::from_bytes(&delivery.data) {
+        Ok(envelope) => envelope,
+        Err(reason) => {
+            let reason = format!("malformed delayed message: {reason}");
+            let sent = async {
+                publisher
+                    .send_dead(&delivery.data, delivery.properties.clone(), &reason)
+                    .await?
+                    .confirmed()
+                    .await
+            }
+            .await;
+            if sent.is_ok() {
+                let _ = delivery.ack(BasicAckOptions::default()).await;
+            }
+            return;
+        }
+    };
+    let id = envelope.job_id;
+    match store.state(id).await {
+        Ok(Some(state)) if state.is_terminal() => {
+            debug!(job_id = %id, %state, "delayed job already finished; dropping");
+            let _ = delivery.ack(BasicAckOptions::default()).await;
+            return;
+        }
+        Ok(None) => {
+            warn!(job_id = %id, "delayed job has no record; dropping");
+            let _ = delivery.ack(BasicAckOptions::default()).await;
+            return;
+        }
+        Ok(Some(_)) => {}
+        Err(error) => {
+            // Leave it unacked: it comes back when the channel is recovered.
+            warn!(job_id = %id, %error, "cannot read delayed job");
+            return;
+        }
+    }
+    let due = envelope.not_before_ms.unwrap_or(0);
+    let hop = next_hop(std::time::Duration::from_millis(due.saturating_sub(now_ms())));
+    if hop == NextHop::Due {
+        // Queued before it is published: a worker that claims it at once must not find it
+        // still `retrying` (which the claim treats as a stale copy). If the publish below
+        // fails, the message stays unacked and this step runs again.
+        let t = Transition::new(id, JobState::Queued).at_attempt(envelope.attempt);
+        if let Err(error) = store.transition(&t).await {
+            warn!(job_id = %id, %error, "could not mark retried job queued");
+            return;
+        }
+    }
+    let sent = async {
+        match hop {
+            NextHop::Due => publisher.send_intake(&envelope).await?.confirmed().await,
+            NextHop::Rung(rung) => publisher.send_delay(rung, &envelope).await?.confirmed().await,
+        }
+    }
+    .await;
+    if let Err(error) = sent {
+        warn!(job_id = %id, %error, "could not move a delayed job on");
+        return;
+    }
+    let _ = delivery.ack(BasicAckOptions::default()).await;
+}

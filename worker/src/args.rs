@@ -1,0 +1,88 @@
+use std::time::Duration;
+
+use clap::Args;
+use warren_kit::{CommonArgs, ShutdownArgs};
+use warren_protocol::{PoolName, WorkerResources};
+
+/// Settings of one worker process.
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    /// Connections, namespace, result TTL.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Drain grace period.
+    #[command(flatten)]
+    pub shutdown: ShutdownArgs,
+    /// Tags this worker offers (comma-separated); they name its pool.
+    #[arg(long, env = "WARREN_TAGS", default_value = "cpu", value_parser = PoolName::parse_list)]
+    pub tags: PoolName,
+    /// Jobs run at once (the consumer prefetch).
+    #[arg(long, env = "WARREN_SLOTS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub slots: u32,
+    /// CPU cores each job may use.
+    #[arg(long, env = "WARREN_CPU", default_value_t = 1)]
+    pub cpu: u32,
+    /// Memory (MiB) each job may use.
+    #[arg(long, env = "WARREN_MEM_MB", default_value_t = 1024)]
+    pub mem_mb: u64,
+    /// GPUs each job may use.
+    #[arg(long, env = "WARREN_GPUS", default_value_t = 0)]
+    pub gpus: u32,
+    /// Programs `command` jobs may run (comma-separated names or absolute paths; `*` = any).
+    /// Empty: no `command` jobs at all.
+    #[arg(long = "allow-command", env = "WARREN_ALLOW_COMMANDS", value_delimiter = ',')]
+    pub allow_commands: Vec<String>,
+    /// How often to send heartbeats.
+    #[arg(long, env = "WARREN_HEARTBEAT_INTERVAL", default_value = "2s", value_parser = humantime_duration)]
+    pub heartbeat_interval: Duration,
+    /// How long a claim on a job lasts unless renewed; a dead worker's jobs are taken over
+    /// after this.
+    #[arg(long, env = "WARREN_LEASE_TTL", default_value = "15s", value_parser = humantime_duration)]
+    pub lease_ttl: Duration,
+    /// Timeout of jobs that do not set `timeout_s`.
+    #[arg(long, env = "WARREN_DEFAULT_TIMEOUT", default_value = "1h", value_parser = humantime_duration)]
+    pub default_timeout: Duration,
+    /// Between SIGTERM and SIGKILL when a job's process group is stopped.
+    #[arg(long, env = "WARREN_KILL_GRACE", default_value = "5s", value_parser = humantime_duration)]
+    pub kill_grace: Duration,
+    /// First retry delay; doubles with each attempt.
+    #[arg(long, env = "WARREN_RETRY_BASE", default_value = "1s", value_parser = humantime_duration)]
+    pub retry_base: Duration,
+}
+
+fn humantime_duration(raw: &str) -> Result<Duration, humantime::DurationError> {
+    humantime::parse_duration(raw)
+}
+
+impl WorkerArgs {
+    /// Returns the resources offered to each job.
+    pub fn resources(&self) -> WorkerResources {
+        WorkerResources {
+            cpu: self.cpu,
+            mem_mb: self.mem_mb,
+            gpus: self.gpus,
+        }
+    }
+
+    /// Checks settings that clap cannot.
+    ///
+    /// # Errors
+    /// Says which setting to fix.
+    pub fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.lease_ttl >= Duration::from_millis(300),
+            "--lease-ttl must be at least 300ms"
+        );
+        anyhow::ensure!(
+            !self.heartbeat_interval.is_zero(),
+            "--heartbeat-interval must be positive"
+        );
+        for entry in &self.allow_commands {
+            anyhow::ensure!(
+                !entry.trim().is_empty(),
+                "--allow-command has an empty entry; remove the stray comma"
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,363 @@
+//! One delivery from the pool queue: claim, run, record, ack — in that order, so a crash at
+//! any point leaves the message unacked and the broker redelivers it (invariant I4), and the
+//! claim makes the redelivery harmless (invariant I3).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tracing::{Instrument, debug, info, info_span, warn};
+use warren_protocol::{JobEnvelope, JobState, now_ms};
+use warren_store::{ClaimOutcome, Transition, TransitionOutcome};
+use warren_topology::delay::{NextHop, next_hop};
+use warren_topology::lapin::message::Delivery;
+use warren_topology::lapin::options::{BasicAckOptions, BasicNackOptions};
+
+use crate::execute;
+use crate::runtime::Runtime;
+use crate::task::{JobError, TaskResult};
+
+/// Longest backoff between attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+pub(crate) async fn delivery(rt: Arc<Runtime>, delivery: Delivery) {
+    let envelope = match JobEnvelope::from_bytes(&delivery.data) {
+        Ok(envelope) => envelope,
+        Err(reason) => {
+            dead_letter(&rt, &delivery, &format!("malformed job message: {reason}")).await;
+            return;
+        }
+    };
+    let span = info_span!(
+        "job",
+        job_id = %envelope.job_id,
+        task = %envelope.spec.task,
+        attempt = envelope.attempt,
+        correlation_id = envelope.correlation_id.as_deref().unwrap_or(""),
+    );
+    handle(rt, delivery, envelope).instrument(span).await;
+}
+
+async fn handle(rt: Arc<Runtime>, delivery: Delivery, envelope: JobEnvelope) {
+    let task = match envelope.spec.validate() {
+        Ok(task) => task,
+        Err(error) => {
+            let reason = format!("invalid job spec: {error}");
+            fail_unrunnable(&rt, &envelope, &reason).await;
+            dead_letter(&rt, &delivery, &reason).await;
+            return;
+        }
+    };
+    if let Err(reason) = execute::can_run(&rt, &task) {
+        bounce(&rt, &delivery, &envelope, &reason).await;
+        return;
+    }
+    let Some(cancel) = rt.start_job(envelope.job_id) else {
+        debug!("already running here; dropping the duplicate delivery");
+        ack(&delivery).await;
+        return;
+    };
+    let claimed = claim(&rt, &envelope).await;
+    if !claimed.run {
+        rt.finish_job(envelope.job_id);
+        if claimed.requeue {
+            nack_requeue(&delivery).await;
+        } else {
+            ack(&delivery).await;
+        }
+        return;
+    }
+
+    let renewer = spawn_lease_renewal(rt.clone(), &envelope, cancel.clone());
+    let started = Instant::now();
+    let outcome = execute::attempt(&rt, &envelope, task, cancel.clone()).await;
+    renewer.abort();
+    rt.finish_job(envelope.job_id);
+
+    if matches!(outcome, Err(JobError::Cancelled)) && rt.is_aborting() {
+        // Shutdown ran out of grace: hand the job back instead of failing it.
+        let back = Transition::new(envelope.job_id, JobState::Queued)
+            .by_worker(&rt.id)
+            .at_attempt(envelope.attempt)
+            .releasing_lease();
+        let _ = rt.store.transition(&back).await;
+        nack_requeue(&delivery).await;
+        info!("requeued on shutdown");
+        return;
+    }
+    record(&rt, &envelope, outcome, started.elapsed()).await;
+    ack(&delivery).await;
+}
+
+struct Claimed {
+    run: bool,
+    requeue: bool,
+}
+
+/// Claims the job, waiting out the lease of a worker that may have died.
+async fn claim(rt: &Runtime, envelope: &JobEnvelope) -> Claimed {
+    let lease = rt.args.lease_ttl;
+    let give_up = Instant::now() + lease * 2 + Duration::from_secs(1);
+    loop {
+        let outcome = rt
+            .store
+            .claim(
+                envelope.job_id,
+                &rt.id,
+                envelope.attempt,
+                &rt.args.tags.to_string(),
+                lease,
+            )
+            .await;
+        match outcome {
+            Ok(ClaimOutcome::Claimed(JobState::Running)) => {
+                info!("took over a job whose worker died");
+                return Claimed { run: true, requeue: false };
+            }
+            Ok(ClaimOutcome::Claimed(_)) => return Claimed { run: true, requeue: false },
+            Ok(ClaimOutcome::Terminal(state)) => {
+                debug!(%state, "job already finished; dropping the message");
+                return Claimed { run: false, requeue: false };
+            }
+            Ok(ClaimOutcome::Stale(state)) => {
+                debug!(%state, "message is for an older attempt; dropping it");
+                return Claimed { run: false, requeue: false };
+            }
+            Ok(ClaimOutcome::Missing) => {
+                warn!("job record is missing (expired or never written); dropping the message");
+                return Claimed { run: false, requeue: false };
+            }
+            Ok(ClaimOutcome::Held(holder)) => {
+                // Either a duplicate of a job a live worker runs (its own delivery will be
+                // acked: drop ours), or a redelivery after that worker died (its lease will
+                // lapse: then take over). Waiting out one lease tells them apart.
+                if Instant::now() >= give_up {
+                    debug!(%holder, "job is held by a live worker; dropping the duplicate");
+                    return Claimed { run: false, requeue: false };
+                }
+            }
+            Err(error) => {
+                warn!(%error, "claim failed; returning the message to the queue");
+                return Claimed { run: false, requeue: true };
+            }
+        }
+        tokio::time::sleep(lease / 4).await;
+    }
+}
+
+fn spawn_lease_renewal(
+    rt: Arc<Runtime>,
+    envelope: &JobEnvelope,
+    cancel: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let id = envelope.job_id;
+    tokio::spawn(async move {
+        let lease = rt.args.lease_ttl;
+        let mut tick = tokio::time::interval(lease / 3);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            match rt.store.renew_lease(id, &rt.id, lease).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    // Someone else holds it now (we were presumed dead): stop, so the job
+                    // does not run twice at once.
+                    warn!(job_id = %id, "lost the lease; stopping the job");
+                    cancel.cancel();
+                    return;
+                }
+                Err(error) => warn!(job_id = %id, %error, "lease renewal failed"),
+            }
+        }
+    })
+}
+
+/// Stores the outcome of an attempt: success, retry through the delay ladder, or failure.
+async fn record(rt: &Runtime, envelope: &JobEnvelope, outcome: TaskResult, took: Duration) {
+    let id = envelope.job_id;
+    let base = |to| {
+        Transition::new(id, to)
+            .by_worker(&rt.id)
+            .at_attempt(envelope.attempt)
+            .set("duration_ms", took.as_millis() as u64)
+    };
+    let transition = match outcome {
+        Ok(result) => with_result(base(JobState::Succeeded), Some(result)),
+        Err(JobError::TimedOut { result }) => {
+            with_result(base(JobState::TimedOut), result).set("error", "timed out")
+        }
+        Err(JobError::Cancelled) => base(JobState::Cancelled).set("error", "cancelled"),
+        Err(JobError::Retryable {
+            message,
+            after,
+            result,
+        }) if envelope.attempt < envelope.spec.max_attempts => {
+            match schedule_retry(rt, envelope, after).await {
+                Ok(due) => with_result(base(JobState::Retrying), result)
+                    .set("error", &message)
+                    .set("attempt", envelope.attempt + 1)
+                    .set("next_attempt_ms", due)
+                    .releasing_lease(),
+                Err(error) => {
+                    warn!(error = format!("{error:#}"), "could not schedule the retry");
+                    with_result(base(JobState::Failed), result)
+                        .set("error", format!("{message} (retry could not be scheduled)"))
+                }
+            }
+        }
+        Err(
+            JobError::Retryable {
+                message, result, ..
+            }
+            | JobError::Permanent { message, result },
+        ) => with_result(base(JobState::Failed), result).set("error", message),
+    };
+    let target = transition.to;
+    match write_with_retry(rt, &transition).await {
+        Some(TransitionOutcome::Done(_)) => info!(state = %target, took_ms = took.as_millis() as u64, "job finished attempt"),
+        Some(other) => debug!(?other, state = %target, "job had moved on (cancelled or taken over)"),
+        None => {}
+    }
+}
+
+fn with_result(mut t: Transition, result: Option<Value>) -> Transition {
+    if let Some(result) = result {
+        if let Some(code) = result.get("exit_code").and_then(Value::as_i64) {
+            t = t.set("exit_code", code);
+        }
+        t = t.set("result", result.to_string());
+    }
+    t
+}
+
+/// Sends the next attempt into the delay ladder; returns when it is due.
+async fn schedule_retry(
+    rt: &Runtime,
+    envelope: &JobEnvelope,
+    after: Option<Duration>,
+) -> anyhow::Result<u64> {
+    let exponent = envelope.attempt.saturating_sub(1).min(20);
+    let delay = after
+        .unwrap_or_else(|| rt.args.retry_base.saturating_mul(1 << exponent))
+        .min(MAX_BACKOFF);
+    let due = now_ms() + delay.as_millis() as u64;
+    let mut next = envelope.clone();
+    next.attempt += 1;
+    next.not_before_ms = Some(due);
+    let publisher = rt.publisher();
+    let pending = match next_hop(delay) {
+        NextHop::Due => publisher.send_intake(&next).await?,
+        NextHop::Rung(rung) => publisher.send_delay(rung, &next).await?,
+    };
+    pending.confirmed().await?;
+    Ok(due)
+}
+
+/// Writes a transition, retrying transient Redis errors for a while: the outcome of work
+/// that was done must not be thrown away because Redis blinked.
+async fn write_with_retry(rt: &Runtime, t: &Transition) -> Option<TransitionOutcome> {
+    let mut wait = Duration::from_millis(100);
+    for _ in 0..8 {
+        match rt.store.transition(t).await {
+            Ok(outcome) => return Some(outcome),
+            Err(error) if error.is_transient() => {
+                warn!(%error, retry_in = ?wait, "could not record the outcome; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            Err(error) => {
+                warn!(%error, "could not record the outcome");
+                return None;
+            }
+        }
+    }
+    None
+}
+
+/// Marks a job that can never run as failed (its spec does not validate).
+async fn fail_unrunnable(rt: &Runtime, envelope: &JobEnvelope, reason: &str) {
+    let t = Transition::new(envelope.job_id, JobState::Failed).set("error", reason);
+    if let Err(error) = rt.store.transition(&t).await {
+        warn!(%error, "could not mark the job failed");
+    }
+}
+
+/// Sends a job this worker cannot run back to the scheduler (it was placed on a stale view of
+/// the pool), then acks the delivery.
+async fn bounce(rt: &Runtime, delivery: &Delivery, envelope: &JobEnvelope, reason: &str) {
+    warn!(reason, "cannot run this job here; returning it to the scheduler");
+    let sent = async {
+        rt.publisher().send_intake(envelope).await?.confirmed().await
+    }
+    .await;
+    match sent {
+        Ok(()) => {
+            let back = Transition::new(envelope.job_id, JobState::Queued)
+                .at_attempt(envelope.attempt)
+                .set("pending_reason", reason);
+            let _ = rt.store.transition(&back).await;
+            ack(delivery).await;
+        }
+        Err(error) => {
+            warn!(%error, "could not return the job; leaving it in the queue");
+            nack_requeue(delivery).await;
+        }
+    }
+}
+
+async fn dead_letter(rt: &Runtime, delivery: &Delivery, reason: &str) {
+    warn!(reason, "dead-lettering a message");
+    let sent = async {
+        rt.publisher()
+            .send_dead(&delivery.data, delivery.properties.clone(), reason)
+            .await?
+            .confirmed()
+            .await
+    }
+    .await;
+    match sent {
+        Ok(()) => ack(delivery).await,
+        Err(error) => {
+            warn!(%error, "could not dead-letter; rejecting into the queue's dead-letter exchange");
+            let _ = delivery
+                .nack(BasicNackOptions {
+                    requeue: false,
+                    ..Default::default()
+                })
+                .await;
+        }
+    }
+}
+
+async fn ack(delivery: &Delivery) {
+    if let Err(error) = delivery.ack(BasicAckOptions::default()).await {
+        // The channel is gone; the broker will redeliver and the claim will drop the copy.
+        debug!(%error, "ack failed");
+    }
+}
+
+async fn nack_requeue(delivery: &Delivery) {
+    if let Err(error) = delivery
+        .nack(BasicNackOptions {
+            requeue: true,
+            ..Default::default()
+        })
+        .await
+    {
+        debug!(%error, "nack failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_carry_exit_codes() {
+        let t = with_result(
+            Transition::new(warren_protocol::JobId::new(), JobState::Failed),
+            Some(serde_json::json!({"exit_code": 3})),
+        );
+        assert!(t.fields.iter().any(|(k, v)| *k == "exit_code" && v == "3"));
+    }
+}

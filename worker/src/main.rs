@@ -1,0 +1,23 @@
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+use warren_kit::TelemetryArgs;
+use warren_worker::WorkerArgs;
+
+/// A Warren worker: runs the jobs of one pool.
+#[derive(Debug, Parser)]
+#[command(name = "warren-worker", version)]
+struct Cli {
+    #[command(flatten)]
+    worker: WorkerArgs,
+    #[command(flatten)]
+    telemetry: TelemetryArgs,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    warren_kit::telemetry::init(&cli.telemetry);
+    let shutdown = CancellationToken::new();
+    warren_kit::shutdown::spawn_signal_listener(shutdown.clone())?;
+    warren_worker::run(cli.worker, shutdown).await
+}

@@ -1,0 +1,258 @@
+//! The worker's life: connect, consume, reconnect with backoff, drain.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use futures_util::StreamExt;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+use warren_kit::args::safe_url;
+use warren_protocol::{JobId, WorkerId, now_ms};
+use warren_store::{Store, StoreOptions};
+use warren_topology::lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
+use warren_topology::lapin::types::FieldTable;
+use warren_topology::{AmqpPool, Publisher, Topology, TopologyOptions, connect_pool};
+
+use crate::args::WorkerArgs;
+use crate::task::Handler;
+use crate::{Worker, control, handle, heartbeat};
+
+/// What every job-handling task of one worker shares.
+pub(crate) struct Runtime {
+    pub(crate) id: WorkerId,
+    pub(crate) hostname: String,
+    pub(crate) args: WorkerArgs,
+    pub(crate) store: Store,
+    pub(crate) topology: Topology,
+    pub(crate) tasks: BTreeMap<String, Handler>,
+    pub(crate) started_at_ms: u64,
+    publisher: Mutex<Publisher>,
+    /// Jobs running here, with the token that stops each.
+    running: Mutex<HashMap<JobId, CancellationToken>>,
+    /// Set when the drain grace has run out: stopped jobs are requeued, not failed.
+    aborting: AtomicBool,
+}
+
+impl Runtime {
+    /// Returns the current publisher (a clone: never hold the lock across an await).
+    pub(crate) fn publisher(&self) -> Publisher {
+        lock(&self.publisher).clone()
+    }
+
+    fn replace_publisher(&self, publisher: Publisher) {
+        *lock(&self.publisher) = publisher;
+    }
+
+    /// Registers a running job; `None` if it already runs here (a duplicate delivery).
+    pub(crate) fn start_job(&self, id: JobId) -> Option<CancellationToken> {
+        let mut running = lock(&self.running);
+        if running.contains_key(&id) {
+            return None;
+        }
+        let token = CancellationToken::new();
+        running.insert(id, token.clone());
+        Some(token)
+    }
+
+    pub(crate) fn finish_job(&self, id: JobId) {
+        lock(&self.running).remove(&id);
+    }
+
+    /// Stops a running job (client cancel).
+    pub(crate) fn cancel_job(&self, id: JobId) -> bool {
+        match lock(&self.running).get(&id) {
+            Some(token) => {
+                token.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub(crate) fn running_ids(&self) -> Vec<JobId> {
+        lock(&self.running).keys().copied().collect()
+    }
+
+    pub(crate) fn is_aborting(&self) -> bool {
+        self.aborting.load(Ordering::SeqCst)
+    }
+
+    fn abort_all(&self) {
+        self.aborting.store(true, Ordering::SeqCst);
+        for token in lock(&self.running).values() {
+            token.cancel();
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding these locks cannot leave the maps inconsistent (single inserts
+    // and removes), so a poisoned lock is still usable.
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+pub(crate) async fn run(worker: Worker, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let Worker {
+        id,
+        hostname,
+        args,
+        tasks,
+    } = worker;
+    args.check()?;
+    let common = &args.common;
+    let store = Store::connect(
+        &common.redis.url,
+        &common.namespace,
+        StoreOptions {
+            result_ttl: common.result_ttl,
+            ..Default::default()
+        },
+    )
+    .await
+    .with_context(|| format!("connecting to redis at {}", safe_url(&common.redis.url)))?;
+    let pool = connect_pool(&common.amqp.url, "warren-worker", 1)
+        .await
+        .with_context(|| format!("connecting to rabbitmq at {}", safe_url(&common.amqp.url)))?;
+    let topology = Topology::new(common.namespace.clone(), TopologyOptions::default());
+    let publisher = open_publisher(&pool, &topology, &args).await?;
+    let custom: Vec<String> = tasks.keys().cloned().collect();
+    store
+        .register_tasks(&custom)
+        .await
+        .context("registering tasks")?;
+
+    let rt = Arc::new(Runtime {
+        id,
+        hostname,
+        args,
+        store,
+        topology,
+        tasks,
+        started_at_ms: now_ms(),
+        publisher: Mutex::new(publisher),
+        running: Mutex::new(HashMap::new()),
+        aborting: AtomicBool::new(false),
+    });
+    info!(worker_id = %rt.id, pool = %rt.args.tags, slots = rt.args.slots, "worker ready");
+
+    let tracker = TaskTracker::new();
+    let heartbeat_stop = CancellationToken::new();
+    let heartbeats = tokio::spawn(heartbeat::run(rt.clone(), heartbeat_stop.clone()));
+
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match session(&rt, &pool, &tracker, &shutdown).await {
+            Ok(()) => break,
+            Err(error) => {
+                warn!(error = format!("{error:#}"), retry_in = ?backoff, "worker lost its broker session");
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(backoff) => {},
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+                match open_publisher(&pool, &rt.topology, &rt.args).await {
+                    Ok(publisher) => rt.replace_publisher(publisher),
+                    Err(error) => warn!(error = format!("{error:#}"), "reopening the publisher failed"),
+                }
+            }
+        }
+    }
+
+    drain(&rt, &tracker).await;
+    heartbeat_stop.cancel();
+    let _ = heartbeats.await;
+    pool.close();
+    info!(worker_id = %rt.id, "worker stopped");
+    Ok(())
+}
+
+async fn open_publisher(
+    pool: &AmqpPool,
+    topology: &Topology,
+    args: &WorkerArgs,
+) -> anyhow::Result<Publisher> {
+    let publisher = Publisher::open(pool, topology)
+        .await
+        .context("opening a publisher channel")?;
+    warren_topology::declare_core(publisher.channel(), topology)
+        .await
+        .context("declaring the topology")?;
+    warren_topology::declare_pool(publisher.channel(), topology, &args.tags)
+        .await
+        .context("declaring the pool queue")?;
+    Ok(publisher)
+}
+
+/// One broker session: consume until shutdown (`Ok`) or until the connection fails (`Err`).
+async fn session(
+    rt: &Arc<Runtime>,
+    pool: &AmqpPool,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let channel = Topology::channel(pool).await?;
+    // Per-consumer prefetch (global = false): RabbitMQ 4.3 refuses global QoS, and the
+    // prefetch is what limits this worker to `slots` jobs at once.
+    let slots = u16::try_from(rt.args.slots).unwrap_or(u16::MAX);
+    channel
+        .basic_qos(slots, BasicQosOptions { global: false })
+        .await
+        .context("setting prefetch")?;
+    let tag = format!("{}-jobs", rt.id);
+    let mut consumer = channel
+        .basic_consume(
+            rt.topology.pool_queue(&rt.args.tags).into(),
+            tag.as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .context("consuming the pool queue")?;
+    let control_stop = shutdown.child_token();
+    let control = tokio::spawn(control::run(rt.clone(), pool.clone(), control_stop.clone()));
+
+    let outcome = loop {
+        tokio::select! {
+            () = shutdown.cancelled() => {
+                // No new deliveries; those already prefetched are in `tracker`.
+                let _ = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
+                break Ok(());
+            }
+            next = consumer.next() => match next {
+                Some(Ok(delivery)) => {
+                    tracker.spawn(handle::delivery(rt.clone(), delivery));
+                }
+                Some(Err(error)) => break Err(anyhow::Error::new(error).context("pool queue consumer failed")),
+                None => break Err(anyhow::anyhow!("pool queue consumer was cancelled by the broker")),
+            }
+        }
+    };
+    control_stop.cancel();
+    let _ = control.await;
+    outcome
+}
+
+/// Lets running jobs finish within the grace period, then stops and requeues the rest.
+async fn drain(rt: &Arc<Runtime>, tracker: &TaskTracker) {
+    tracker.close();
+    let grace = rt.args.shutdown.shutdown_grace;
+    if !rt.running_ids().is_empty() {
+        info!(running = rt.running_ids().len(), ?grace, "draining running jobs");
+    }
+    if tokio::time::timeout(grace, tracker.wait()).await.is_ok() {
+        return;
+    }
+    warn!(
+        running = rt.running_ids().len(),
+        "grace period over: stopping and requeueing the remaining jobs"
+    );
+    rt.abort_all();
+    let bound = rt.args.kill_grace + Duration::from_secs(5);
+    if tokio::time::timeout(bound, tracker.wait()).await.is_err() {
+        warn!("some jobs did not stop in time; the broker will redeliver them");
+    }
+}
