@@ -8,11 +8,13 @@
 
 mod error;
 mod events;
+mod expiry;
 mod jobs;
 mod keys;
 mod logs;
 mod record;
 mod scripts;
+mod submit_ops;
 mod workers;
 
 pub use error::StoreError;

@@ -1,0 +1,86 @@
+//! Idempotency keys for the submitter: `idem:{key}` → job id.
+//!
+//! The key is reserved *before* the job is written or published, so two concurrent
+//! submissions with one key agree on one job id; a submission whose publish fails releases
+//! its key again, so a retry with the same key gets a fresh chance.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use redis::Script;
+use warren_protocol::JobId;
+
+use crate::{Store, StoreError};
+
+/// Sets the key to the job id unless it is already set, and returns the holder if it was.
+/// A script rather than `SET NX GET`, which needs Redis 7.
+static RESERVE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local current = redis.call('GET', KEYS[1])
+if current then return current end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return false
+",
+    )
+});
+
+/// Deletes the key only while it still names the given job, so a late release cannot drop
+/// a key that a later submission has taken since.
+static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+",
+    )
+});
+
+impl Store {
+    /// Reserves idempotency key `key` for job `id` for `ttl`.
+    ///
+    /// Returns `None` when the key is now this job's, or `Some(holder)` when an earlier
+    /// submission holds it (the caller answers with that job instead of creating one).
+    ///
+    /// # Errors
+    /// Returns [`StoreError`] when Redis fails; nothing is reserved then.
+    pub async fn reserve_idempotency_key(
+        &self,
+        key: &str,
+        id: JobId,
+        ttl: Duration,
+    ) -> Result<Option<JobId>, StoreError> {
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut conn = self.conn();
+        let holder: Option<String> = RESERVE
+            .key(self.keys.idempotency(key))
+            .arg(id.to_string())
+            .arg(ttl_ms)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| StoreError::redis("reserving an idempotency key", e))?;
+        holder
+            .map(|raw| {
+                raw.parse().map_err(|e| StoreError::Corrupt {
+                    key: self.keys.idempotency(key),
+                    message: format!("not a job id: {e}"),
+                })
+            })
+            .transpose()
+    }
+
+    /// Releases idempotency key `key` if it still names job `id` (its submission failed).
+    ///
+    /// # Errors
+    /// Returns [`StoreError`] when Redis fails.
+    pub async fn release_idempotency_key(&self, key: &str, id: JobId) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let _: i64 = RELEASE
+            .key(self.keys.idempotency(key))
+            .arg(id.to_string())
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| StoreError::redis("releasing an idempotency key", e))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,236 @@
+//! `ApiError`: every 4xx and 5xx answer, as an RFC 9457 `application/problem+json` body.
+//!
+//! The body is `{"type":"about:blank","title":<status phrase>,"status","detail","code"}`
+//! plus `"field"` when one input field is at fault. `code` is the machine-readable reason
+//! (`malformed_json`, `invalid_field`, `unknown_task`, …). 4xx details say what to fix; 5xx
+//! details only say "internal error" and the cause is logged at `error`.
+
+use std::error::Error as StdError;
+use std::fmt::Write as _;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use warren_store::StoreError;
+use warren_topology::TopologyError;
+
+/// Content type of every error body.
+pub(crate) const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Seconds a client is asked to wait before retrying a 503.
+pub(crate) const RETRY_AFTER_S: u64 = 2;
+
+/// What 5xx bodies say; the details are in the log.
+const INTERNAL_DETAIL: &str = "internal error";
+
+/// An error answer: status, machine-readable code, a detail for humans, maybe a field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ApiError {
+    pub(crate) status: StatusCode,
+    pub(crate) code: &'static str,
+    pub(crate) detail: String,
+    pub(crate) field: Option<String>,
+    retry_after: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct ProblemBody<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    title: &'a str,
+    status: u16,
+    detail: &'a str,
+    code: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            detail: detail.into(),
+            field: None,
+            retry_after: None,
+        }
+    }
+
+    /// Names the input field at fault.
+    pub(crate) fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    /// 400: the request itself is malformed (bad JSON, bad query, bad id).
+    pub(crate) fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, detail)
+    }
+
+    /// 404: no such job (or route).
+    pub(crate) fn not_found(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, detail)
+    }
+
+    /// 409: the request conflicts with the job's state.
+    pub(crate) fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, detail)
+    }
+
+    /// 413: the body, or the batch, is too large.
+    pub(crate) fn too_large(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, code, detail)
+    }
+
+    /// 415: the body is not declared as JSON.
+    pub(crate) fn unsupported_media_type(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            detail,
+        )
+    }
+
+    /// 422: well-formed JSON whose content is refused.
+    pub(crate) fn unprocessable(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
+    }
+
+    /// 503 with `Retry-After`: a dependency is down; the cause is logged at `error`.
+    pub(crate) fn unavailable(what: &str, cause: &(dyn StdError + 'static)) -> Self {
+        tracing::error!(error = %error_chain(cause), "{what}");
+        Self::unavailable_quiet("unavailable")
+    }
+
+    /// 503 with `Retry-After`, for callers that logged the cause themselves.
+    pub(crate) fn unavailable_quiet(code: &'static str) -> Self {
+        let mut err = Self::new(StatusCode::SERVICE_UNAVAILABLE, code, INTERNAL_DETAIL);
+        err.retry_after = Some(RETRY_AFTER_S);
+        err
+    }
+
+    /// 500: a bug or corrupt data; the cause is logged at `error`.
+    pub(crate) fn internal(what: &str, cause: &(dyn StdError + 'static)) -> Self {
+        tracing::error!(error = %error_chain(cause), "{what}");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            INTERNAL_DETAIL,
+        )
+    }
+
+    /// Turns a bare status (from axum or a tower layer) into a problem.
+    pub(crate) fn from_status(status: StatusCode) -> Self {
+        let (code, detail) = match status {
+            StatusCode::NOT_FOUND => ("route_not_found", "no such route".to_owned()),
+            StatusCode::METHOD_NOT_ALLOWED => (
+                "method_not_allowed",
+                "this route does not accept that method; see the Allow header".to_owned(),
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE => (
+                "body_too_large",
+                "the request body is larger than the server accepts".to_owned(),
+            ),
+            s if s.is_server_error() => ("internal_error", INTERNAL_DETAIL.to_owned()),
+            s => (
+                "http_error",
+                s.canonical_reason().unwrap_or("error").to_lowercase(),
+            ),
+        };
+        Self::new(status, code, detail)
+    }
+
+    /// Renders the problem body.
+    pub(crate) fn body(&self) -> Vec<u8> {
+        let body = ProblemBody {
+            kind: "about:blank",
+            title: self.status.canonical_reason().unwrap_or("Error"),
+            status: self.status.as_u16(),
+            detail: &self.detail,
+            code: self.code,
+            field: self.field.as_deref(),
+        };
+        // Serialising a struct of strings and integers cannot fail.
+        serde_json::to_vec(&body).unwrap_or_default()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, self.body()).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        if err.is_transient() {
+            Self::unavailable("redis is unavailable", &err)
+        } else {
+            Self::internal("redis request failed", &err)
+        }
+    }
+}
+
+impl From<TopologyError> for ApiError {
+    fn from(err: TopologyError) -> Self {
+        Self::unavailable("rabbitmq is unavailable", &err)
+    }
+}
+
+/// Formats an error and its sources as `outer: inner: innermost`, for logs.
+pub(crate) fn error_chain(err: &(dyn StdError + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let _ = write!(out, ": {cause}");
+        source = cause.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_are_problem_json_with_code_and_field() {
+        let err = ApiError::unprocessable("invalid_field", "must be 0 to 9").with_field("priority");
+        let body: serde_json::Value = serde_json::from_slice(&err.body()).unwrap();
+        assert_eq!(body["type"], "about:blank");
+        assert_eq!(body["title"], "Unprocessable Entity");
+        assert_eq!(body["status"], 422);
+        assert_eq!(body["code"], "invalid_field");
+        assert_eq!(body["field"], "priority");
+        assert_eq!(body["detail"], "must be 0 to 9");
+        let response = err.into_response();
+        assert_eq!(response.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+    }
+
+    #[test]
+    fn server_errors_hide_their_cause_and_ask_for_a_retry() {
+        let cause = std::io::Error::other("secret detail");
+        let err = ApiError::unavailable("x", &cause);
+        assert_eq!(err.detail, "internal error");
+        let response = err.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+        let err = ApiError::internal("x", &cause);
+        assert!(!err.detail.contains("secret"));
+        assert!(ApiError::from_status(StatusCode::BAD_GATEWAY).body().len() > 10);
+    }
+
+    #[test]
+    fn chains_name_every_cause() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer")]
+        struct Outer(#[source] std::io::Error);
+        let err = Outer(std::io::Error::other("inner"));
+        assert_eq!(error_chain(&err), "outer: inner");
+    }
+}

@@ -1,0 +1,315 @@
+//! Single jobs: submit, read, list, cancel, logs.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use warren_protocol::{JobId, JobSpec, JobState};
+use warren_store::{JobFilter, JobRecord, LogLine, Transition, TransitionOutcome};
+
+use crate::extract::{ApiQuery, JobIdParam, JsonBody, bounded_param, parse_json};
+use crate::middleware::CorrelationId;
+use crate::problem::{ApiError, error_chain};
+use crate::state::AppState;
+use crate::submit::{Submitted, accept_one, check_spec};
+
+static IDEMPOTENCY_HEADER: HeaderName = HeaderName::from_static("idempotency-key");
+
+/// `{"id","state"}`: the answer to a submission.
+#[derive(Debug, Serialize)]
+pub(super) struct JobRef {
+    pub(super) id: JobId,
+    pub(super) state: JobState,
+}
+
+/// Answers with `Location: /v1/jobs/{id}`.
+pub(super) fn location(id: JobId) -> [(HeaderName, HeaderValue); 1] {
+    let value = HeaderValue::from_str(&format!("/v1/jobs/{id}"))
+        .unwrap_or_else(|_| HeaderValue::from_static("/v1/jobs"));
+    [(header::LOCATION, value)]
+}
+
+/// Reads a job or answers 404.
+pub(super) async fn load(state: &AppState, id: JobId) -> Result<JobRecord, ApiError> {
+    state
+        .store()
+        .get(id)
+        .await?
+        .ok_or_else(|| job_not_found(id))
+}
+
+/// 404 for a job id nobody knows.
+pub(super) fn job_not_found(id: JobId) -> ApiError {
+    ApiError::not_found(
+        "job_not_found",
+        format!("no job {id}: it never existed or has expired"),
+    )
+}
+
+/// `POST /v1/jobs`: 202 `{"id","state":"queued"}` once the job is in Redis and confirmed
+/// into intake. With an `Idempotency-Key` already used for the same spec: 200 with that job.
+pub(super) async fn submit(
+    State(state): State<AppState>,
+    correlation: CorrelationId,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    let spec: JobSpec = parse_json(&body)?;
+    check_spec(&state, &spec, "").await?;
+    match accept_one(&state, spec.clone(), correlation.0, key).await? {
+        Submitted::Created(id) => {
+            let body = JobRef {
+                id,
+                state: JobState::Queued,
+            };
+            Ok((StatusCode::ACCEPTED, location(id), Json(body)).into_response())
+        }
+        Submitted::Existing(id) => {
+            let Some(record) = state.store().get(id).await? else {
+                // Reserved by a submission still in flight (or one that failed and whose key
+                // could not be released): the client retries.
+                return Err(ApiError::conflict(
+                    "idempotency_key_in_use",
+                    "a submission with this Idempotency-Key is still in progress; retry shortly",
+                )
+                .with_field("Idempotency-Key"));
+            };
+            if record.spec != spec {
+                return Err(ApiError::unprocessable(
+                    "idempotency_key_reused",
+                    format!("this Idempotency-Key already names job {id}, submitted with a different spec; use a new key"),
+                )
+                .with_field("Idempotency-Key"));
+            }
+            let body = JobRef {
+                id,
+                state: record.state,
+            };
+            Ok((StatusCode::OK, location(id), Json(body)).into_response())
+        }
+    }
+}
+
+/// Reads `Idempotency-Key`: 1..=255 visible ASCII characters, optionally quoted (the IETF
+/// draft sends a structured-field string).
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(&IDEMPOTENCY_HEADER) else {
+        return Ok(None);
+    };
+    let raw = value.to_str().unwrap_or("");
+    let raw = raw
+        .strip_prefix('"')
+        .and_then(|r| r.strip_suffix('"'))
+        .unwrap_or(raw);
+    let ok = (1..=255).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_graphic());
+    if !ok {
+        return Err(ApiError::bad_request(
+            "invalid_header",
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+        )
+        .with_field("Idempotency-Key"));
+    }
+    Ok(Some(raw.to_owned()))
+}
+
+/// `GET /v1/jobs/{id}`: the job record.
+pub(super) async fn get_job(
+    State(state): State<AppState>,
+    JobIdParam(id): JobIdParam,
+) -> Result<Json<JobRecord>, ApiError> {
+    load(&state, id).await.map(Json)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ListQuery {
+    state: Option<String>,
+    tenant: Option<String>,
+    queue: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// One page of jobs, newest first.
+#[derive(Debug, Serialize)]
+pub(super) struct ListResponse {
+    jobs: Vec<JobRecord>,
+    /// Pass back as `cursor` for the next page; `null` on the last one.
+    next_cursor: Option<String>,
+}
+
+/// `GET /v1/jobs?state=&tenant=&queue=&limit=&cursor=`.
+pub(super) async fn list(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<ListResponse>, ApiError> {
+    let job_state = match query.state.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(raw) => Some(raw.parse::<JobState>().map_err(|e| {
+            ApiError::bad_request("invalid_query", e.to_string()).with_field("state")
+        })?),
+    };
+    let filter = JobFilter {
+        state: job_state,
+        tenant: name_param("tenant", query.tenant)?,
+        queue: name_param("queue", query.queue)?,
+    };
+    let limit = bounded_param("limit", query.limit.as_deref(), 50, 1..=1000)?;
+    let cursor = match query.cursor.as_deref().filter(|c| !c.is_empty()) {
+        None => None,
+        Some(raw) => Some(raw.parse::<JobId>().map_err(|_| {
+            ApiError::bad_request(
+                "invalid_query",
+                "cursor must be the next_cursor of a previous page",
+            )
+            .with_field("cursor")
+        })?),
+    };
+    let limit = usize::try_from(limit).unwrap_or(1000);
+    let page = state.store().list(&filter, limit, cursor).await?;
+    Ok(Json(ListResponse {
+        jobs: page.jobs,
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// A tenant or queue filter: empty means none; at most 64 characters.
+fn name_param(name: &'static str, raw: Option<String>) -> Result<Option<String>, ApiError> {
+    match raw.filter(|r| !r.is_empty()) {
+        Some(r) if r.len() > 64 => Err(ApiError::bad_request(
+            "invalid_query",
+            format!("{name} must be at most 64 characters"),
+        )
+        .with_field(name)),
+        other => Ok(other),
+    }
+}
+
+/// `POST /v1/jobs/{id}/cancel`: cancels a job that has not finished; a running job's worker
+/// is told to kill it. Answers the record (200), 404, or 409 if it has already finished.
+pub(super) async fn cancel(
+    State(state): State<AppState>,
+    JobIdParam(id): JobIdParam,
+) -> Result<Json<JobRecord>, ApiError> {
+    let outcome = state
+        .store()
+        .transition(&Transition::new(id, JobState::Cancelled))
+        .await?;
+    match outcome {
+        TransitionOutcome::Done(previous) => {
+            tracing::info!(job_id = %id, %previous, "job cancelled");
+            if previous == JobState::Running {
+                tell_workers(&state, id).await;
+            }
+        }
+        TransitionOutcome::Missing => return Err(job_not_found(id)),
+        TransitionOutcome::Illegal(current)
+        | TransitionOutcome::NotOwner(current)
+        | TransitionOutcome::Stale(current) => {
+            return Err(ApiError::conflict(
+                "job_finished",
+                format!("job {id} is already {current} and cannot be cancelled"),
+            ));
+        }
+    }
+    load(&state, id).await.map(Json)
+}
+
+/// Broadcasts `job.cancel` so the worker running the job kills it. Best effort: the job is
+/// already cancelled in Redis, and a worker never records a result over a terminal state.
+async fn tell_workers(state: &AppState, id: JobId) {
+    let body = json!({ "job_id": id }).to_string();
+    let exchange = state.topology().control_exchange();
+    let sent = match state.publisher().get().await {
+        Ok(lease) => {
+            lease
+                .publisher
+                .emit(&exchange, "job.cancel", body.as_bytes())
+                .await
+        }
+        Err(error) => Err(error),
+    };
+    if let Err(error) = sent {
+        tracing::warn!(job_id = %id, error = %error_chain(&error), "cannot tell workers to cancel a running job");
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LogsQuery {
+    after: Option<String>,
+    limit: Option<String>,
+}
+
+/// A page of log lines.
+#[derive(Debug, Serialize)]
+pub(super) struct LogsResponse {
+    lines: Vec<LogLine>,
+    /// Pass back as `after` to read on; `null` when the log is still empty.
+    next: Option<String>,
+}
+
+/// `GET /v1/jobs/{id}/logs?after=&limit=`: up to `limit` (default 100, max 1000) lines after
+/// the entry `after`.
+pub(super) async fn logs(
+    State(state): State<AppState>,
+    JobIdParam(id): JobIdParam,
+    ApiQuery(query): ApiQuery<LogsQuery>,
+) -> Result<Json<LogsResponse>, ApiError> {
+    let after = query.after.filter(|a| !a.is_empty());
+    if let Some(after) = &after
+        && !is_stream_id(after)
+    {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "after must be the id of a log line (as in `next`)",
+        )
+        .with_field("after"));
+    }
+    let limit = bounded_param("limit", query.limit.as_deref(), 100, 1..=1000)?;
+    if state.store().state(id).await?.is_none() {
+        return Err(job_not_found(id));
+    }
+    let count = usize::try_from(limit).unwrap_or(1000);
+    let lines = state.store().read_log(id, after.as_deref(), count).await?;
+    let next = lines.last().map(|l| l.id.clone()).or(after);
+    Ok(Json(LogsResponse { lines, next }))
+}
+
+/// A Redis stream id: `ms` or `ms-seq`.
+fn is_stream_id(raw: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
+    match raw.split_once('-') {
+        Some((ms, seq)) => digits(ms) && digits(seq),
+        None => digits(raw),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idempotency_keys_are_checked_and_unquoted() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(idempotency_key(&headers).unwrap(), None);
+        headers.insert(&IDEMPOTENCY_HEADER, HeaderValue::from_static("\"abc-1\""));
+        assert_eq!(idempotency_key(&headers).unwrap().as_deref(), Some("abc-1"));
+        headers.insert(&IDEMPOTENCY_HEADER, HeaderValue::from_static("a b"));
+        assert!(idempotency_key(&headers).is_err());
+        headers.insert(&IDEMPOTENCY_HEADER, HeaderValue::from_static(""));
+        assert!(idempotency_key(&headers).is_err());
+    }
+
+    #[test]
+    fn stream_ids_are_recognised() {
+        assert!(is_stream_id("1700000000000-0"));
+        assert!(is_stream_id("1700000000000"));
+        assert!(!is_stream_id("abc"));
+        assert!(!is_stream_id("1-"));
+        assert!(!is_stream_id("-1"));
+    }
+}

@@ -1,0 +1,93 @@
+//! Everything that is not about one job: workers, tasks, stats, health, and the fallbacks.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Serialize;
+use serde_json::{Value, json};
+use warren_protocol::Heartbeat;
+
+use crate::problem::{ApiError, error_chain};
+use crate::state::AppState;
+
+/// How long each readiness check may take.
+const READY_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Serialize)]
+pub(super) struct WorkersResponse {
+    workers: Vec<Heartbeat>,
+}
+
+/// `GET /v1/workers`: the last heartbeat of every live worker.
+pub(super) async fn workers(
+    State(state): State<AppState>,
+) -> Result<Json<WorkersResponse>, ApiError> {
+    let workers = state.store().live_workers().await?;
+    Ok(Json(WorkersResponse { workers }))
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct TasksResponse {
+    tasks: Vec<String>,
+}
+
+/// `GET /v1/tasks`: the task names a job may use (built-ins and registered ones), sorted.
+pub(super) async fn tasks(State(state): State<AppState>) -> Result<Json<TasksResponse>, ApiError> {
+    let tasks = state.store().known_tasks().await?;
+    Ok(Json(TasksResponse { tasks }))
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct StatsResponse {
+    by_state: BTreeMap<&'static str, u64>,
+    total: u64,
+}
+
+/// `GET /v1/stats`: how many jobs are in each state.
+pub(super) async fn stats(State(state): State<AppState>) -> Result<Json<StatsResponse>, ApiError> {
+    let counts = state.store().count_by_state().await?;
+    let total = counts.iter().map(|(_, n)| n).sum();
+    let by_state = counts.into_iter().map(|(s, n)| (s.as_str(), n)).collect();
+    Ok(Json(StatsResponse { by_state, total }))
+}
+
+/// `GET /healthz`: the process is up and serving.
+pub(super) async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`: Redis answers and a publisher channel is open (reopened if it had died).
+/// 503 problem otherwise; which check failed is logged.
+pub(super) async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let redis = tokio::time::timeout(READY_CHECK_TIMEOUT, state.store().ping());
+    let amqp = tokio::time::timeout(READY_CHECK_TIMEOUT, state.publisher().get());
+    let (redis, amqp) = tokio::join!(redis, amqp);
+    let redis_error = match redis {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(error_chain(&e)),
+        Err(_) => Some("ping timed out".to_owned()),
+    };
+    let amqp_error = match amqp {
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) => Some(error_chain(&e)),
+        Err(_) => Some("opening a channel timed out".to_owned()),
+    };
+    if redis_error.is_none() && amqp_error.is_none() {
+        return Ok(Json(json!({ "status": "ready" })));
+    }
+    tracing::error!(redis = ?redis_error, rabbitmq = ?amqp_error, "not ready");
+    Err(ApiError::unavailable_quiet("not_ready"))
+}
+
+/// Any unknown route: 404 problem.
+pub(super) async fn not_found() -> ApiError {
+    ApiError::from_status(StatusCode::NOT_FOUND)
+}
+
+/// A known route with the wrong method: 405 problem (axum adds `Allow`).
+pub(super) async fn method_not_allowed() -> ApiError {
+    ApiError::from_status(StatusCode::METHOD_NOT_ALLOWED)
+}

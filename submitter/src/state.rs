@@ -1,0 +1,193 @@
+//! `AppState`: what every handler shares (store, publisher, waiters, limits), and how it is
+//! built from [`SubmitterArgs`].
+
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use warren_kit::args::safe_url;
+use warren_store::{Store, StoreError, StoreOptions};
+use warren_topology::{Publisher, Topology, TopologyOptions, connect_pool, declare_core};
+
+use crate::args::SubmitterArgs;
+use crate::publisher::PublisherSlot;
+use crate::waiters::Waiters;
+
+/// How long the list of known tasks is trusted before it is read again.
+const TASKS_TTL: Duration = Duration::from_secs(2);
+/// AMQP connections kept by the pool; the submitter publishes on one channel.
+const AMQP_POOL_SIZE: usize = 2;
+
+/// What the HTTP handlers share. Cheap to clone.
+///
+/// Built by [`build_state`](crate::build_state); it owns one background task (the job event
+/// subscription behind long-polls), which stops when [`serve`](crate::serve) returns or when
+/// the last clone is dropped.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    publisher: PublisherSlot,
+    topology: Topology,
+    tasks: TaskCache,
+    waiters: Waiters,
+    max_body_bytes: usize,
+    request_timeout: Duration,
+    idempotency_ttl: Duration,
+    /// Tracks the event listener and every accept task, so shutdown can wait for them.
+    tracker: TaskTracker,
+    /// Cancelled at shutdown: stops the listener and ends long-polls early.
+    stop: CancellationToken,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("namespace", self.inner.topology.namespace())
+            .field("waiters", &self.inner.waiters.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Connects to Redis and RabbitMQ, declares the core topology (idempotent) and starts the
+/// job event subscription, with `options` for the declared queues (tests set `x-expires`).
+pub(crate) async fn build(
+    args: &SubmitterArgs,
+    options: TopologyOptions,
+) -> anyhow::Result<AppState> {
+    args.check()?;
+    let common = &args.common;
+    let ns = common.namespace.clone();
+    let store_options = StoreOptions {
+        result_ttl: common.result_ttl,
+        ..StoreOptions::default()
+    };
+    let store = Store::connect(&common.redis.url, &ns, store_options)
+        .await
+        .with_context(|| format!("connecting to redis at {}", safe_url(&common.redis.url)))?;
+    let pool = connect_pool(&common.amqp.url, "warren-submitter", AMQP_POOL_SIZE)
+        .await
+        .with_context(|| format!("connecting to rabbitmq at {}", safe_url(&common.amqp.url)))?;
+    let topology = Topology::new(ns, options);
+    let publisher = Publisher::open(&pool, &topology)
+        .await
+        .context("opening the publisher channel")?;
+    declare_core(publisher.channel(), &topology)
+        .await
+        .context("declaring the core topology")?;
+
+    let tracker = TaskTracker::new();
+    let stop = CancellationToken::new();
+    let waiters = Waiters::default();
+    waiters.spawn_listener(store.clone(), &tracker, stop.clone());
+    Ok(AppState {
+        inner: Arc::new(Inner {
+            store,
+            publisher: PublisherSlot::new(pool, topology.clone(), publisher),
+            topology,
+            tasks: TaskCache::default(),
+            waiters,
+            max_body_bytes: args.max_body_bytes,
+            request_timeout: args.request_timeout,
+            idempotency_ttl: common.result_ttl.max(Duration::from_secs(60)),
+            tracker,
+            stop,
+        }),
+    })
+}
+
+impl AppState {
+    pub(crate) fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub(crate) fn publisher(&self) -> &PublisherSlot {
+        &self.inner.publisher
+    }
+
+    pub(crate) fn topology(&self) -> &Topology {
+        &self.inner.topology
+    }
+
+    pub(crate) fn waiters(&self) -> &Waiters {
+        &self.inner.waiters
+    }
+
+    pub(crate) fn max_body_bytes(&self) -> usize {
+        self.inner.max_body_bytes
+    }
+
+    pub(crate) fn request_timeout(&self) -> Duration {
+        self.inner.request_timeout
+    }
+
+    pub(crate) fn idempotency_ttl(&self) -> Duration {
+        self.inner.idempotency_ttl
+    }
+
+    /// The token cancelled at shutdown.
+    pub(crate) fn stopping(&self) -> &CancellationToken {
+        &self.inner.stop
+    }
+
+    /// Runs `work` as a tracked task that finishes even if the request is abandoned, so a
+    /// client that hangs up between the Redis write and the publish cannot leave half a job.
+    pub(crate) fn spawn<F>(&self, work: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.inner.tracker.spawn(work)
+    }
+
+    /// Tells whether some worker (or the built-ins) can run task `name`, from a list cached
+    /// for a couple of seconds.
+    pub(crate) async fn knows_task(&self, name: &str) -> Result<bool, StoreError> {
+        if let Some(known) = self.inner.tasks.fresh() {
+            return Ok(known.binary_search_by(|t| t.as_str().cmp(name)).is_ok());
+        }
+        let known = Arc::new(self.inner.store.known_tasks().await?);
+        self.inner.tasks.put(Arc::clone(&known));
+        Ok(known.binary_search_by(|t| t.as_str().cmp(name)).is_ok())
+    }
+
+    /// Stops the background work and waits for accept tasks still running.
+    pub(crate) async fn drain(&self) {
+        self.inner.stop.cancel();
+        self.inner.tracker.close();
+        self.inner.tracker.wait().await;
+    }
+}
+
+/// The sorted list of known task names, with the time it was read.
+#[derive(Default)]
+struct TaskCache {
+    // A std mutex: held only to copy an `Arc` in or out.
+    cached: Mutex<Option<(Instant, Arc<Vec<String>>)>>,
+}
+
+impl TaskCache {
+    fn fresh(&self) -> Option<Arc<Vec<String>>> {
+        let cached = self.cached.lock().unwrap_or_else(PoisonError::into_inner);
+        let (read_at, known) = cached.as_ref()?;
+        (read_at.elapsed() < TASKS_TTL).then(|| Arc::clone(known))
+    }
+
+    fn put(&self, known: Arc<Vec<String>>) {
+        let mut cached = self.cached.lock().unwrap_or_else(PoisonError::into_inner);
+        *cached = Some((Instant::now(), known));
+    }
+}

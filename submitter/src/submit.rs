@@ -1,0 +1,196 @@
+//! Accepting jobs (invariant I2): a job is answered 202 only once it is written to Redis *and*
+//! RabbitMQ has confirmed it into the intake queue. If Redis fails nothing is published; if
+//! the publish fails the Redis records are deleted again; either way the client gets 503.
+//!
+//! A publish that fails half-way may still have put some messages into intake (a confirm
+//! that timed out, the first jobs of a batch). Their records are deleted, and the scheduler
+//! and workers drop messages whose job does not exist, so no job runs that was refused.
+
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use warren_protocol::{JobEnvelope, JobId, JobSpec, Task, now_ms};
+use warren_store::NewJob;
+use warren_topology::{Pending, TopologyError};
+
+use crate::extract::join_path;
+use crate::problem::{ApiError, error_chain};
+use crate::publisher::Lease;
+use crate::state::AppState;
+
+/// How long RabbitMQ may take to confirm a publish before the jobs are refused.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Validates a spec and checks that its task is one some worker runs. Error fields start
+/// with `prefix` (`jobs[3]`) for batches.
+pub(crate) async fn check_spec(
+    state: &AppState,
+    spec: &JobSpec,
+    prefix: &str,
+) -> Result<(), ApiError> {
+    let task = spec.validate().map_err(|e| {
+        let field = join_path(prefix, &e.field);
+        ApiError::unprocessable("invalid_field", format!("{field}: {}", e.message))
+            .with_field(field)
+    })?;
+    if let Task::Custom { name, .. } = &task
+        && !state.knows_task(name).await?
+    {
+        let field = join_path(prefix, "task");
+        return Err(ApiError::unprocessable(
+            "unknown_task",
+            format!(
+                "{field}: no worker has registered task {name:?}; use a built-in ({}) or start \
+                 a worker that registers it (GET /v1/tasks lists them)",
+                warren_protocol::BUILTIN_TASKS.join(", ")
+            ),
+        )
+        .with_field(field));
+    }
+    Ok(())
+}
+
+/// What became of a single submission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Submitted {
+    /// A new job was accepted.
+    Created(JobId),
+    /// The idempotency key already named this job; nothing new was created.
+    Existing(JobId),
+}
+
+/// Accepts one job, honouring an idempotency key. Runs to completion in a tracked task even
+/// if the request is abandoned.
+pub(crate) async fn accept_one(
+    state: &AppState,
+    spec: JobSpec,
+    correlation_id: String,
+    idempotency_key: Option<String>,
+) -> Result<Submitted, ApiError> {
+    let task_state = state.clone();
+    let work = async move {
+        let state = task_state;
+        let job = NewJob {
+            id: JobId::new(),
+            spec,
+            created_ms: now_ms(),
+        };
+        let id = job.id;
+        if let Some(key) = &idempotency_key {
+            let ttl = state.idempotency_ttl();
+            if let Some(holder) = state.store().reserve_idempotency_key(key, id, ttl).await? {
+                return Ok(Submitted::Existing(holder));
+            }
+        }
+        let accepted = accept_jobs(&state, &[job], &correlation_id).await;
+        if accepted.is_err()
+            && let Some(key) = &idempotency_key
+            && let Err(error) = state.store().release_idempotency_key(key, id).await
+        {
+            // The key keeps pointing at a job that does not exist; retries with it get 409
+            // until it expires. Rare (Redis failed twice in a row) and never wrong.
+            tracing::error!(job_id = %id, error = %error_chain(&error), "cannot release an idempotency key");
+        }
+        accepted.map(|()| Submitted::Created(id))
+    };
+    state
+        .spawn(work)
+        .await
+        .map_err(|e| ApiError::internal("accept task failed", &e))?
+}
+
+/// Accepts a batch (all or nothing), in a tracked task like [`accept_one`].
+pub(crate) async fn accept_many(
+    state: &AppState,
+    jobs: Vec<NewJob>,
+    correlation_id: String,
+) -> Result<(), ApiError> {
+    let task_state = state.clone();
+    state
+        .spawn(async move { accept_jobs(&task_state, &jobs, &correlation_id).await })
+        .await
+        .map_err(|e| ApiError::internal("accept task failed", &e))?
+}
+
+/// Writes the jobs in one `MULTI`, publishes them all, then waits for every confirm.
+async fn accept_jobs(
+    state: &AppState,
+    jobs: &[NewJob],
+    correlation_id: &str,
+) -> Result<(), ApiError> {
+    // Nothing is published unless Redis has the records first.
+    state.store().create_jobs(jobs).await?;
+    let published = publish(state, jobs, correlation_id).await;
+    let Err(error) = published else {
+        for job in jobs {
+            tracing::info!(job_id = %job.id, task = %job.spec.task, tenant = %job.spec.tenant, "job accepted");
+        }
+        return Ok(());
+    };
+    let first = jobs.first().map(|j| j.id.to_string()).unwrap_or_default();
+    tracing::error!(
+        error = %error_chain(&error),
+        jobs = jobs.len(),
+        first_job_id = %first,
+        "publishing to intake failed; deleting the jobs again"
+    );
+    if let Err(delete_error) = state.store().delete_jobs(jobs).await {
+        // They keep their provisional TTL, so they expire by themselves eventually.
+        tracing::error!(
+            error = %error_chain(&delete_error),
+            jobs = jobs.len(),
+            first_job_id = %first,
+            "cannot delete jobs whose publish failed"
+        );
+    }
+    Err(ApiError::unavailable_quiet("unavailable"))
+}
+
+/// Publishes every job to intake and awaits all confirms in one round.
+async fn publish(
+    state: &AppState,
+    jobs: &[NewJob],
+    correlation_id: &str,
+) -> Result<(), TopologyError> {
+    let lease = state.publisher().get().await?;
+    let result = publish_on(&lease, jobs, correlation_id).await;
+    if let Err(error) = &result
+        && may_have_broken_the_channel(error)
+    {
+        state.publisher().discard(&lease).await;
+    }
+    result
+}
+
+async fn publish_on(
+    lease: &Lease,
+    jobs: &[NewJob],
+    correlation_id: &str,
+) -> Result<(), TopologyError> {
+    let mut pending: Vec<Pending> = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let envelope = JobEnvelope::first_attempt(
+            job.id,
+            job.spec.clone(),
+            job.created_ms,
+            Some(correlation_id.to_owned()),
+        );
+        pending.push(lease.publisher.send_intake(&envelope).await?);
+    }
+    let confirms = join_all(pending.into_iter().map(Pending::confirmed));
+    let results = tokio::time::timeout(CONFIRM_TIMEOUT, confirms)
+        .await
+        .map_err(|_| TopologyError::Connect {
+            message: format!("no publisher confirm within {CONFIRM_TIMEOUT:?}"),
+        })?;
+    results.into_iter().collect()
+}
+
+/// Unroutable and nacked messages are verdicts on a healthy channel; anything else (a send
+/// that failed, a confirm that never came) may mean the channel is gone.
+fn may_have_broken_the_channel(error: &TopologyError) -> bool {
+    !matches!(
+        error,
+        TopologyError::Unroutable { .. } | TopologyError::Nacked { .. }
+    )
+}
