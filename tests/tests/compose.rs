@@ -1,0 +1,359 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Static checks of the deployment files: docker-compose.yml, the Dockerfile, the RabbitMQ
+//! configuration it mounts, and `.ci/run`. Nothing here needs Docker; it catches the mistakes
+//! that would otherwise show only on `docker compose up` (a missing healthcheck, a service
+//! that starts before its broker, a worker that cannot be scaled, a lost env var).
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_yaml::Value;
+
+const APP_SERVICES: [&str; 3] = ["submitter", "scheduler", "worker"];
+const BINARIES: [&str; 4] = [
+    "warren-submitter",
+    "warren-scheduler",
+    "warren-worker",
+    "warren",
+];
+const TEST_COMMAND: &str = "cargo test --workspace --locked";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the e2e crate sits in the workspace root")
+        .to_path_buf()
+}
+
+fn read(relative: &str) -> String {
+    let path = root().join(relative);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+/// The compose file with anchors and `<<` merge keys resolved, as Docker Compose sees it.
+/// serde_yaml resolves `*alias` by itself but leaves `<<` keys for `apply_merge`.
+fn compose() -> Value {
+    let mut doc: Value = serde_yaml::from_str(&read("docker-compose.yml")).unwrap();
+    doc.apply_merge().unwrap();
+    doc
+}
+
+fn service<'a>(doc: &'a Value, name: &str) -> &'a Value {
+    doc["services"]
+        .get(name)
+        .unwrap_or_else(|| panic!("docker-compose.yml has no service {name:?}"))
+}
+
+/// A service's environment as name → value, from either the map or the `KEY=value` list form.
+fn environment(svc: &Value) -> BTreeMap<String, String> {
+    let scalar = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Null => String::new(),
+        other => panic!("environment value {other:?} is not a scalar"),
+    };
+    match svc.get("environment") {
+        None => BTreeMap::new(),
+        Some(Value::Mapping(map)) => map
+            .iter()
+            .map(|(k, v)| (k.as_str().unwrap().to_owned(), scalar(v)))
+            .collect(),
+        Some(Value::Sequence(items)) => items
+            .iter()
+            .map(|item| {
+                let item = item.as_str().unwrap();
+                let (k, v) = item.split_once('=').unwrap_or((item, ""));
+                (k.to_owned(), v.to_owned())
+            })
+            .collect(),
+        Some(other) => panic!("environment {other:?} is neither a map nor a list"),
+    }
+}
+
+/// The text of a compose `command`/`test`, whichever form (string or list) it has.
+fn words(v: &Value) -> Vec<String> {
+    match v {
+        Value::String(s) => s.split_whitespace().map(str::to_owned).collect(),
+        Value::Sequence(items) => items
+            .iter()
+            .map(|i| i.as_str().unwrap().to_owned())
+            .collect(),
+        other => panic!("{other:?} is neither a string nor a list"),
+    }
+}
+
+/// Parses compose/humantime durations of the simple forms used here (`45s`, `2m`, `1h`).
+fn duration(text: &str) -> Duration {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .unwrap_or_else(|_| panic!("bad duration {text:?}"));
+    let secs = match unit {
+        "ms" => return Duration::from_millis(n),
+        "s" | "" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => panic!("unsupported duration unit in {text:?}"),
+    };
+    Duration::from_secs(secs)
+}
+
+fn healthcheck_test(svc: &Value, name: &str) -> Vec<String> {
+    let test = svc
+        .get("healthcheck")
+        .and_then(|h| h.get("test"))
+        .unwrap_or_else(|| panic!("service {name} has no healthcheck"));
+    words(test)
+}
+
+#[test]
+fn compose_has_every_service() {
+    let doc = compose();
+    assert!(
+        doc.get("version").is_none(),
+        "the Compose spec has no `version:` key"
+    );
+    for name in ["rabbitmq", "redis", "submitter", "scheduler", "worker"] {
+        service(&doc, name);
+    }
+}
+
+#[test]
+fn backends_and_submitter_have_healthchecks() {
+    let doc = compose();
+    let rabbit = healthcheck_test(service(&doc, "rabbitmq"), "rabbitmq");
+    assert!(
+        rabbit.iter().any(|w| w.contains("rabbitmq-diagnostics")),
+        "{rabbit:?}"
+    );
+    let redis = healthcheck_test(service(&doc, "redis"), "redis");
+    assert!(
+        redis.iter().any(|w| w.contains("redis-cli")) && redis.iter().any(|w| w == "ping"),
+        "{redis:?}"
+    );
+    let submitter = healthcheck_test(service(&doc, "submitter"), "submitter");
+    assert!(
+        submitter.iter().any(|w| w.ends_with(":8080/readyz")),
+        "the submitter's healthcheck must ask /readyz: {submitter:?}"
+    );
+}
+
+#[test]
+fn app_services_wait_for_healthy_backends() {
+    let doc = compose();
+    for name in APP_SERVICES {
+        let depends = service(&doc, name)
+            .get("depends_on")
+            .unwrap_or_else(|| panic!("{name} has no depends_on"));
+        for backend in ["rabbitmq", "redis"] {
+            assert_eq!(
+                depends[backend]["condition"].as_str(),
+                Some("service_healthy"),
+                "{name} must wait for {backend} to be healthy"
+            );
+        }
+        assert_eq!(
+            service(&doc, name)["restart"].as_str(),
+            Some("unless-stopped"),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn app_services_run_their_binary_with_backend_urls() {
+    let doc = compose();
+    for (name, binary) in [
+        ("submitter", "warren-submitter"),
+        ("scheduler", "warren-scheduler"),
+        ("worker", "warren-worker"),
+    ] {
+        let svc = service(&doc, name);
+        let command = words(
+            svc.get("command")
+                .unwrap_or_else(|| panic!("{name} has no command")),
+        );
+        assert_eq!(command.first().map(String::as_str), Some(binary), "{name}");
+        let env = environment(svc);
+        let var = |key: &str| {
+            env.get(key)
+                .unwrap_or_else(|| panic!("{name} does not set {key}: {env:?}"))
+        };
+        let amqp = var("WARREN_AMQP_URL");
+        assert!(
+            amqp.starts_with("amqp://") && amqp.contains("@rabbitmq:"),
+            "{name}: WARREN_AMQP_URL must point at the rabbitmq service: {amqp}"
+        );
+        let redis = var("WARREN_REDIS_URL");
+        assert!(
+            redis.starts_with("redis://redis:"),
+            "{name}: WARREN_REDIS_URL must point at the redis service: {redis}"
+        );
+        assert_eq!(
+            env.get("WARREN_LOG_FORMAT").map(String::as_str),
+            Some("json"),
+            "{name}"
+        );
+        assert!(env.contains_key("WARREN_NAMESPACE"), "{name}");
+    }
+    let submitter = environment(service(&doc, "submitter"));
+    assert_eq!(submitter["WARREN_HTTP_ADDR"], "0.0.0.0:8080");
+}
+
+#[test]
+fn worker_scales_and_drains() {
+    let doc = compose();
+    let worker = service(&doc, "worker");
+    assert!(
+        worker.get("container_name").is_none(),
+        "a container_name stops `--scale worker=N`"
+    );
+    let ports = worker.get("ports").and_then(Value::as_sequence);
+    assert!(
+        ports.is_none_or(Vec::is_empty),
+        "fixed host ports stop `--scale worker=N`: {ports:?}"
+    );
+    let env = environment(worker);
+    assert!(
+        !env["WARREN_ALLOW_COMMANDS"].is_empty(),
+        "the worker needs an explicit allow-list"
+    );
+    let grace = duration(&env["WARREN_SHUTDOWN_GRACE"]);
+    let stop = duration(
+        worker["stop_grace_period"]
+            .as_str()
+            .expect("worker needs stop_grace_period"),
+    );
+    assert!(
+        stop > grace,
+        "stop_grace_period {stop:?} must exceed WARREN_SHUTDOWN_GRACE {grace:?}, or Docker kills draining jobs"
+    );
+}
+
+#[test]
+fn redis_keeps_an_append_only_file() {
+    let doc = compose();
+    let redis = service(&doc, "redis");
+    let command = words(redis.get("command").expect("redis needs a command"));
+    let at = command
+        .iter()
+        .position(|w| w == "--appendonly")
+        .expect("redis command must pass --appendonly");
+    assert_eq!(command.get(at + 1).map(String::as_str), Some("yes"));
+    let volumes = redis["volumes"]
+        .as_sequence()
+        .expect("redis needs a volume");
+    assert!(
+        volumes
+            .iter()
+            .any(|v| v.as_str().is_some_and(|v| v.ends_with(":/data"))),
+        "redis data must live on a volume: {volumes:?}"
+    );
+}
+
+#[test]
+fn rabbitmq_config_raises_consumer_timeout() {
+    let doc = compose();
+    let volumes = service(&doc, "rabbitmq")["volumes"]
+        .as_sequence()
+        .expect("rabbitmq needs volumes");
+    let conf = volumes
+        .iter()
+        .filter_map(Value::as_str)
+        .find(|v| v.contains("/etc/rabbitmq/"))
+        .expect("rabbitmq must mount a config file under /etc/rabbitmq/");
+    let source = conf.split(':').next().unwrap();
+    let source = source.strip_prefix("./").unwrap_or(source);
+    let text = read(source);
+    let timeout_ms: u64 = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix("consumer_timeout"))
+        .and_then(|rest| rest.trim().strip_prefix('='))
+        .map(|v| {
+            v.trim()
+                .parse()
+                .expect("consumer_timeout is a number of ms")
+        })
+        .unwrap_or_else(|| panic!("{source} must set consumer_timeout"));
+    // Longer than the worker's default job timeout (1h), since a job's message is acked only
+    // when the job ends.
+    assert!(
+        timeout_ms > 3_600_000,
+        "consumer_timeout {timeout_ms} ms is not above 1h"
+    );
+}
+
+#[test]
+fn dockerfile_builds_every_binary() {
+    let dockerfile = read("Dockerfile");
+    assert!(dockerfile.contains("cargo build --release --locked"));
+    for binary in BINARIES {
+        assert!(
+            dockerfile.contains(&format!("--bin {binary} "))
+                || dockerfile.contains(&format!("--bin {binary}\n")),
+            "the Dockerfile must build {binary}"
+        );
+        assert!(
+            dockerfile.contains(&format!("/out/{binary}")),
+            "the Dockerfile must copy {binary} into the runtime image"
+        );
+    }
+    assert!(dockerfile.contains("/usr/local/bin/"));
+    let user = dockerfile
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("USER "))
+        .next_back()
+        .expect("the runtime image must set a USER");
+    let name = user.split(':').next().unwrap_or_default().trim();
+    assert!(
+        name != "root" && name != "0",
+        "the runtime user must not be root: {user}"
+    );
+    let ignore = read(".dockerignore");
+    assert!(ignore.lines().any(|l| l.trim() == "target/"));
+}
+
+#[test]
+fn ci_script_runs_the_documented_test_command() {
+    let path = root().join(".ci/run");
+    let mode = std::fs::metadata(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode();
+    assert!(mode & 0o111 != 0, ".ci/run must be executable");
+    let script = read(".ci/run");
+    assert!(script.starts_with("#!"), ".ci/run needs a shebang");
+    assert!(script.contains("set -euo pipefail"));
+    assert!(
+        script.contains(TEST_COMMAND),
+        ".ci/run must run `{TEST_COMMAND}`"
+    );
+
+    let readme = root().join("README.md");
+    if !readme.exists() {
+        eprintln!("README.md does not exist yet: not checking that it documents `{TEST_COMMAND}`");
+        return;
+    }
+    assert!(
+        read("README.md").contains(TEST_COMMAND),
+        "README.md must document the test command `{TEST_COMMAND}`, as .ci/run runs it"
+    );
+}
+
+#[test]
+fn durations_parse() {
+    assert_eq!(duration("45s"), Duration::from_secs(45));
+    assert_eq!(duration("2m"), Duration::from_secs(120));
+    assert_eq!(duration("1h"), Duration::from_secs(3600));
+    assert_eq!(duration("500ms"), Duration::from_millis(500));
+}
