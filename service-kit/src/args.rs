@@ -11,6 +11,7 @@ use warren_protocol::Namespace;
 pub struct AmqpArgs {
     /// RabbitMQ URL (amqp://user:password@host:port/vhost).
     #[arg(
+        id = "amqp_url",
         long = "amqp-url",
         env = "WARREN_AMQP_URL",
         default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
@@ -23,6 +24,7 @@ pub struct AmqpArgs {
 pub struct RedisArgs {
     /// Redis URL (redis://[:password@]host:port[/db]).
     #[arg(
+        id = "redis_url",
         long = "redis-url",
         env = "WARREN_REDIS_URL",
         default_value = "redis://127.0.0.1:6379"
@@ -104,7 +106,29 @@ pub struct ShutdownArgs {
 
 #[cfg(test)]
 mod tests {
+    use clap::{CommandFactory, Parser};
+
     use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[command(flatten)]
+        telemetry: TelemetryArgs,
+        #[command(flatten)]
+        shutdown: ShutdownArgs,
+    }
+
+    #[test]
+    fn arg_groups_fit_together() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from(["x", "--amqp-url", "amqp://a", "--redis-url", "redis://b"])
+            .unwrap();
+        assert_eq!(cli.common.amqp.url, "amqp://a");
+        assert_eq!(cli.common.redis.url, "redis://b");
+        assert!(Cli::try_parse_from(["x", "--namespace", "bad name"]).is_err());
+    }
 
     #[test]
     fn passwords_are_redacted() {

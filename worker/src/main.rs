@@ -21,3 +21,13 @@ async fn main() -> anyhow::Result<()> {
     warren_kit::shutdown::spawn_signal_listener(shutdown.clone())?;
     warren_worker::run(cli.worker, shutdown).await
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
+}

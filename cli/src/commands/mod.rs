@@ -1,0 +1,5 @@
+pub(crate) mod bench;
+pub(crate) mod jobs;
+pub(crate) mod submit;
+pub(crate) mod up;
+pub(crate) mod workers;
