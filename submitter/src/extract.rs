@@ -79,6 +79,49 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
     Ok(value)
 }
 
+/// Like [`parse_json`] for bodies that must be a JSON object. Serde would also accept an
+/// array for a struct (its fields in order), which only produces confusing errors.
+pub(crate) fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        // Broken JSON is still a 400; well-formed JSON of another kind is a 422.
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| json_error(String::new(), e))?;
+        return Err(ApiError::unprocessable(
+            "invalid_body",
+            format!("the body must be a JSON object, got {}", json_kind(&value)),
+        ));
+    }
+    parse_json(bytes)
+}
+
+/// Like [`from_value`] for values that must be a JSON object; `prefix` names the value.
+pub(crate) fn object_from_value<T: DeserializeOwned>(
+    value: serde_json::Value,
+    prefix: &str,
+) -> Result<T, ApiError> {
+    if !value.is_object() {
+        return Err(ApiError::unprocessable(
+            "invalid_field",
+            format!("{prefix}: must be a JSON object, got {}", json_kind(&value)),
+        )
+        .with_field(prefix));
+    }
+    from_value(value, prefix)
+}
+
+/// Names the kind of a JSON value, for error messages.
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
 /// Deserialises one already-parsed value into `T`; paths in errors start with `prefix`
 /// (`jobs[3]`).
 pub(crate) fn from_value<T: DeserializeOwned>(
@@ -229,8 +272,18 @@ mod tests {
             "{}",
             err.detail
         );
-        let err = parse_json::<JobSpec>(b"[1]").unwrap_err();
-        assert_eq!(err.status, StatusCode::UNPROCESSABLE_ENTITY);
+        let err = parse_object::<JobSpec>(b" [1]").unwrap_err();
+        assert_eq!(
+            (err.status, err.code),
+            (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body")
+        );
+        assert!(err.detail.contains("an array"), "{}", err.detail);
+        let err = parse_object::<JobSpec>(b"nul").unwrap_err();
+        assert_eq!(err.code, "malformed_json");
+        let err = parse_object::<JobSpec>(b"").unwrap_err();
+        assert_eq!(err.code, "malformed_json");
+        let err = object_from_value::<JobSpec>(json!("noop"), "jobs[2]").unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("jobs[2]"));
     }
 
     #[test]

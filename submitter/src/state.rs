@@ -110,6 +110,12 @@ pub(crate) async fn build(
 }
 
 impl AppState {
+    /// Counts the requests waiting in a long-poll right now (each one unregisters when it
+    /// returns or its client goes away).
+    pub fn waiting(&self) -> usize {
+        self.inner.waiters.len()
+    }
+
     pub(crate) fn store(&self) -> &Store {
         &self.inner.store
     }

@@ -9,7 +9,7 @@ use warren_protocol::{JobId, JobSpec, JobState, now_ms};
 use warren_store::NewJob;
 
 use super::jobs::JobRef;
-use crate::extract::{JsonBody, from_value, parse_json};
+use crate::extract::{JsonBody, object_from_value, parse_object};
 use crate::middleware::CorrelationId;
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -40,7 +40,7 @@ pub(super) async fn submit_batch(
     correlation: CorrelationId,
     JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<BatchResponse>), ApiError> {
-    let request: BatchRequest = parse_json(&body)?;
+    let request: BatchRequest = parse_object(&body)?;
     if request.jobs.is_empty() {
         return Err(
             ApiError::unprocessable("empty_batch", "jobs must hold at least one job spec")
@@ -61,7 +61,7 @@ pub(super) async fn submit_batch(
     let mut jobs = Vec::with_capacity(request.jobs.len());
     for (index, raw) in request.jobs.into_iter().enumerate() {
         let prefix = format!("jobs[{index}]");
-        let spec: JobSpec = from_value(raw, &prefix)?;
+        let spec: JobSpec = object_from_value(raw, &prefix)?;
         check_spec(&state, &spec, &prefix).await?;
         jobs.push(NewJob {
             id: JobId::new(),

@@ -9,7 +9,7 @@ use serde_json::json;
 use warren_protocol::{JobId, JobSpec, JobState};
 use warren_store::{JobFilter, JobRecord, LogLine, Transition, TransitionOutcome};
 
-use crate::extract::{ApiQuery, JobIdParam, JsonBody, bounded_param, parse_json};
+use crate::extract::{ApiQuery, JobIdParam, JsonBody, bounded_param, parse_object};
 use crate::middleware::CorrelationId;
 use crate::problem::{ApiError, error_chain};
 use crate::state::AppState;
@@ -57,7 +57,7 @@ pub(super) async fn submit(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
-    let spec: JobSpec = parse_json(&body)?;
+    let spec: JobSpec = parse_object(&body)?;
     check_spec(&state, &spec, "").await?;
     match accept_one(&state, spec.clone(), correlation.0, key).await? {
         Submitted::Created(id) => {

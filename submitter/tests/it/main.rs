@@ -1,1 +1,13 @@
-//! placeholder
+//! Integration tests of the submitter against the real RabbitMQ and Redis (URLs from
+//! `WARREN_TEST_AMQP_URL` / `WARREN_TEST_REDIS_URL`). Each test has its own namespace.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod batch;
+mod cancel;
+mod errors;
+mod failures;
+mod reads;
+mod serve;
+mod submit;
+mod support;
+mod wait;
