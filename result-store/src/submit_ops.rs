@@ -1,8 +1,10 @@
 //! Idempotency keys for the submitter: `idem:{key}` → job id.
 //!
 //! The key is reserved *before* the job is written or published, so two concurrent
-//! submissions with one key agree on one job id; a submission whose publish fails releases
-//! its key again, so a retry with the same key gets a fresh chance.
+//! submissions with one key agree on one job id. It is reserved for a short time only and
+//! kept for long once the job is accepted ([`Store::keep_idempotency_key`]); a submission
+//! that fails releases it, so a retry with the same key gets a fresh chance, and a key whose
+//! release failed too frees itself soon.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -21,6 +23,16 @@ local current = redis.call('GET', KEYS[1])
 if current then return current end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return false
+",
+    )
+});
+
+/// Sets a new TTL on the key only while it still names the given job.
+static KEEP: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
 ",
     )
 });
@@ -67,6 +79,29 @@ impl Store {
                 })
             })
             .transpose()
+    }
+
+    /// Keeps idempotency key `key` for `ttl` from now, if it still names job `id` (its job
+    /// was accepted: replays within `ttl` get that job).
+    ///
+    /// # Errors
+    /// Returns [`StoreError`] when Redis fails.
+    pub async fn keep_idempotency_key(
+        &self,
+        key: &str,
+        id: JobId,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut conn = self.conn();
+        let _: i64 = KEEP
+            .key(self.keys.idempotency(key))
+            .arg(id.to_string())
+            .arg(ttl_ms)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| StoreError::redis("keeping an idempotency key", e))?;
+        Ok(())
     }
 
     /// Releases idempotency key `key` if it still names job `id` (its submission failed).

@@ -12,7 +12,6 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use warren_store::StoreError;
-use warren_topology::TopologyError;
 
 /// Content type of every error body.
 pub(crate) const PROBLEM_JSON: &str = "application/problem+json";
@@ -62,6 +61,12 @@ impl ApiError {
         self
     }
 
+    /// Asks the client to retry after a couple of seconds (`Retry-After`).
+    pub(crate) fn retry_later(mut self) -> Self {
+        self.retry_after = Some(RETRY_AFTER_S);
+        self
+    }
+
     /// 400: the request itself is malformed (bad JSON, bad query, bad id).
     pub(crate) fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, detail)
@@ -104,9 +109,7 @@ impl ApiError {
 
     /// 503 with `Retry-After`, for callers that logged the cause themselves.
     pub(crate) fn unavailable_quiet(code: &'static str) -> Self {
-        let mut err = Self::new(StatusCode::SERVICE_UNAVAILABLE, code, INTERNAL_DETAIL);
-        err.retry_after = Some(RETRY_AFTER_S);
-        err
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, code, INTERNAL_DETAIL).retry_later()
     }
 
     /// 500: a bug or corrupt data; the cause is logged at `error`.
@@ -174,12 +177,6 @@ impl From<StoreError> for ApiError {
         } else {
             Self::internal("redis request failed", &err)
         }
-    }
-}
-
-impl From<TopologyError> for ApiError {
-    fn from(err: TopologyError) -> Self {
-        Self::unavailable("rabbitmq is unavailable", &err)
     }
 }
 

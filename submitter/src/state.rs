@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
 use warren_kit::args::safe_url;
 use warren_store::{Store, StoreError, StoreOptions};
 use warren_topology::{Publisher, Topology, TopologyOptions, connect_pool, declare_core};
@@ -151,12 +152,13 @@ impl AppState {
 
     /// Runs `work` as a tracked task that finishes even if the request is abandoned, so a
     /// client that hangs up between the Redis write and the publish cannot leave half a job.
+    /// It keeps the request's span, so its logs carry the correlation id.
     pub(crate) fn spawn<F>(&self, work: F) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.inner.tracker.spawn(work)
+        self.inner.tracker.spawn(work.in_current_span())
     }
 
     /// Tells whether some worker (or the built-ins) can run task `name`, from a list cached

@@ -20,6 +20,10 @@ use crate::state::AppState;
 
 /// How long RabbitMQ may take to confirm a publish before the jobs are refused.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an idempotency key is held while its submission is in flight. Long enough for
+/// any submission (they are bounded by the Redis and confirm timeouts); short, so that a key
+/// whose release failed does not refuse retries for long.
+const PENDING_KEY_TTL: Duration = Duration::from_secs(300);
 
 /// Validates a spec and checks that its task is one some worker runs. Error fields start
 /// with `prefix` (`jobs[3]`) for batches.
@@ -76,22 +80,32 @@ pub(crate) async fn accept_one(
             created_ms: now_ms(),
         };
         let id = job.id;
-        if let Some(key) = &idempotency_key {
-            let ttl = state.idempotency_ttl();
-            if let Some(holder) = state.store().reserve_idempotency_key(key, id, ttl).await? {
-                return Ok(Submitted::Existing(holder));
-            }
-        }
-        let accepted = accept_jobs(&state, &[job], &correlation_id).await;
-        if accepted.is_err()
-            && let Some(key) = &idempotency_key
-            && let Err(error) = state.store().release_idempotency_key(key, id).await
+        let Some(key) = idempotency_key else {
+            accept_jobs(&state, &[job], &correlation_id).await?;
+            return Ok(Submitted::Created(id));
+        };
+        let store = state.store();
+        if let Some(holder) = store
+            .reserve_idempotency_key(&key, id, PENDING_KEY_TTL)
+            .await?
         {
-            // The key keeps pointing at a job that does not exist; retries with it get 409
-            // until it expires. Rare (Redis failed twice in a row) and never wrong.
-            tracing::error!(job_id = %id, error = %error_chain(&error), "cannot release an idempotency key");
+            return Ok(Submitted::Existing(holder));
         }
-        accepted.map(|()| Submitted::Created(id))
+        if let Err(refused) = accept_jobs(&state, &[job], &correlation_id).await {
+            if let Err(error) = store.release_idempotency_key(&key, id).await {
+                // Retries with this key get 409 until the pending TTL frees it.
+                tracing::error!(job_id = %id, error = %error_chain(&error), "cannot release an idempotency key");
+            }
+            return Err(refused);
+        }
+        if let Err(error) = store
+            .keep_idempotency_key(&key, id, state.idempotency_ttl())
+            .await
+        {
+            // The job is accepted; only replays after the pending TTL would create another.
+            tracing::warn!(job_id = %id, error = %error_chain(&error), "cannot extend an idempotency key");
+        }
+        Ok(Submitted::Created(id))
     };
     state
         .spawn(work)
@@ -121,13 +135,18 @@ async fn accept_jobs(
     // Nothing is published unless Redis has the records first.
     state.store().create_jobs(jobs).await?;
     let published = publish(state, jobs, correlation_id).await;
+    let first = jobs.first().map(|j| j.id.to_string()).unwrap_or_default();
     let Err(error) = published else {
-        for job in jobs {
+        if let [job] = jobs {
             tracing::info!(job_id = %job.id, task = %job.spec.task, tenant = %job.spec.tenant, "job accepted");
+        } else {
+            tracing::info!(jobs = jobs.len(), first_job_id = %first, "batch accepted");
+            for job in jobs {
+                tracing::debug!(job_id = %job.id, task = %job.spec.task, tenant = %job.spec.tenant, "job accepted");
+            }
         }
         return Ok(());
     };
-    let first = jobs.first().map(|j| j.id.to_string()).unwrap_or_default();
     tracing::error!(
         error = %error_chain(&error),
         jobs = jobs.len(),

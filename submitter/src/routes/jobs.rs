@@ -75,7 +75,8 @@ pub(super) async fn submit(
                     "idempotency_key_in_use",
                     "a submission with this Idempotency-Key is still in progress; retry shortly",
                 )
-                .with_field("Idempotency-Key"));
+                .with_field("Idempotency-Key")
+                .retry_later());
             };
             if record.spec != spec {
                 return Err(ApiError::unprocessable(

@@ -90,6 +90,29 @@ async fn idempotency_keys_return_the_same_job() {
     let bad = h.send(with_key(&spec, "has space")).await;
     bad.problem(StatusCode::BAD_REQUEST, "invalid_header");
 
+    // Once accepted, the key is kept for the result TTL (an hour here), not the short
+    // pending TTL it was reserved with.
+    let client = redis::Client::open(warren_kit::testkit::redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let ttl_ms: i64 = redis::cmd("PTTL")
+        .arg(h.store.keys().idempotency("order-42"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(ttl_ms > 600_000, "kept for long: {ttl_ms} ms");
+
+    // A key held by a submission still in flight: come back shortly.
+    let in_flight = warren_protocol::JobId::new();
+    let holder = h
+        .store
+        .reserve_idempotency_key("busy", in_flight, std::time::Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(holder, None);
+    let busy = h.send(with_key(&spec, "busy")).await;
+    busy.problem(StatusCode::CONFLICT, "idempotency_key_in_use");
+    assert_eq!(busy.header("retry-after"), "2");
+
     // Another key is another job.
     let fresh = h.send(with_key(&spec, "order-43")).await;
     assert_eq!(fresh.status, StatusCode::ACCEPTED);
