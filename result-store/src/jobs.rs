@@ -102,7 +102,9 @@ pub enum ClaimOutcome {
     Claimed(JobState),
     /// The job is finished: drop the message.
     Terminal(JobState),
-    /// Another worker holds a lease on it.
+    /// A live lease is held on it, by this worker: the job runs there right now. The holder
+    /// may be the caller itself, when a duplicate of the message reached the worker that
+    /// already runs the job; it must not run it a second time.
     Held(WorkerId),
     /// The message is for an older attempt, or the job waits in the delay ladder: drop it.
     Stale(JobState),
@@ -260,7 +262,8 @@ impl Store {
     /// Lists jobs newest first. `cursor` is the `next_cursor` of the previous page.
     ///
     /// The most selective index among the filters is scanned and the other filters are
-    /// applied to the records; ids whose record has expired are pruned from the index.
+    /// applied to the records; ids whose record has expired are pruned from the index. A
+    /// `limit` of 0 returns an empty page.
     ///
     /// # Errors
     /// Returns [`StoreError`] when Redis fails.
@@ -276,10 +279,17 @@ impl Store {
             (None, None, Some(queue)) => self.keys.index_queue(queue),
             (None, None, None) => self.keys.index_all(),
         };
+        if limit == 0 {
+            // Asked for nothing: without this the page never fills and everything is listed.
+            return Ok(Page {
+                jobs: Vec::new(),
+                next_cursor: None,
+            });
+        }
         let mut conn = self.conn();
-        let mut jobs = Vec::with_capacity(limit);
+        let batch = limit.saturating_mul(2).clamp(10, 500);
+        let mut jobs = Vec::with_capacity(limit.min(batch));
         let mut from = cursor.map_or_else(|| "+".to_owned(), |c| format!("({c}"));
-        let batch = (limit * 2).clamp(10, 500);
         loop {
             let ids: Vec<String> = redis::cmd("ZREVRANGEBYLEX")
                 .arg(&index)
@@ -321,11 +331,13 @@ impl Store {
         }
     }
 
-    /// Counts the jobs in each state (from the indexes).
+    /// Counts the jobs in each state (from the indexes), after pruning the entries of
+    /// finished jobs that have expired.
     ///
     /// # Errors
     /// Returns [`StoreError`] when Redis fails.
     pub async fn count_by_state(&self) -> Result<Vec<(JobState, u64)>, StoreError> {
+        self.prune_expired(crate::expiry::PRUNE_BATCH).await?;
         let mut pipe = redis::pipe();
         for state in JobState::ALL {
             pipe.zcard(self.keys.index_state(state));
@@ -466,7 +478,10 @@ impl Store {
 impl JobFilter {
     fn matches(&self, record: &JobRecord) -> bool {
         self.state.is_none_or(|s| s == record.state)
-            && self.tenant.as_ref().is_none_or(|t| *t == record.spec.tenant)
+            && self
+                .tenant
+                .as_ref()
+                .is_none_or(|t| *t == record.spec.tenant)
             && self.queue.as_ref().is_none_or(|q| *q == record.spec.queue)
     }
 }

@@ -55,6 +55,12 @@ impl Keys {
         format!("{}jobs:queue:{queue}", self.prefix)
     }
 
+    /// Finished jobs by the time their record expires (ms), so their index entries can be
+    /// pruned. Members are JSON `[id, tenant, queue]`.
+    pub fn index_expiring(&self) -> String {
+        format!("{}jobs:expiring", self.prefix)
+    }
+
     /// Idempotency key → job id.
     pub fn idempotency(&self, key: &str) -> String {
         format!("{}idem:{key}", self.prefix)

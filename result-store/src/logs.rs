@@ -3,6 +3,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 use warren_protocol::JobId;
 
+use crate::scripts::APPEND_LOG;
 use crate::{Store, StoreError};
 
 /// Which output a log line came from.
@@ -47,7 +48,8 @@ pub struct LogLine {
 }
 
 impl Store {
-    /// Appends lines to a job's log (a capped stream: the oldest lines go first).
+    /// Appends lines to a job's log (a capped stream: the oldest lines go first). The log of
+    /// a finished job expires with the job, even when its first line comes after the end.
     ///
     /// # Errors
     /// Returns [`StoreError`] when Redis fails.
@@ -60,25 +62,22 @@ impl Store {
         if lines.is_empty() {
             return Ok(());
         }
-        let key = self.keys.job_log(id);
-        let mut pipe = redis::pipe();
-        for line in lines {
-            pipe.cmd("XADD")
-                .arg(&key)
-                .arg("MAXLEN")
-                .arg("~")
-                .arg(self.options.log_max_lines)
-                .arg("*")
-                .arg("s")
-                .arg(stream.as_str())
-                .arg("l")
-                .arg(line)
-                .ignore();
-        }
         let mut conn = self.conn();
-        pipe.query_async::<()>(&mut conn)
+        let mut invocation = APPEND_LOG.prepare_invoke();
+        invocation
+            .key(self.keys.job_log(id))
+            .key(self.keys.job(id))
+            .arg(self.options.log_max_lines)
+            .arg(self.options.result_ttl.as_secs().max(1))
+            .arg(stream.as_str());
+        for line in lines {
+            invocation.arg(line);
+        }
+        let _: i64 = invocation
+            .invoke_async(&mut conn)
             .await
-            .map_err(|e| StoreError::redis("appending to a job log", e))
+            .map_err(|e| StoreError::redis("appending to a job log", e))?;
+        Ok(())
     }
 
     /// Reads up to `count` log lines after entry `after` (from the start when `None`).

@@ -10,6 +10,10 @@ pub(crate) static RENEW: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/renew.lua")));
 pub(crate) static ANNOTATE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/annotate.lua")));
+pub(crate) static APPEND_LOG: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/append_log.lua")));
+pub(crate) static PRUNE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/prune.lua")));
 
 /// Formats states as `,a,b,` for the scripts' substring test.
 pub(crate) fn state_list(states: &[warren_protocol::JobState]) -> String {
