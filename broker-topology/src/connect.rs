@@ -21,7 +21,9 @@ pub async fn connect_pool(url: &str, name: &str, size: usize) -> Result<AmqpPool
     let name = name.to_owned();
     let pool = cfg
         .create_pool(
-            move || lapin::ConnectionProperties::default().with_connection_name(name.clone().into()),
+            move || {
+                lapin::ConnectionProperties::default().with_connection_name(name.clone().into())
+            },
             Runtime::Tokio1,
         )
         .map_err(|e| TopologyError::Connect {
@@ -42,7 +44,9 @@ pub(crate) async fn open_channel(pool: &AmqpPool) -> Result<lapin::Channel, Topo
     let conn = pool.get().await.map_err(|e| TopologyError::Connect {
         message: e.to_string(),
     })?;
-    conn.create_channel().await.map_err(TopologyError::OpenChannel)
+    conn.create_channel()
+        .await
+        .map_err(TopologyError::OpenChannel)
 }
 
 impl crate::Topology {

@@ -51,7 +51,10 @@ mod tests {
         assert_eq!(next_hop(Duration::from_secs(3)), NextHop::Rung(1));
         assert_eq!(next_hop(Duration::from_secs(4)), NextHop::Rung(2));
         assert_eq!(next_hop(Duration::from_secs(1000)), NextHop::Rung(9));
-        assert_eq!(next_hop(Duration::from_secs(10_000_000)), NextHop::Rung(DELAY_RUNGS - 1));
+        assert_eq!(
+            next_hop(Duration::from_secs(10_000_000)),
+            NextHop::Rung(DELAY_RUNGS - 1)
+        );
     }
 
     #[test]

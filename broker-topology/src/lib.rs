@@ -6,6 +6,7 @@
 //! scheduler (pool queues, delay ladder) and the workers (pool queues, control), and carries
 //! heartbeats on the events exchange.
 
+mod confirms;
 mod connect;
 mod declare;
 pub mod delay;
@@ -18,8 +19,6 @@ pub use connect::{AmqpPool, connect_pool};
 pub use deadpool_lapin::lapin;
 pub use declare::{declare_core, declare_pool, teardown};
 pub use error::TopologyError;
-pub use headers::{
-    DUE_HEADER, REASON_HEADER, header_str, header_u64, job_properties,
-};
+pub use headers::{DUE_HEADER, REASON_HEADER, header_str, header_u64, job_properties};
 pub use names::{DELAY_RUNGS, Topology, TopologyOptions};
 pub use publisher::{Pending, Publisher};

@@ -1,8 +1,12 @@
+use std::sync::Arc;
+
 use deadpool_lapin::lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use deadpool_lapin::lapin::types::{AMQPValue, FieldTable};
-use deadpool_lapin::lapin::{BasicProperties, Channel, PublisherConfirm};
+use deadpool_lapin::lapin::{self, BasicProperties, Channel};
+use tokio::sync::oneshot;
 use warren_protocol::{JobEnvelope, PoolName};
 
+use crate::confirms::{Tracker, Verdict};
 use crate::connect::{AmqpPool, open_channel};
 use crate::error::TopologyError;
 use crate::headers::{REASON_HEADER, job_properties};
@@ -10,17 +14,21 @@ use crate::names::Topology;
 
 /// A channel in confirm mode that publishes with `mandatory`, so that "sent" means "a queue
 /// has it": the broker confirmed it, and did not return it as unroutable.
+///
+/// Clones share the channel and may publish concurrently: each publish still gets its own
+/// verdict (see `confirms.rs` for why that takes more than awaiting lapin's confirm).
 #[derive(Debug, Clone)]
 pub struct Publisher {
     channel: Channel,
     topology: Topology,
+    tracker: Arc<Tracker>,
 }
 
 /// A publish that was sent and waits for the broker's confirm.
 #[derive(Debug)]
 #[must_use = "a publish is only safe once confirmed"]
 pub struct Pending {
-    confirm: PublisherConfirm,
+    verdict: oneshot::Receiver<Verdict>,
     routing_key: String,
 }
 
@@ -34,20 +42,21 @@ impl Pending {
     /// [`TopologyError::Channel`] when the channel died first.
     pub async fn confirmed(self) -> Result<(), TopologyError> {
         let routing_key = self.routing_key;
-        let confirmation = self.confirm.await.map_err(|source| TopologyError::Channel {
-            what: "waiting for a publisher confirm",
-            source,
-        })?;
-        if confirmation.is_nack() {
-            return Err(TopologyError::Nacked { routing_key });
+        let verdict = self.verdict.await.unwrap_or_else(|_| {
+            // The tracker only drops a verdict if it panicked: the publish is not known safe.
+            Verdict::Failed(lapin::Error::from(lapin::ErrorKind::IOError(Arc::new(
+                std::io::Error::other("publisher confirm tracking stopped"),
+            ))))
+        });
+        match verdict {
+            Verdict::Sent => Ok(()),
+            Verdict::Nacked => Err(TopologyError::Nacked { routing_key }),
+            Verdict::Returned(reply) => Err(TopologyError::Unroutable { routing_key, reply }),
+            Verdict::Failed(source) => Err(TopologyError::Channel {
+                what: "waiting for a publisher confirm",
+                source,
+            }),
         }
-        if let Some(returned) = confirmation.take_message() {
-            return Err(TopologyError::Unroutable {
-                routing_key,
-                reply: returned.reply_text.to_string(),
-            });
-        }
-        Ok(())
     }
 }
 
@@ -66,12 +75,15 @@ impl Publisher {
                 source,
             })?;
         Ok(Self {
+            tracker: Tracker::start(channel.clone()),
             channel,
             topology: topology.clone(),
         })
     }
 
-    /// Returns the underlying channel (to declare topology with it).
+    /// Returns the underlying channel (to declare topology with it). Publish only through
+    /// the publisher's methods: a `mandatory` message sent on the channel directly could be
+    /// handed another publish's return, which then would not see it.
     pub fn channel(&self) -> &Channel {
         &self.channel
     }
@@ -97,18 +109,21 @@ impl Publisher {
         body: &[u8],
         properties: BasicProperties,
     ) -> Result<Pending, TopologyError> {
-        let confirm = self
-            .channel
-            .basic_publish(
-                exchange.into(),
-                routing_key.into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..Default::default()
-                },
-                body,
-                properties,
-            )
+        let headers = properties.headers().clone().unwrap_or_default();
+        let verdict = self
+            .tracker
+            .send(headers, |headers| {
+                self.channel.basic_publish(
+                    exchange.into(),
+                    routing_key.into(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..Default::default()
+                    },
+                    body,
+                    properties.with_headers(headers),
+                )
+            })
             .await
             .map_err(|source| TopologyError::Publish {
                 exchange: exchange.to_owned(),
@@ -116,7 +131,7 @@ impl Publisher {
                 source,
             })?;
         Ok(Pending {
-            confirm,
+            verdict,
             routing_key: routing_key.to_owned(),
         })
     }
@@ -201,18 +216,20 @@ impl Publisher {
     ) -> Result<(), TopologyError> {
         let props = BasicProperties::default()
             .with_delivery_mode(1)
-            .with_content_type("application/json".into())
-            .with_headers(FieldTable::default());
-        self.channel
-            .basic_publish(
-                exchange.into(),
-                routing_key.into(),
-                BasicPublishOptions::default(),
-                body,
-                props,
-            )
+            .with_content_type("application/json".into());
+        // The confirm is still tracked (and dropped once it comes): left to lapin, every
+        // unawaited confirm would be kept until the channel closes.
+        self.tracker
+            .send_unconfirmed(FieldTable::default(), |headers| {
+                self.channel.basic_publish(
+                    exchange.into(),
+                    routing_key.into(),
+                    BasicPublishOptions::default(),
+                    body,
+                    props.with_headers(headers),
+                )
+            })
             .await
-            .map(drop)
             .map_err(|source| TopologyError::Publish {
                 exchange: exchange.to_owned(),
                 routing_key: routing_key.to_owned(),
