@@ -77,8 +77,6 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "warren-kit's AmqpArgs.url and RedisArgs.url share the clap id `url`, which \
-                clap's debug asserts refuse; un-ignore once warren-kit gives them distinct ids"]
     fn flags_parse() {
         let cli = Cli::try_parse_from([
             "x",
