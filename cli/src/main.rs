@@ -1,5 +1,8 @@
 //! `warren`: submit and watch jobs, run the whole system (`warren up`), benchmark it.
-#![expect(clippy::print_stdout, reason = "a command-line tool prints its answers")]
+#![expect(
+    clippy::print_stdout,
+    reason = "a command-line tool prints its answers"
+)]
 
 mod client;
 mod commands;
@@ -15,7 +18,12 @@ use crate::commands::{bench, jobs, submit, up, workers};
 #[command(name = "warren", version)]
 struct Cli {
     /// Base URL of the Warren API (the submitter).
-    #[arg(long, global = true, env = "WARREN_URL", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "WARREN_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
     url: String,
     #[command(flatten)]
     telemetry: TelemetryArgs,

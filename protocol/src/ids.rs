@@ -52,7 +52,13 @@ impl WorkerId {
     pub fn generate(host: &str) -> Self {
         let host: String = host
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '-'
+                }
+            })
             .take(40)
             .collect();
         let suffix = Uuid::new_v4().simple().to_string();

@@ -19,7 +19,7 @@ mod time;
 pub use envelope::{ENVELOPE_SCHEMA_VERSION, JobEnvelope};
 pub use heartbeat::{Heartbeat, WorkerResources, admits_program};
 pub use ids::{JobId, WorkerId};
-pub use naming::{Namespace, NameError};
+pub use naming::{NameError, Namespace};
 pub use spec::{
     DEFAULT_PRIORITY, JobSpec, MAX_ATTEMPTS, MAX_PRIORITY, MAX_TIMEOUT_S, Requirements,
     ValidationError,

@@ -137,8 +137,7 @@ impl JobSpec {
     /// Returns the first [`ValidationError`] found, naming the field and what to fix.
     pub fn validate(&self) -> Result<Task, ValidationError> {
         let task = Task::parse(&self.task, &self.args)?;
-        check_identifier("queue", &self.queue)
-            .map_err(|e| ValidationError::new("queue", e.why))?;
+        check_identifier("queue", &self.queue).map_err(|e| ValidationError::new("queue", e.why))?;
         check_identifier("tenant", &self.tenant)
             .map_err(|e| ValidationError::new("tenant", e.why))?;
         if self.priority > MAX_PRIORITY {

@@ -142,7 +142,9 @@ mod tests {
     #[test]
     fn the_happy_path_is_legal() {
         use JobState::*;
-        let path = [Queued, Scheduled, Running, Retrying, Queued, Scheduled, Running, Succeeded];
+        let path = [
+            Queued, Scheduled, Running, Retrying, Queued, Scheduled, Running, Succeeded,
+        ];
         for pair in path.windows(2) {
             assert!(pair[0].can_become(pair[1]), "{} -> {}", pair[0], pair[1]);
         }

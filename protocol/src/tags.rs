@@ -171,10 +171,22 @@ mod tests {
         assert!(ResourceTag::new("gpu").is_ok());
         assert!(ResourceTag::new("cuda12.2").is_ok());
         assert_eq!(ResourceTag::new(""), Err(TagError::Empty));
-        assert!(matches!(ResourceTag::new("GPU"), Err(TagError::Malformed(_))));
-        assert!(matches!(ResourceTag::new("-x"), Err(TagError::Malformed(_))));
-        assert!(matches!(ResourceTag::new("a b"), Err(TagError::Malformed(_))));
-        assert!(matches!(ResourceTag::new("x".repeat(33)), Err(TagError::TooLong(_))));
+        assert!(matches!(
+            ResourceTag::new("GPU"),
+            Err(TagError::Malformed(_))
+        ));
+        assert!(matches!(
+            ResourceTag::new("-x"),
+            Err(TagError::Malformed(_))
+        ));
+        assert!(matches!(
+            ResourceTag::new("a b"),
+            Err(TagError::Malformed(_))
+        ));
+        assert!(matches!(
+            ResourceTag::new("x".repeat(33)),
+            Err(TagError::TooLong(_))
+        ));
     }
 
     #[test]

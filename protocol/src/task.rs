@@ -219,8 +219,11 @@ mod tests {
 
     #[test]
     fn commands_need_a_program() {
-        let task = Task::parse("command", &json!({"argv": ["echo", "hi"], "env": {"A": "1"}}))
-            .unwrap();
+        let task = Task::parse(
+            "command",
+            &json!({"argv": ["echo", "hi"], "env": {"A": "1"}}),
+        )
+        .unwrap();
         let Task::Command(args) = task else {
             panic!("not a command")
         };

@@ -81,7 +81,9 @@ async fn step(publisher: &Publisher, store: &Store, delivery: Delivery) {
         }
     }
     let due = envelope.not_before_ms.unwrap_or(0);
-    let hop = next_hop(std::time::Duration::from_millis(due.saturating_sub(now_ms())));
+    let hop = next_hop(std::time::Duration::from_millis(
+        due.saturating_sub(now_ms()),
+    ));
     if hop == NextHop::Due {
         // Queued before it is published: a worker that claims it at once must not find it
         // still `retrying` (which the claim treats as a stale copy). If the publish below
@@ -95,7 +97,13 @@ async fn step(publisher: &Publisher, store: &Store, delivery: Delivery) {
     let sent = async {
         match hop {
             NextHop::Due => publisher.send_intake(&envelope).await?.confirmed().await,
-            NextHop::Rung(rung) => publisher.send_delay(rung, &envelope).await?.confirmed().await,
+            NextHop::Rung(rung) => {
+                publisher
+                    .send_delay(rung, &envelope)
+                    .await?
+                    .confirmed()
+                    .await
+            }
         }
     }
     .await;

@@ -37,7 +37,12 @@ pub(crate) async fn admit(
     let envelope = match JobEnvelope::from_bytes(&delivery.data) {
         Ok(envelope) => envelope,
         Err(reason) => {
-            dead_letter(publisher, &delivery, &format!("malformed job message: {reason}")).await;
+            dead_letter(
+                publisher,
+                &delivery,
+                &format!("malformed job message: {reason}"),
+            )
+            .await;
             return Admission::Done;
         }
     };

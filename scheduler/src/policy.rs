@@ -185,7 +185,8 @@ mod tests {
             name: "other".into(),
             args: json!(null),
         };
-        let cases: Vec<(Requirements, &Task, Result<Option<&str>, &str>)> = vec![
+        type Case<'a> = (Requirements, &'a Task, Result<Option<&'a str>, &'a str>);
+        let cases: Vec<Case<'_>> = vec![
             // Best fit: a CPU job goes to the CPU pool, not the GPU one.
             (requires(&[], 0, 0), &Task::Noop, Ok(Some("cpu"))),
             (requires(&["cpu"], 0, 0), &Task::Noop, Ok(Some("cpu"))),
@@ -194,13 +195,23 @@ mod tests {
             (requires(&[], 6, 0), &Task::Noop, Ok(Some("cpu+gpu"))),
             (requires(&[], 0, 0), &echo, Ok(Some("cpu"))),
             (requires(&[], 0, 0), &python, Ok(Some("cpu+gpu"))),
-            (requires(&["tpu"], 0, 0), &Task::Noop, Err("no live pool has tags [tpu]")),
+            (
+                requires(&["tpu"], 0, 0),
+                &Task::Noop,
+                Err("no live pool has tags [tpu]"),
+            ),
             (requires(&["gpu"], 0, 2), &Task::Noop, Err("gpus=2")),
             (requires(&["cpu"], 0, 0), &unknown, Err("task \"other\"")),
         ];
         let pools = cluster();
         for (req, task, want) in cases {
-            let got = choose(&pools, JobNeeds { requires: &req, task });
+            let got = choose(
+                &pools,
+                JobNeeds {
+                    requires: &req,
+                    task,
+                },
+            );
             match (got, want) {
                 (Ok(Some(p)), Ok(Some(name))) => assert_eq!(p.pool.to_string(), name, "{req:?}"),
                 (Err(NoMatch(reason)), Err(fragment)) => {
@@ -220,7 +231,10 @@ mod tests {
             requires: &req,
             task: &Task::Noop,
         };
-        assert_eq!(choose(&pools, job).unwrap().unwrap().pool.to_string(), "cpu+gpu");
+        assert_eq!(
+            choose(&pools, job).unwrap().unwrap().pool.to_string(),
+            "cpu+gpu"
+        );
         pools[1].credit = 0;
         assert!(choose(&pools, job).unwrap().is_none());
     }
@@ -234,14 +248,28 @@ mod tests {
         )];
         let python = Task::parse("command", &json!({"argv": ["python3"]})).unwrap();
         let req = requires(&[], 0, 0);
-        let err = choose(&pools, JobNeeds { requires: &req, task: &python }).unwrap_err();
+        let err = choose(
+            &pools,
+            JobNeeds {
+                requires: &req,
+                task: &python,
+            },
+        )
+        .unwrap_err();
         assert!(err.0.contains("python3"), "{}", err.0);
     }
 
     #[test]
     fn no_workers_at_all_says_so() {
         let req = requires(&[], 0, 0);
-        let err = choose(&[], JobNeeds { requires: &req, task: &Task::Noop }).unwrap_err();
+        let err = choose(
+            &[],
+            JobNeeds {
+                requires: &req,
+                task: &Task::Noop,
+            },
+        )
+        .unwrap_err();
         assert_eq!(err.0, "no_matching_pool: no live workers");
     }
 
@@ -253,6 +281,9 @@ mod tests {
             worker("gpu", 1, 1, &[]),
         ]);
         assert_eq!(pools.len(), 2);
-        assert_eq!(pools[&PoolName::parse_list("cpu").unwrap()].workers.len(), 2);
+        assert_eq!(
+            pools[&PoolName::parse_list("cpu").unwrap()].workers.len(),
+            2
+        );
     }
 }

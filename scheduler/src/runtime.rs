@@ -88,9 +88,9 @@ struct Session {
     pool: AmqpPool,
     prefetch: u16,
     /// Jobs that some pool could run, in policy order.
-    window: VecDeque<Box<Pending>>,
+    window: VecDeque<Pending>,
     /// Jobs no live pool can run; looked at again when the pools change.
-    parked: Vec<Box<Pending>>,
+    parked: Vec<Pending>,
     declared: HashSet<PoolName>,
     seq: u64,
     reports_tx: mpsc::UnboundedSender<Report>,
@@ -121,7 +121,11 @@ impl Session {
         })
     }
 
-    async fn run(&mut self, cluster: &mut Cluster, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    async fn run(
+        &mut self,
+        cluster: &mut Cluster,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
         let topology = self.publisher.topology().clone();
         let channel = Topology::channel(&self.pool).await?;
         // The window: RabbitMQ stops delivering once `prefetch` messages are unacked.
@@ -186,11 +190,11 @@ impl Session {
                 },
                 _ = tick.tick() => {
                     ticks += 1;
-                    if cluster.expire() || ticks % 10 == 0 {
+                    if cluster.expire() || ticks.is_multiple_of(10) {
                         self.unpark();
                     }
                     self.park_unrunnable(cluster);
-                    if ticks % 10 == 0 {
+                    if ticks.is_multiple_of(10) {
                         self.reconcile(cluster);
                         debug!(window = self.window.len(), parked = self.parked.len(),
                             in_flight = cluster.in_flight_count(), workers = cluster.worker_count(), "scheduler state");
@@ -210,10 +214,10 @@ impl Session {
 
     fn on_report(&mut self, report: Report, cluster: &mut Cluster) {
         match report {
-            Report::Admitted(pending) => self.enqueue(pending),
+            Report::Admitted(pending) => self.enqueue(*pending),
             Report::ReleaseFailed(pending) => {
                 cluster.settled(pending.envelope.job_id);
-                self.enqueue(pending);
+                self.enqueue(*pending);
             }
             Report::Settled(ids) => {
                 for id in ids {
@@ -224,7 +228,7 @@ impl Session {
     }
 
     /// Inserts a job in FIFO position (admissions finish out of order by a little).
-    fn enqueue(&mut self, pending: Box<Pending>) {
+    fn enqueue(&mut self, pending: Pending) {
         let at = self
             .window
             .iter()
@@ -271,13 +275,17 @@ impl Session {
                     if let Some(view) = pools.iter_mut().find(|p| p.pool == pool) {
                         view.credit -= 1;
                     }
-                    let Some(pending) = self.window.remove(i) else { break };
+                    let Some(pending) = self.window.remove(i) else {
+                        break;
+                    };
                     cluster.released(pending.envelope.job_id, pool.clone());
                     self.spawn_release(pending, pool);
                 }
                 Ok(None) => i += 1,
                 Err(policy::NoMatch(reason)) => {
-                    let Some(mut pending) = self.window.remove(i) else { break };
+                    let Some(mut pending) = self.window.remove(i) else {
+                        break;
+                    };
                     self.note_reason(&mut pending, reason);
                     self.parked.push(pending);
                 }
@@ -323,17 +331,25 @@ impl Session {
 
     /// Publish to the pool (confirmed), then ack intake, then record `scheduled`. A crash
     /// between the steps at worst duplicates the message, which the worker's claim absorbs.
-    fn spawn_release(&self, pending: Box<Pending>, pool: PoolName) {
-        let (publisher, store, tx) = (self.publisher.clone(), self.store.clone(), self.reports_tx.clone());
+    fn spawn_release(&self, pending: Pending, pool: PoolName) {
+        let (publisher, store, tx) = (
+            self.publisher.clone(),
+            self.store.clone(),
+            self.reports_tx.clone(),
+        );
         tokio::spawn(async move {
             let id = pending.envelope.job_id;
             let sent = async {
-                publisher.send_pool(&pool, &pending.envelope).await?.confirmed().await
+                publisher
+                    .send_pool(&pool, &pending.envelope)
+                    .await?
+                    .confirmed()
+                    .await
             }
             .await;
             if let Err(error) = sent {
                 warn!(job_id = %id, %pool, %error, "release failed; job returns to the window");
-                let _ = tx.send(Report::ReleaseFailed(pending));
+                let _ = tx.send(Report::ReleaseFailed(Box::new(pending)));
                 return;
             }
             intake::ack(&pending.delivery).await;
@@ -355,11 +371,15 @@ impl Session {
         }
         let (store, tx) = (self.store.clone(), self.reports_tx.clone());
         tokio::spawn(async move {
-            let Ok(states) = store.states(&overdue).await else { return };
+            let Ok(states) = store.states(&overdue).await else {
+                return;
+            };
             let done: Vec<JobId> = overdue
                 .into_iter()
                 .zip(states)
-                .filter(|(_, state)| !matches!(state, Some(JobState::Scheduled | JobState::Running)))
+                .filter(|(_, state)| {
+                    !matches!(state, Some(JobState::Scheduled | JobState::Running))
+                })
                 .map(|(id, _)| id)
                 .collect();
             if !done.is_empty() {
@@ -371,8 +391,8 @@ impl Session {
 
 /// Gives credit back when a released job leaves its pool's hands.
 fn on_event(event: &JobEvent, cluster: &mut Cluster) {
-    let leaves_pool = event.state.is_terminal()
-        || matches!(event.state, JobState::Retrying | JobState::Queued);
+    let leaves_pool =
+        event.state.is_terminal() || matches!(event.state, JobState::Retrying | JobState::Queued);
     if leaves_pool && let Ok(id) = event.id.parse::<JobId>() {
         cluster.settled(id);
     }

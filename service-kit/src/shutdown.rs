@@ -23,7 +23,10 @@ pub fn spawn_signal_listener(token: CancellationToken) -> anyhow::Result<()> {
             _ = int.recv() => {},
         }
         tracing::warn!("second shutdown signal, exiting now");
-        #[expect(clippy::exit, reason = "a second signal means: stop now, skip the drain")]
+        #[expect(
+            clippy::exit,
+            reason = "a second signal means: stop now, skip the drain"
+        )]
         std::process::exit(130);
     });
     Ok(())

@@ -1,4 +1,8 @@
 //! Helpers for tests that run against the real RabbitMQ and Redis.
+//!
+//! These helpers run only inside tests, where a broken environment must fail loudly: they
+//! panic (with a message naming the variable to fix) rather than return errors.
+#![allow(clippy::expect_used)]
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -37,7 +41,6 @@ impl TestNamespace {
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
             .take(30)
             .collect();
-        #[expect(clippy::expect_used, reason = "the name is built from safe characters only")]
         let ns = Namespace::new(format!("wt-{name}-{suffix}")).expect("valid test namespace");
         Self { ns }
     }

@@ -30,7 +30,11 @@ pub struct WorkerArgs {
     pub gpus: u32,
     /// Programs `command` jobs may run (comma-separated names or absolute paths; `*` = any).
     /// Empty: no `command` jobs at all.
-    #[arg(long = "allow-command", env = "WARREN_ALLOW_COMMANDS", value_delimiter = ',')]
+    #[arg(
+        long = "allow-command",
+        env = "WARREN_ALLOW_COMMANDS",
+        value_delimiter = ','
+    )]
     pub allow_commands: Vec<String>,
     /// How often to send heartbeats.
     #[arg(long, env = "WARREN_HEARTBEAT_INTERVAL", default_value = "2s", value_parser = humantime_duration)]
@@ -64,11 +68,15 @@ impl WorkerArgs {
         }
     }
 
-    /// Checks settings that clap cannot.
+    /// Checks settings that clap cannot, and normalises an empty allow-list
+    /// (`WARREN_ALLOW_COMMANDS=""` means no programs, not one empty name).
     ///
     /// # Errors
     /// Says which setting to fix.
-    pub fn check(&self) -> anyhow::Result<()> {
+    pub fn check(&mut self) -> anyhow::Result<()> {
+        if self.allow_commands.iter().all(|e| e.trim().is_empty()) {
+            self.allow_commands.clear();
+        }
         anyhow::ensure!(
             self.lease_ttl >= Duration::from_millis(300),
             "--lease-ttl must be at least 300ms"

@@ -31,7 +31,12 @@ pub(crate) async fn sha256(bytes: u64, cancel: tokio_util::sync::CancellationTok
             left -= n as u64;
         }
         let digest = hasher.finalize();
-        Some(digest.iter().map(|b| format!("{b:02x}")).collect::<String>())
+        Some(
+            digest
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>(),
+        )
     });
     match work.await {
         Ok(Some(hex)) => Ok(json!({

@@ -72,7 +72,10 @@ pub(crate) async fn run(
             )));
         }
     };
-    let pgid = child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw);
+    let pgid = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .map(Pid::from_raw);
 
     if let (Some(input), Some(mut stdin)) = (args.stdin.clone(), child.stdin.take()) {
         tokio::spawn(async move {
@@ -83,8 +86,14 @@ pub(crate) async fn run(
 
     let (tx, rx) = mpsc::channel::<(LogStream, String)>(1024);
     let readers = [
-        child.stdout.take().map(|s| spawn_reader(s, LogStream::Stdout, tx.clone())),
-        child.stderr.take().map(|s| spawn_reader(s, LogStream::Stderr, tx.clone())),
+        child
+            .stdout
+            .take()
+            .map(|s| spawn_reader(s, LogStream::Stdout, tx.clone())),
+        child
+            .stderr
+            .take()
+            .map(|s| spawn_reader(s, LogStream::Stderr, tx.clone())),
     ];
     drop(tx);
     let logger = tokio::spawn(ship_logs(job_id, store.clone(), rx));
@@ -105,7 +114,10 @@ pub(crate) async fn run(
         let _ = reader.await;
     }
     let (stdout, stderr) = logger.await.unwrap_or_default();
-    let exit_code = status.as_ref().ok().and_then(std::process::ExitStatus::code);
+    let exit_code = status
+        .as_ref()
+        .ok()
+        .and_then(std::process::ExitStatus::code);
     let signal = status
         .as_ref()
         .ok()

@@ -112,20 +112,37 @@ async fn claim(rt: &Runtime, envelope: &JobEnvelope) -> Claimed {
         match outcome {
             Ok(ClaimOutcome::Claimed(JobState::Running)) => {
                 info!("took over a job whose worker died");
-                return Claimed { run: true, requeue: false };
+                return Claimed {
+                    run: true,
+                    requeue: false,
+                };
             }
-            Ok(ClaimOutcome::Claimed(_)) => return Claimed { run: true, requeue: false },
+            Ok(ClaimOutcome::Claimed(_)) => {
+                return Claimed {
+                    run: true,
+                    requeue: false,
+                };
+            }
             Ok(ClaimOutcome::Terminal(state)) => {
                 debug!(%state, "job already finished; dropping the message");
-                return Claimed { run: false, requeue: false };
+                return Claimed {
+                    run: false,
+                    requeue: false,
+                };
             }
             Ok(ClaimOutcome::Stale(state)) => {
                 debug!(%state, "message is for an older attempt; dropping it");
-                return Claimed { run: false, requeue: false };
+                return Claimed {
+                    run: false,
+                    requeue: false,
+                };
             }
             Ok(ClaimOutcome::Missing) => {
                 warn!("job record is missing (expired or never written); dropping the message");
-                return Claimed { run: false, requeue: false };
+                return Claimed {
+                    run: false,
+                    requeue: false,
+                };
             }
             Ok(ClaimOutcome::Held(holder)) => {
                 // Either a duplicate of a job a live worker runs (its own delivery will be
@@ -133,12 +150,18 @@ async fn claim(rt: &Runtime, envelope: &JobEnvelope) -> Claimed {
                 // lapse: then take over). Waiting out one lease tells them apart.
                 if Instant::now() >= give_up {
                     debug!(%holder, "job is held by a live worker; dropping the duplicate");
-                    return Claimed { run: false, requeue: false };
+                    return Claimed {
+                        run: false,
+                        requeue: false,
+                    };
                 }
             }
             Err(error) => {
                 warn!(%error, "claim failed; returning the message to the queue");
-                return Claimed { run: false, requeue: true };
+                return Claimed {
+                    run: false,
+                    requeue: true,
+                };
             }
         }
         tokio::time::sleep(lease / 4).await;
@@ -214,8 +237,12 @@ async fn record(rt: &Runtime, envelope: &JobEnvelope, outcome: TaskResult, took:
     };
     let target = transition.to;
     match write_with_retry(rt, &transition).await {
-        Some(TransitionOutcome::Done(_)) => info!(state = %target, took_ms = took.as_millis() as u64, "job finished attempt"),
-        Some(other) => debug!(?other, state = %target, "job had moved on (cancelled or taken over)"),
+        Some(TransitionOutcome::Done(_)) => {
+            info!(state = %target, took_ms = took.as_millis() as u64, "job finished attempt")
+        }
+        Some(other) => {
+            debug!(?other, state = %target, "job had moved on (cancelled or taken over)")
+        }
         None => {}
     }
 }
@@ -245,10 +272,14 @@ async fn schedule_retry(
     next.attempt += 1;
     next.not_before_ms = Some(due);
     let publisher = rt.publisher();
-    let pending = match next_hop(delay) {
-        NextHop::Due => publisher.send_intake(&next).await?,
-        NextHop::Rung(rung) => publisher.send_delay(rung, &next).await?,
+    // Always through the ladder, never straight to intake, even for short delays: the
+    // scheduler moves the job from `retrying` to `queued` as it takes it off the ladder, and
+    // that must happen after this worker has recorded `retrying` (a rung takes at least 1 s).
+    let rung = match next_hop(delay) {
+        NextHop::Due => 0,
+        NextHop::Rung(rung) => rung,
     };
+    let pending = publisher.send_delay(rung, &next).await?;
     pending.confirmed().await?;
     Ok(due)
 }
@@ -285,9 +316,16 @@ async fn fail_unrunnable(rt: &Runtime, envelope: &JobEnvelope, reason: &str) {
 /// Sends a job this worker cannot run back to the scheduler (it was placed on a stale view of
 /// the pool), then acks the delivery.
 async fn bounce(rt: &Runtime, delivery: &Delivery, envelope: &JobEnvelope, reason: &str) {
-    warn!(reason, "cannot run this job here; returning it to the scheduler");
+    warn!(
+        reason,
+        "cannot run this job here; returning it to the scheduler"
+    );
     let sent = async {
-        rt.publisher().send_intake(envelope).await?.confirmed().await
+        rt.publisher()
+            .send_intake(envelope)
+            .await?
+            .confirmed()
+            .await
     }
     .await;
     match sent {

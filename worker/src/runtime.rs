@@ -92,14 +92,16 @@ impl Runtime {
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding these locks cannot leave the maps inconsistent (single inserts
     // and removes), so a poisoned lock is still usable.
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 pub(crate) async fn run(worker: Worker, shutdown: CancellationToken) -> anyhow::Result<()> {
     let Worker {
         id,
         hostname,
-        args,
+        mut args,
         tasks,
     } = worker;
     args.check()?;
@@ -156,7 +158,10 @@ pub(crate) async fn run(worker: Worker, shutdown: CancellationToken) -> anyhow::
                 backoff = (backoff * 2).min(Duration::from_secs(10));
                 match open_publisher(&pool, &rt.topology, &rt.args).await {
                     Ok(publisher) => rt.replace_publisher(publisher),
-                    Err(error) => warn!(error = format!("{error:#}"), "reopening the publisher failed"),
+                    Err(error) => warn!(
+                        error = format!("{error:#}"),
+                        "reopening the publisher failed"
+                    ),
                 }
             }
         }
@@ -241,7 +246,11 @@ async fn drain(rt: &Arc<Runtime>, tracker: &TaskTracker) {
     tracker.close();
     let grace = rt.args.shutdown.shutdown_grace;
     if !rt.running_ids().is_empty() {
-        info!(running = rt.running_ids().len(), ?grace, "draining running jobs");
+        info!(
+            running = rt.running_ids().len(),
+            ?grace,
+            "draining running jobs"
+        );
     }
     if tokio::time::timeout(grace, tracker.wait()).await.is_ok() {
         return;

@@ -100,7 +100,9 @@ async fn throughput(api: &Api, args: &BenchArgs) -> anyhow::Result<Value> {
                     .await
             });
         }
-        let Some(done) = in_flight.next().await else { break };
+        let Some(done) = in_flight.next().await else {
+            break;
+        };
         ids.extend(done?.jobs.into_iter().map(|a| a.id));
     }
     let submitted = started.elapsed();
@@ -162,7 +164,9 @@ async fn verify(api: &Api, ids: &[String]) -> anyhow::Result<usize> {
                 wait_one(&api, id, Some(Instant::now() + Duration::from_secs(60))).await
             });
         }
-        let Some(job) = checks.next().await else { break };
+        let Some(job) = checks.next().await else {
+            break;
+        };
         if job?.state != "succeeded" {
             failed += 1;
         }
@@ -177,7 +181,12 @@ async fn latency(api: &Api, args: &BenchArgs) -> anyhow::Result<Value> {
     for i in 0..(args.latency_jobs + warmup) {
         let t0 = Instant::now();
         let accepted: Accepted = api.post("/v1/jobs", &spec).await?;
-        let job = wait_one(api, &accepted.id, Some(Instant::now() + Duration::from_secs(30))).await?;
+        let job = wait_one(
+            api,
+            &accepted.id,
+            Some(Instant::now() + Duration::from_secs(30)),
+        )
+        .await?;
         let took = t0.elapsed();
         if job.state != "succeeded" {
             bail!("latency job {} ended {}", accepted.id, job.state);
@@ -191,7 +200,8 @@ async fn latency(api: &Api, args: &BenchArgs) -> anyhow::Result<Value> {
         let idx = ((samples.len() as f64 * p).ceil() as usize).clamp(1, samples.len()) - 1;
         samples[idx].as_secs_f64() * 1000.0
     };
-    let mean = samples.iter().map(Duration::as_secs_f64).sum::<f64>() / samples.len() as f64 * 1000.0;
+    let mean =
+        samples.iter().map(Duration::as_secs_f64).sum::<f64>() / samples.len() as f64 * 1000.0;
     let (p50, p95, p99, max) = (pct(0.50), pct(0.95), pct(0.99), pct(1.0));
     if !args.json {
         println!(

@@ -41,7 +41,10 @@ pub(crate) struct JobView {
 
 impl JobView {
     fn is_terminal(&self) -> bool {
-        matches!(self.state.as_str(), "succeeded" | "failed" | "timed_out" | "cancelled")
+        matches!(
+            self.state.as_str(),
+            "succeeded" | "failed" | "timed_out" | "cancelled"
+        )
     }
 
     fn to_json(&self) -> Value {
@@ -55,7 +58,10 @@ impl JobView {
         for (key, value) in [
             ("pool", self.pool.clone().map(Value::from)),
             ("worker", self.worker.clone().map(Value::from)),
-            ("pending_reason", self.pending_reason.clone().map(Value::from)),
+            (
+                "pending_reason",
+                self.pending_reason.clone().map(Value::from),
+            ),
             ("error", self.error.clone().map(Value::from)),
             ("exit_code", self.exit_code.map(Value::from)),
             ("result", self.result.clone()),
@@ -224,13 +230,23 @@ pub(crate) async fn ls(api: &Api, args: LsArgs) -> anyhow::Result<bool> {
     let page: JobPage = api.get_query("/v1/jobs", &query, None).await?;
     if args.json {
         let jobs: Vec<Value> = page.jobs.iter().map(JobView::to_json).collect();
-        println!("{}", serde_json::json!({ "jobs": jobs, "next_cursor": page.next_cursor }));
+        println!(
+            "{}",
+            serde_json::json!({ "jobs": jobs, "next_cursor": page.next_cursor })
+        );
         return Ok(true);
     }
-    println!("{:<36}  {:<10}  {:<12}  {:<8}  {:<12}  POOL", "ID", "STATE", "TASK", "ATTEMPT", "TENANT");
+    println!(
+        "{:<36}  {:<10}  {:<12}  {:<8}  {:<12}  POOL",
+        "ID", "STATE", "TASK", "ATTEMPT", "TENANT"
+    );
     for job in &page.jobs {
         let task = job.spec.get("task").and_then(Value::as_str).unwrap_or("?");
-        let tenant = job.spec.get("tenant").and_then(Value::as_str).unwrap_or("?");
+        let tenant = job
+            .spec
+            .get("tenant")
+            .and_then(Value::as_str)
+            .unwrap_or("?");
         println!(
             "{:<36}  {:<10}  {:<12}  {:<8}  {:<12}  {}",
             job.id,
@@ -313,7 +329,10 @@ pub(crate) struct CancelArgs {
 
 pub(crate) async fn cancel(api: &Api, args: CancelArgs) -> anyhow::Result<bool> {
     let job: JobView = api
-        .post(&format!("/v1/jobs/{}/cancel", args.id), &serde_json::json!({}))
+        .post(
+            &format!("/v1/jobs/{}/cancel", args.id),
+            &serde_json::json!({}),
+        )
         .await
         .with_context(|| format!("cancelling {}", args.id))?;
     println!("{} {}", job.id, job.state);

@@ -91,7 +91,9 @@ impl SubmitArgs {
             obj.insert("task".into(), json!(task));
         }
         if !obj.contains_key("task") {
-            bail!("name a task: `warren submit noop`, `warren submit command -- echo hi`, or --file spec.json");
+            bail!(
+                "name a task: `warren submit noop`, `warren submit command -- echo hi`, or --file spec.json"
+            );
         }
         if let Some(raw) = &self.args {
             let args: Value = serde_json::from_str(raw)
@@ -121,18 +123,29 @@ impl SubmitArgs {
         set("priority", self.priority.map(|v| json!(v)));
         set("timeout_s", self.timeout_s.map(|v| json!(v)));
         set("max_attempts", self.max_attempts.map(|v| json!(v)));
-        set("estimated_runtime_ms", self.estimated_runtime_ms.map(|v| json!(v)));
+        set(
+            "estimated_runtime_ms",
+            self.estimated_runtime_ms.map(|v| json!(v)),
+        );
         if !self.labels.is_empty() {
             let labels: BTreeMap<_, _> = self.labels.iter().cloned().collect();
             set("labels", Some(json!(labels)));
         }
-        if !self.tags.is_empty() || self.cpu.is_some() || self.mem_mb.is_some() || self.gpus.is_some() {
+        if !self.tags.is_empty()
+            || self.cpu.is_some()
+            || self.mem_mb.is_some()
+            || self.gpus.is_some()
+        {
             let requires = obj.entry("requires").or_insert_with(|| json!({}));
             if let Some(req) = requires.as_object_mut() {
                 if !self.tags.is_empty() {
                     req.insert("tags".into(), json!(self.tags));
                 }
-                for (key, value) in [("cpu", self.cpu.map(u64::from)), ("mem_mb", self.mem_mb), ("gpus", self.gpus.map(u64::from))] {
+                for (key, value) in [
+                    ("cpu", self.cpu.map(u64::from)),
+                    ("mem_mb", self.mem_mb),
+                    ("gpus", self.gpus.map(u64::from)),
+                ] {
                     if let Some(value) = value {
                         req.insert(key.into(), json!(value));
                     }

@@ -60,13 +60,24 @@ pub(crate) async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Re
     let state = warren_submitter::build_state(&submitter).await?;
     let listener = tokio::net::TcpListener::bind(submitter.http_addr)
         .await
-        .with_context(|| format!("binding {} (is another Warren running? try --http-addr)", submitter.http_addr))?;
+        .with_context(|| {
+            format!(
+                "binding {} (is another Warren running? try --http-addr)",
+                submitter.http_addr
+            )
+        })?;
     let addr = listener.local_addr()?;
 
     let stop = shutdown.child_token();
     let mut services = JoinSet::new();
-    services.spawn(named("submitter", warren_submitter::serve(listener, state, stop.clone())));
-    services.spawn(named("scheduler", warren_scheduler::run(scheduler, stop.clone())));
+    services.spawn(named(
+        "submitter",
+        warren_submitter::serve(listener, state, stop.clone()),
+    ));
+    services.spawn(named(
+        "scheduler",
+        warren_scheduler::run(scheduler, stop.clone()),
+    ));
     for i in 0..args.workers {
         let worker = Worker::builder().build(args.worker.clone());
         services.spawn(named_owned(format!("worker {i}"), worker.run(stop.clone())));

@@ -22,7 +22,10 @@ pub(crate) async fn run(api: &Api, args: WorkersArgs) -> anyhow::Result<bool> {
         return Ok(true);
     }
     let workers: Vec<Heartbeat> = serde_json::from_value(list)?;
-    println!("{:<32}  {:<16}  {:>9}  {:>5}  {:>4}  {:>6}  {:>5}  SEEN", "WORKER", "POOL", "BUSY", "CPU", "GPU", "MEM", "LOAD");
+    println!(
+        "{:<32}  {:<16}  {:>9}  {:>5}  {:>4}  {:>6}  {:>5}  SEEN",
+        "WORKER", "POOL", "BUSY", "CPU", "GPU", "MEM", "LOAD"
+    );
     for w in &workers {
         println!(
             "{:<32}  {:<16}  {:>4}/{:<4}  {:>5}  {:>4}  {:>6}  {:>5.2}  {}s ago",

@@ -1,0 +1,75 @@
+//! Invariants I3 and I4 with real processes: kill -9 and duplicate deliveries.
+
+use std::time::Duration;
+
+use serde_json::json;
+use warren_kit::testkit::wait_until;
+
+use crate::harness::{System, WorkerSpec, spec};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_whose_worker_is_killed_runs_again_elsewhere_and_ends_once() {
+    let one_slot = WorkerSpec {
+        slots: 1,
+        ..WorkerSpec::default()
+    };
+    let mut sys = System::start("kill9", std::slice::from_ref(&one_slot)).await;
+    let id = sys.submit(spec("sleep", json!({"ms": 2500}))).await;
+    let running = sys
+        .wait_state(&id, "running", Duration::from_secs(20))
+        .await;
+    let first_worker = running["worker"].as_str().unwrap().to_owned();
+
+    sys.add_worker(&one_slot).await;
+    sys.kill_worker(0);
+
+    let job = sys.wait_done(&id).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_ne!(job["worker"], first_worker.as_str(), "{job}");
+    assert_eq!(job["takeovers"], 1, "{job}");
+    assert_eq!(job["attempt"], 1, "a takeover is not a new attempt: {job}");
+    // Exactly one terminal state, and it stays.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let later = sys.job(&id).await;
+    assert_eq!(later["state"], "succeeded");
+    assert_eq!(later["timestamps"], job["timestamps"]);
+    sys.workers.remove(0);
+    sys.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn duplicates_of_finished_or_held_jobs_are_dropped_not_run() {
+    let sys = System::start("duplicates", &[WorkerSpec::default()]).await;
+
+    // A duplicate of a finished job.
+    let done_id = sys.submit(spec("echo", json!({"n": 1}))).await;
+    let done = sys.wait_done(&done_id).await;
+    sys.publish_duplicate("cpu", &done).await;
+
+    // A duplicate of a job a live worker holds.
+    let held_id = sys.submit(spec("sleep", json!({"ms": 6000}))).await;
+    let held = sys
+        .wait_state(&held_id, "running", Duration::from_secs(20))
+        .await;
+    sys.publish_duplicate("cpu", &held).await;
+
+    // Both copies are consumed...
+    wait_until(
+        "the duplicates to be consumed",
+        Duration::from_secs(20),
+        || async { (sys.pool_depth("cpu").await == 0).then_some(()) },
+    )
+    .await;
+    // ...and neither job ran twice.
+    let held_done = sys.wait_done(&held_id).await;
+    assert_eq!(held_done["state"], "succeeded");
+    assert_eq!(held_done["takeovers"], 0, "{held_done}");
+    assert_eq!(held_done["worker"], held["worker"]);
+    let again = sys.job(&done_id).await;
+    assert_eq!(
+        again["timestamps"], done["timestamps"],
+        "finished job was touched"
+    );
+    assert_eq!(again["state"], "succeeded");
+    sys.stop().await;
+}
