@@ -1,5 +1,7 @@
 //! Invariant I2 under failure: 503 with `Retry-After`, and nothing half-made stays.
 
+use std::time::{Duration, Instant};
+
 use axum::http::StatusCode;
 use serde_json::json;
 use warren_kit::testkit::TestNamespace;
@@ -121,6 +123,35 @@ async fn redis_down_is_503_and_nothing_is_published() {
     reply.problem(StatusCode::SERVICE_UNAVAILABLE, "not_ready");
     let reply = h.send(get("/healthz")).await;
     assert_eq!(reply.status, StatusCode::OK, "the process itself is fine");
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn slow_requests_are_cut_off_with_503() {
+    let ns = TestNamespace::new("fail_slow");
+    let proxy = Proxy::start(redis_host_port()).await;
+    let mut args = args(&ns, format!("redis://{}", proxy.addr));
+    args.request_timeout = Duration::from_millis(500);
+    let h = Harness::with_args(ns, args).await;
+    let id = h.submit(&json!({"task": "noop"})).await;
+    // Long-polls are exempt from the request timeout: they bound themselves.
+    let reply = h
+        .send(get(&format!("/v1/jobs/{id}/wait?timeout_s=1")))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:#?}");
+    assert_eq!(reply.header("x-warren-wait"), "timeout");
+
+    proxy.freeze();
+    let started = Instant::now();
+    let reply = h.send(get("/v1/stats")).await;
+    reply.problem(StatusCode::SERVICE_UNAVAILABLE, "timeout");
+    assert_eq!(reply.header("retry-after"), "2");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "cut off by the request timeout, not Redis's own: {:?}",
+        started.elapsed()
+    );
+    proxy.kill().await;
     h.finish().await;
 }
 

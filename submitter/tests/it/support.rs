@@ -9,6 +9,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode, header};
 use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
@@ -137,6 +138,10 @@ impl Harness {
 
     pub(crate) async fn with_redis(ns: TestNamespace, redis_url: String) -> Self {
         let args = args(&ns, redis_url);
+        Self::with_args(ns, args).await
+    }
+
+    pub(crate) async fn with_args(ns: TestNamespace, args: SubmitterArgs) -> Self {
         let state = tokio::time::timeout(TIMEOUT, build_state_with(&args, topology_options()))
             .await
             .expect("building the state timed out")
@@ -211,6 +216,7 @@ impl Harness {
 pub(crate) struct Proxy {
     pub(crate) addr: SocketAddr,
     stop: CancellationToken,
+    frozen: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
@@ -220,6 +226,7 @@ impl Proxy {
         let addr = listener.local_addr().unwrap();
         let stop = CancellationToken::new();
         let token = stop.clone();
+        let (frozen, frozen_rx) = watch::channel(false);
         let task = tokio::spawn(async move {
             // Dropping the set when the proxy stops aborts every open connection.
             let mut connections = JoinSet::new();
@@ -229,16 +236,34 @@ impl Proxy {
                     accepted = listener.accept() => {
                         let Ok((mut inbound, _)) = accepted else { continue };
                         let target = target.clone();
+                        let mut frozen = frozen_rx.clone();
                         connections.spawn(async move {
-                            if let Ok(mut outbound) = TcpStream::connect(&target).await {
-                                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                            let Ok(mut outbound) = TcpStream::connect(&target).await else {
+                                return;
+                            };
+                            tokio::select! {
+                                _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                                // Frozen: keep both sockets open and forward nothing.
+                                () = async { drop(frozen.wait_for(|f| *f).await) } => {
+                                    std::future::pending::<()>().await;
+                                }
                             }
                         });
                     }
                 }
             }
         });
-        Self { addr, stop, task }
+        Self {
+            addr,
+            stop,
+            frozen,
+            task,
+        }
+    }
+
+    /// Keeps every connection open but forwards nothing: Redis calls hang.
+    pub(crate) fn freeze(&self) {
+        self.frozen.send_replace(true);
     }
 
     /// Stops listening and cuts every connection: Redis is "down" from then on.
