@@ -6,7 +6,7 @@ use warren_store::Transition;
 use warren_topology::lapin::options::{BasicGetOptions, QueueBindOptions, QueueDeclareOptions};
 use warren_topology::lapin::types::FieldTable;
 
-use crate::support::{Harness, TIMEOUT};
+use crate::support::{Harness, TIMEOUT, within};
 use crate::wait::start;
 
 fn cancel(id: &str) -> Request<Body> {
@@ -88,10 +88,12 @@ async fn running_jobs_are_killed_through_the_control_exchange() {
     assert_eq!(reply.body["state"], "cancelled");
 
     let message = warren_kit::testkit::wait_until("the cancel command", TIMEOUT, || async {
-        h.channel
-            .basic_get(queue.name().clone(), BasicGetOptions { no_ack: true })
-            .await
-            .unwrap()
+        within(
+            h.channel
+                .basic_get(queue.name().clone(), BasicGetOptions { no_ack: true }),
+        )
+        .await
+        .unwrap()
     })
     .await;
     let body: Value = serde_json::from_slice(&message.delivery.data).unwrap();

@@ -32,6 +32,13 @@ pub(crate) fn topology_options() -> TopologyOptions {
     }
 }
 
+/// Awaits `future`, failing the test if it takes longer than [`TIMEOUT`].
+pub(crate) async fn within<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(TIMEOUT, future)
+        .await
+        .expect("a broker or Redis call timed out")
+}
+
 /// Submitter settings for `ns`, talking to Redis at `redis_url`.
 pub(crate) fn args(ns: &TestNamespace, redis_url: String) -> SubmitterArgs {
     SubmitterArgs {
@@ -146,13 +153,17 @@ impl Harness {
             .await
             .expect("building the state timed out")
             .expect("RabbitMQ at WARREN_TEST_AMQP_URL and Redis at WARREN_TEST_REDIS_URL");
-        let store = Store::connect(&testkit::redis_url(), ns.ns(), StoreOptions::default())
-            .await
-            .expect("Redis at WARREN_TEST_REDIS_URL");
-        let pool = connect_pool(&testkit::amqp_url(), "submitter-test", 1)
+        let store = within(Store::connect(
+            &testkit::redis_url(),
+            ns.ns(),
+            StoreOptions::default(),
+        ))
+        .await
+        .expect("Redis at WARREN_TEST_REDIS_URL");
+        let pool = within(connect_pool(&testkit::amqp_url(), "submitter-test", 1))
             .await
             .expect("RabbitMQ at WARREN_TEST_AMQP_URL");
-        let channel = Topology::channel(&pool).await.unwrap();
+        let channel = within(Topology::channel(&pool)).await.unwrap();
         Self {
             topology: Topology::new(ns.ns().clone(), topology_options()),
             app: app(state.clone()),
