@@ -36,13 +36,20 @@ pub(crate) async fn run(
             () = stop.cancelled() => return Ok(()),
             next = consumer.next() => {
                 let Some(delivery) = next else { anyhow::bail!("delay consumer cancelled") };
-                step(&publisher, &store, delivery?).await;
+                let (publisher, store) = (publisher.clone(), store.clone());
+                // Concurrent, because a step may wait out the last second of its delay.
+                tokio::spawn(async move { step(&publisher, &store, delivery).await });
             }
         }
     }
 }
 
-async fn step(publisher: &Publisher, store: &Store, delivery: Delivery) {
+async fn step(
+    publisher: &Publisher,
+    store: &Store,
+    delivery: Result<Delivery, warren_topology::lapin::Error>,
+) {
+    let Ok(delivery) = delivery else { return };
     let envelope = match JobEnvelope::from_bytes(&delivery.data) {
         Ok(envelope) => envelope,
         Err(reason) => {
@@ -84,6 +91,11 @@ async fn step(publisher: &Publisher, store: &Store, delivery: Delivery) {
     let hop = next_hop(std::time::Duration::from_millis(
         due.saturating_sub(now_ms()),
     ));
+    if hop == NextHop::Due {
+        // Less than the smallest rung left: wait it out here (the message stays unacked).
+        let left = due.saturating_sub(now_ms());
+        tokio::time::sleep(std::time::Duration::from_millis(left)).await;
+    }
     if hop == NextHop::Due {
         // Queued before it is published: a worker that claims it at once must not find it
         // still `retrying` (which the claim treats as a stale copy). If the publish below

@@ -330,10 +330,12 @@ async fn bounce(rt: &Runtime, delivery: &Delivery, envelope: &JobEnvelope, reaso
     .await;
     match sent {
         Ok(()) => {
-            let back = Transition::new(envelope.job_id, JobState::Queued)
-                .at_attempt(envelope.attempt)
-                .set("pending_reason", reason);
+            // Legal from `scheduled`; a job the scheduler had not yet marked is still
+            // `queued`, and keeps that state. Either way it now says why it waits.
+            let back =
+                Transition::new(envelope.job_id, JobState::Queued).at_attempt(envelope.attempt);
             let _ = rt.store.transition(&back).await;
+            let _ = rt.store.set_pending_reason(envelope.job_id, reason).await;
             ack(delivery).await;
         }
         Err(error) => {

@@ -71,7 +71,7 @@ pub(crate) async fn run(api: &Api, args: BenchArgs) -> anyhow::Result<bool> {
 async fn succeeded_count(api: &Api) -> anyhow::Result<u64> {
     let stats: Value = api.get("/v1/stats").await?;
     let count = stats
-        .pointer("/counts/succeeded")
+        .pointer("/by_state/succeeded")
         .or_else(|| stats.pointer("/succeeded"))
         .and_then(Value::as_u64)
         .context("GET /v1/stats has no succeeded count")?;

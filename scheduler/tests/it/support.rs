@@ -1,0 +1,191 @@
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use warren_kit::testkit::{TestNamespace, amqp_url, redis_url, wait_until};
+use warren_kit::{AmqpArgs, CommonArgs, RedisArgs};
+use warren_protocol::{
+    Heartbeat, JobEnvelope, JobId, JobSpec, PoolName, WorkerId, WorkerResources, now_ms,
+};
+use warren_scheduler::{Policy, SchedulerArgs};
+use warren_store::{NewJob, Store, StoreOptions};
+use warren_topology::lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions};
+use warren_topology::{AmqpPool, Publisher, Topology, TopologyOptions};
+
+pub(crate) struct Harness {
+    pub(crate) ns: TestNamespace,
+    pub(crate) store: Store,
+    pub(crate) publisher: Publisher,
+    pub(crate) topology: Topology,
+    amqp: AmqpPool,
+    stop: CancellationToken,
+    scheduler: Option<JoinHandle<anyhow::Result<()>>>,
+    pools: Vec<PoolName>,
+}
+
+impl Harness {
+    pub(crate) async fn start(name: &str, credit_slack: u32) -> Self {
+        let ns = TestNamespace::new(name);
+        let store = Store::connect(&redis_url(), ns.ns(), StoreOptions::default())
+            .await
+            .expect("Redis reachable at WARREN_TEST_REDIS_URL");
+        let amqp = warren_topology::connect_pool(&amqp_url(), "scheduler-it", 1)
+            .await
+            .expect("RabbitMQ reachable at WARREN_TEST_AMQP_URL");
+        let topology = Topology::new(ns.ns().clone(), TopologyOptions::default());
+        let publisher = Publisher::open(&amqp, &topology).await.unwrap();
+        warren_topology::declare_core(publisher.channel(), &topology)
+            .await
+            .unwrap();
+        let args = SchedulerArgs {
+            common: CommonArgs {
+                amqp: AmqpArgs { url: amqp_url() },
+                redis: RedisArgs { url: redis_url() },
+                namespace: ns.ns().clone(),
+                result_ttl: Duration::from_secs(600),
+            },
+            prefetch: 100,
+            credit_slack,
+            policy: Policy::Fifo,
+        };
+        let stop = CancellationToken::new();
+        let scheduler = tokio::spawn(warren_scheduler::run(args, stop.child_token()));
+        Self {
+            ns,
+            store,
+            publisher,
+            topology,
+            amqp,
+            stop,
+            scheduler: Some(scheduler),
+            pools: Vec::new(),
+        }
+    }
+
+    /// Announces a worker of `pool` with `slots`, as a real worker's heartbeat would, and
+    /// declares its queue (a real worker declares it before consuming).
+    pub(crate) async fn worker(&mut self, id: &str, pool: &str, slots: u32, gpus: u32) {
+        let pool = PoolName::parse_list(pool).unwrap();
+        warren_topology::declare_pool(self.publisher.channel(), &self.topology, &pool)
+            .await
+            .unwrap();
+        self.pools.push(pool.clone());
+        let heartbeat = Heartbeat {
+            worker_id: WorkerId::from_raw(id),
+            pool,
+            hostname: "test".into(),
+            slots,
+            busy: 0,
+            running: vec![],
+            resources: WorkerResources {
+                cpu: 4,
+                mem_mb: 4096,
+                gpus,
+            },
+            allowed_commands: vec![],
+            tasks: vec![],
+            load1: 0.0,
+            interval_ms: 1_000,
+            started_at_ms: now_ms(),
+            sent_at_ms: now_ms(),
+            draining: false,
+        };
+        // Like a real worker, keep beating: the scheduler may not be listening yet.
+        let (publisher, exchange, stop) = (
+            self.publisher.clone(),
+            self.topology.events_exchange(),
+            self.stop.clone(),
+        );
+        tokio::spawn(async move {
+            let body = serde_json::to_vec(&heartbeat).unwrap();
+            while !stop.is_cancelled() {
+                let _ = publisher.emit(&exchange, "worker.heartbeat", &body).await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+    }
+
+    /// Accepts a job as the submitter would: Redis first, then intake.
+    pub(crate) async fn submit(&self, spec: JobSpec) -> JobId {
+        let id = JobId::new();
+        let created = now_ms();
+        self.store
+            .create_jobs(&[NewJob {
+                id,
+                spec: spec.clone(),
+                created_ms: created,
+            }])
+            .await
+            .unwrap();
+        let envelope = JobEnvelope::first_attempt(id, spec, created, None);
+        self.publisher
+            .send_intake(&envelope)
+            .await
+            .unwrap()
+            .confirmed()
+            .await
+            .unwrap();
+        id
+    }
+
+    /// Messages waiting in a pool queue.
+    pub(crate) async fn depth(&self, pool: &str) -> u32 {
+        let queue = self
+            .publisher
+            .channel()
+            .queue_declare(
+                self.topology
+                    .pool_queue(&PoolName::parse_list(pool).unwrap())
+                    .into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        queue.message_count()
+    }
+
+    /// Takes the next message off a pool queue, as a worker would (and acks it).
+    pub(crate) async fn take(&self, pool: &str) -> JobEnvelope {
+        let queue = self
+            .topology
+            .pool_queue(&PoolName::parse_list(pool).unwrap());
+        let channel = self.publisher.channel().clone();
+        let message = wait_until(
+            "a message in the pool queue",
+            Duration::from_secs(10),
+            || {
+                let (channel, queue) = (channel.clone(), queue.clone());
+                async move {
+                    channel
+                        .basic_get(queue.as_str().into(), BasicGetOptions::default())
+                        .await
+                        .ok()?
+                }
+            },
+        )
+        .await;
+        message
+            .delivery
+            .ack(BasicAckOptions::default())
+            .await
+            .unwrap();
+        JobEnvelope::from_bytes(&message.delivery.data).unwrap()
+    }
+
+    pub(crate) async fn stop(mut self) {
+        self.stop.cancel();
+        tokio::time::timeout(Duration::from_secs(20), self.scheduler.take().unwrap())
+            .await
+            .expect("scheduler stops in time")
+            .expect("no panic")
+            .expect("scheduler stopped cleanly");
+        let _ =
+            warren_topology::teardown(self.publisher.channel(), &self.topology, &self.pools).await;
+        self.amqp.close();
+        self.ns.cleanup().await;
+    }
+}

@@ -1,0 +1,156 @@
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use warren_kit::testkit::{TestNamespace, amqp_url, redis_url, wait_until};
+use warren_kit::{AmqpArgs, CommonArgs, RedisArgs, ShutdownArgs};
+use warren_protocol::{JobEnvelope, JobId, JobSpec, PoolName, now_ms};
+use warren_store::{JobRecord, NewJob, Store, StoreOptions};
+use warren_topology::{AmqpPool, Publisher, Topology, TopologyOptions};
+use warren_worker::{Worker, WorkerArgs};
+
+pub(crate) struct Harness {
+    pub(crate) ns: TestNamespace,
+    pub(crate) store: Store,
+    pub(crate) publisher: Publisher,
+    pub(crate) pool: PoolName,
+    amqp: AmqpPool,
+    stop: CancellationToken,
+    worker: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+pub(crate) fn args(ns: &TestNamespace) -> WorkerArgs {
+    WorkerArgs {
+        common: CommonArgs {
+            amqp: AmqpArgs { url: amqp_url() },
+            redis: RedisArgs { url: redis_url() },
+            namespace: ns.ns().clone(),
+            result_ttl: Duration::from_secs(600),
+        },
+        shutdown: ShutdownArgs {
+            shutdown_grace: Duration::from_secs(5),
+        },
+        tags: PoolName::parse_list("cpu").unwrap(),
+        slots: 2,
+        cpu: 1,
+        mem_mb: 1024,
+        gpus: 0,
+        allow_commands: vec!["echo".into()],
+        heartbeat_interval: Duration::from_millis(200),
+        lease_ttl: Duration::from_secs(2),
+        default_timeout: Duration::from_secs(30),
+        kill_grace: Duration::from_secs(1),
+        retry_base: Duration::from_millis(100),
+    }
+}
+
+impl Harness {
+    /// Starts `worker` in-process and waits for its first heartbeat.
+    pub(crate) async fn start(ns: TestNamespace, worker: Worker) -> Self {
+        let store = Store::connect(&redis_url(), ns.ns(), StoreOptions::default())
+            .await
+            .expect("Redis reachable at WARREN_TEST_REDIS_URL");
+        let amqp = warren_topology::connect_pool(&amqp_url(), "worker-it", 1)
+            .await
+            .expect("RabbitMQ reachable at WARREN_TEST_AMQP_URL");
+        // Same arguments as the worker declares (no x-expires); `stop` tears it all down.
+        let topology = Topology::new(ns.ns().clone(), TopologyOptions::default());
+        let publisher = Publisher::open(&amqp, &topology).await.unwrap();
+        let pool = PoolName::parse_list("cpu").unwrap();
+        warren_topology::declare_core(publisher.channel(), &topology)
+            .await
+            .unwrap();
+        warren_topology::declare_pool(publisher.channel(), &topology, &pool)
+            .await
+            .unwrap();
+        let stop = CancellationToken::new();
+        let handle = tokio::spawn(worker.run(stop.child_token()));
+        let probe = store.clone();
+        wait_until(
+            "the worker's first heartbeat",
+            Duration::from_secs(10),
+            || {
+                let probe = probe.clone();
+                async move { (!probe.live_workers().await.ok()?.is_empty()).then_some(()) }
+            },
+        )
+        .await;
+        Self {
+            ns,
+            store,
+            publisher,
+            pool,
+            amqp,
+            stop,
+            worker: Some(handle),
+        }
+    }
+
+    /// Writes a job to Redis and publishes it to the pool queue, as the scheduler would.
+    pub(crate) async fn dispatch(&self, spec: JobSpec) -> JobId {
+        let id = JobId::new();
+        let created = now_ms();
+        self.store
+            .create_jobs(&[NewJob {
+                id,
+                spec: spec.clone(),
+                created_ms: created,
+            }])
+            .await
+            .unwrap();
+        let envelope = JobEnvelope::first_attempt(id, spec, created, None);
+        self.publish(&envelope).await;
+        id
+    }
+
+    pub(crate) async fn publish(&self, envelope: &JobEnvelope) {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            self.publisher
+                .send_pool(&self.pool, envelope)
+                .await?
+                .confirmed()
+                .await
+        })
+        .await
+        .expect("publish in time")
+        .expect("publish confirmed");
+    }
+
+    pub(crate) async fn wait_terminal(&self, id: JobId) -> JobRecord {
+        let store = self.store.clone();
+        wait_until(
+            &format!("job {id} to finish"),
+            Duration::from_secs(20),
+            || {
+                let store = store.clone();
+                async move {
+                    let job = store.get(id).await.ok()??;
+                    job.state.is_terminal().then_some(job)
+                }
+            },
+        )
+        .await
+    }
+
+    /// Stops the worker, proving a clean shutdown, and removes everything the test made.
+    pub(crate) async fn stop(mut self) {
+        self.stop.cancel();
+        let handle = self.worker.take().unwrap();
+        tokio::time::timeout(Duration::from_secs(20), handle)
+            .await
+            .expect("worker stops in time")
+            .expect("worker task did not panic")
+            .expect("worker stopped cleanly");
+        let topology = self.publisher.topology().clone();
+        let _ =
+            warren_topology::teardown(self.publisher.channel(), &topology, &[self.pool.clone()])
+                .await;
+        self.amqp.close();
+        self.ns.cleanup().await;
+    }
+}
+
+pub(crate) fn spec(task: &str, args: Value) -> JobSpec {
+    JobSpec::new(task, args)
+}
