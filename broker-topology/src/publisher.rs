@@ -203,6 +203,37 @@ impl Publisher {
             .await
     }
 
+    /// Moves a consumed message to the dead-letter exchange with `reason`, then acks it. If
+    /// that publish fails, rejects the message without requeue, so the queue's own
+    /// dead-letter exchange still keeps it (without the reason): never rejected into the void.
+    pub async fn dead_letter(&self, delivery: &lapin::message::Delivery, reason: &str) {
+        use lapin::options::{BasicAckOptions, BasicNackOptions};
+        tracing::warn!(reason, "dead-lettering a message");
+        let sent = async {
+            self.send_dead(&delivery.data, delivery.properties.clone(), reason)
+                .await?
+                .confirmed()
+                .await
+        }
+        .await;
+        let settled = match sent {
+            Ok(()) => delivery.ack(BasicAckOptions::default()).await,
+            Err(error) => {
+                tracing::warn!(%error, "could not dead-letter; rejecting to the queue's dead-letter exchange");
+                delivery
+                    .nack(BasicNackOptions {
+                        requeue: false,
+                        ..Default::default()
+                    })
+                    .await
+            }
+        };
+        if let Err(error) = settled {
+            // The channel is gone: the broker redelivers and the next attempt settles it.
+            tracing::debug!(%error, "could not settle a dead-lettered message");
+        }
+    }
+
     /// Publishes a transient event (heartbeat, control command) without waiting for its
     /// confirm: events are advisory and the next heartbeat supersedes a lost one.
     ///

@@ -54,17 +54,7 @@ async fn step(
         Ok(envelope) => envelope,
         Err(reason) => {
             let reason = format!("malformed delayed message: {reason}");
-            let sent = async {
-                publisher
-                    .send_dead(&delivery.data, delivery.properties.clone(), &reason)
-                    .await?
-                    .confirmed()
-                    .await
-            }
-            .await;
-            if sent.is_ok() {
-                let _ = delivery.ack(BasicAckOptions::default()).await;
-            }
+            publisher.dead_letter(&delivery, &reason).await;
             return;
         }
     };

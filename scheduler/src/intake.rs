@@ -98,24 +98,5 @@ pub(crate) async fn ack(delivery: &Delivery) {
 }
 
 async fn dead_letter(publisher: &Publisher, delivery: &Delivery, reason: &str) {
-    warn!(reason, "dead-lettering an intake message");
-    let sent = async {
-        publisher
-            .send_dead(&delivery.data, delivery.properties.clone(), reason)
-            .await?
-            .confirmed()
-            .await
-    }
-    .await;
-    if sent.is_ok() {
-        ack(delivery).await;
-    } else {
-        // The queue's own dead-letter exchange takes it (without our reason header).
-        let _ = delivery
-            .nack(BasicNackOptions {
-                requeue: false,
-                ..Default::default()
-            })
-            .await;
-    }
+    publisher.dead_letter(delivery, reason).await;
 }

@@ -346,27 +346,7 @@ async fn bounce(rt: &Runtime, delivery: &Delivery, envelope: &JobEnvelope, reaso
 }
 
 async fn dead_letter(rt: &Runtime, delivery: &Delivery, reason: &str) {
-    warn!(reason, "dead-lettering a message");
-    let sent = async {
-        rt.publisher()
-            .send_dead(&delivery.data, delivery.properties.clone(), reason)
-            .await?
-            .confirmed()
-            .await
-    }
-    .await;
-    match sent {
-        Ok(()) => ack(delivery).await,
-        Err(error) => {
-            warn!(%error, "could not dead-letter; rejecting into the queue's dead-letter exchange");
-            let _ = delivery
-                .nack(BasicNackOptions {
-                    requeue: false,
-                    ..Default::default()
-                })
-                .await;
-        }
-    }
+    rt.publisher().dead_letter(delivery, reason).await;
 }
 
 async fn ack(delivery: &Delivery) {
