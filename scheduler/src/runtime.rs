@@ -60,6 +60,7 @@ pub(crate) async fn run(args: SchedulerArgs, shutdown: CancellationToken) -> any
     }
     let mut backoff = Duration::from_millis(200);
     loop {
+        let started = std::time::Instant::now();
         let mut session = Session::open(&args, &pool, &topology, &store).await;
         let result = match &mut session {
             Ok(session) => session.run(&mut cluster, &shutdown).await,
@@ -68,7 +69,11 @@ pub(crate) async fn run(args: SchedulerArgs, shutdown: CancellationToken) -> any
         match result {
             Ok(()) => break,
             Err(error) => {
-                warn!(error = format!("{error:#}"), retry_in = ?backoff, "scheduler lost its broker session");
+                if started.elapsed() > Duration::from_secs(30) {
+                    // It had been working: this is a fresh outage, retry quickly at first.
+                    backoff = Duration::from_millis(200);
+                }
+                warn!(error = format!("{error:#}"), retry_in = ?backoff, "scheduler lost its session");
                 tokio::select! {
                     () = shutdown.cancelled() => break,
                     () = tokio::time::sleep(backoff) => {},

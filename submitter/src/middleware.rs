@@ -86,7 +86,7 @@ pub(crate) async fn request_timeout(
         Ok(response) => response,
         Err(_) => {
             tracing::error!(%path, ?limit, "request timed out");
-            ApiError::unavailable_quiet("timeout").into_response()
+            ApiError::timed_out().into_response()
         }
     }
 }

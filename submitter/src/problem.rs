@@ -3,7 +3,7 @@
 //! The body is `{"type":"about:blank","title":<status phrase>,"status","detail","code"}`
 //! plus `"field"` when one input field is at fault. `code` is the machine-readable reason
 //! (`malformed_json`, `invalid_field`, `unknown_task`, …). 4xx details say what to fix; 5xx
-//! details only say "internal error" and the cause is logged at `error`.
+//! details never carry the cause (it is logged at `error`).
 
 use std::error::Error as StdError;
 use std::fmt::Write as _;
@@ -21,6 +21,8 @@ pub(crate) const RETRY_AFTER_S: u64 = 2;
 
 /// What 5xx bodies say; the details are in the log.
 const INTERNAL_DETAIL: &str = "internal error";
+/// What a 503 says: enough for a client to know it is safe to retry, nothing about the cause.
+pub(crate) const UNAVAILABLE_DETAIL: &str = "RabbitMQ or Redis is unavailable: nothing was accepted or changed; retry after the Retry-After delay";
 
 /// An error answer: status, machine-readable code, a detail for humans, maybe a field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,7 +111,18 @@ impl ApiError {
 
     /// 503 with `Retry-After`, for callers that logged the cause themselves.
     pub(crate) fn unavailable_quiet(code: &'static str) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, code, INTERNAL_DETAIL).retry_later()
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, code, UNAVAILABLE_DETAIL).retry_later()
+    }
+
+    /// 503 with `Retry-After` for a request that ran past the request timeout. Unlike an
+    /// outage, the work may still finish, so the client is told how to retry safely.
+    pub(crate) fn timed_out() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            "the request took longer than the server's limit and may still complete: check before repeating it (a submit with the same Idempotency-Key is safe to repeat)",
+        )
+        .retry_later()
     }
 
     /// 500: a bug or corrupt data; the cause is logged at `error`.
@@ -213,7 +226,8 @@ mod tests {
     fn server_errors_hide_their_cause_and_ask_for_a_retry() {
         let cause = std::io::Error::other("secret detail");
         let err = ApiError::unavailable("x", &cause);
-        assert_eq!(err.detail, "internal error");
+        assert_eq!(err.detail, UNAVAILABLE_DETAIL);
+        assert!(!err.detail.contains("secret"));
         let response = err.into_response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers()[header::RETRY_AFTER], "2");

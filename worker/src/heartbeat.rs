@@ -34,10 +34,15 @@ async fn send(rt: &Runtime, routing_key: &str, heartbeat: &Heartbeat) {
     if let Err(error) = rt.publisher().emit(&exchange, routing_key, &body).await {
         debug!(%error, "could not publish heartbeat");
     }
-    if routing_key != "worker.offline"
-        && let Err(error) = rt.store.record_heartbeat(heartbeat).await
-    {
-        warn!(%error, "could not record heartbeat");
+    if routing_key != "worker.offline" {
+        if let Err(error) = rt.store.record_heartbeat(heartbeat).await {
+            warn!(%error, "could not record heartbeat");
+        }
+        // Again with every beat, so a Redis that lost its data (restart without AOF) learns
+        // this worker's tasks again without a worker restart.
+        if let Err(error) = rt.store.register_tasks(&heartbeat.tasks).await {
+            warn!(%error, "could not register tasks");
+        }
     }
 }
 

@@ -147,9 +147,14 @@ pub(crate) async fn run(worker: Worker, shutdown: CancellationToken) -> anyhow::
 
     let mut backoff = Duration::from_millis(200);
     loop {
+        let started = std::time::Instant::now();
         match session(&rt, &pool, &tracker, &shutdown).await {
             Ok(()) => break,
             Err(error) => {
+                if started.elapsed() > Duration::from_secs(30) {
+                    // It had been working: this is a fresh outage, retry quickly at first.
+                    backoff = Duration::from_millis(200);
+                }
                 warn!(error = format!("{error:#}"), retry_in = ?backoff, "worker lost its broker session");
                 tokio::select! {
                     () = shutdown.cancelled() => break,

@@ -237,7 +237,7 @@ pub(crate) async fn ls(api: &Api, args: LsArgs) -> anyhow::Result<bool> {
         return Ok(true);
     }
     println!(
-        "{:<36}  {:<10}  {:<12}  {:<8}  {:<12}  POOL",
+        "{:<36}  {:<10}  {:<12}  {:<8}  {:<12}  POOL (or why it waits)",
         "ID", "STATE", "TASK", "ATTEMPT", "TENANT"
     );
     for job in &page.jobs {
@@ -254,7 +254,10 @@ pub(crate) async fn ls(api: &Api, args: LsArgs) -> anyhow::Result<bool> {
             task,
             job.attempt,
             tenant,
-            job.pool.as_deref().unwrap_or("-")
+            job.pool
+                .as_deref()
+                .or(job.pending_reason.as_deref())
+                .unwrap_or("-")
         );
     }
     if let Some(cursor) = page.next_cursor {
