@@ -81,6 +81,30 @@ pub(crate) struct System {
     pub(crate) workers: Vec<Child>,
     pools: Vec<PoolName>,
     logs: PathBuf,
+    stopped: bool,
+}
+
+impl Drop for System {
+    /// A test that panicked never reached `stop`: its processes die with their handles
+    /// (`kill_on_drop`), and its keys and queues are removed here so a failure leaves nothing
+    /// behind either. The logs stay, for the post-mortem.
+    fn drop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        let (ns, pools) = (self.ns.clone(), self.pools.clone());
+        eprintln!("service logs of the failed test: {}", self.logs.display());
+        let cleanup = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Runtime::new() else {
+                return;
+            };
+            runtime.block_on(async {
+                ns.cleanup().await;
+                teardown(ns.ns(), &pools).await;
+            });
+        });
+        let _ = cleanup.join();
+    }
 }
 
 impl System {
@@ -108,6 +132,7 @@ impl System {
             workers: Vec::new(),
             pools: Vec::new(),
             logs,
+            stopped: false,
         };
         system.wait_ready().await;
         for spec in workers {
@@ -276,6 +301,7 @@ impl System {
         self.ns.cleanup().await;
         teardown(self.ns.ns(), &self.pools).await;
         let _ = std::fs::remove_dir_all(&self.logs);
+        self.stopped = true;
     }
 
     /// Publishes a raw copy of a job's envelope to a pool queue (a duplicate delivery).
