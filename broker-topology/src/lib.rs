@@ -14,6 +14,7 @@ mod error;
 mod headers;
 mod names;
 mod publisher;
+mod subscribe;
 
 pub use connect::{AmqpPool, connect_pool};
 pub use deadpool_lapin::lapin;
@@ -22,3 +23,4 @@ pub use error::TopologyError;
 pub use headers::{DUE_HEADER, REASON_HEADER, header_str, header_u64, job_properties};
 pub use names::{DELAY_RUNGS, Topology, TopologyOptions};
 pub use publisher::{Pending, Publisher};
+pub use subscribe::{Subscription, subscribe};

@@ -12,9 +12,7 @@ use tracing::{debug, info, warn};
 use warren_kit::args::safe_url;
 use warren_protocol::{Heartbeat, JobId, JobState, PoolName};
 use warren_store::{JobEvent, Store, StoreOptions, Transition};
-use warren_topology::lapin::options::{
-    BasicConsumeOptions, BasicQosOptions, QueueBindOptions, QueueDeclareOptions,
-};
+use warren_topology::lapin::options::{BasicConsumeOptions, BasicQosOptions};
 use warren_topology::lapin::types::FieldTable;
 use warren_topology::{AmqpPool, Publisher, Topology, TopologyOptions, connect_pool};
 
@@ -408,41 +406,14 @@ type HeartbeatStream =
 
 /// Binds an exclusive queue to `worker.*` on the events exchange.
 async fn heartbeat_stream(pool: &AmqpPool, topology: &Topology) -> anyhow::Result<HeartbeatStream> {
-    let channel = Topology::channel(pool).await?;
-    let queue = channel
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .context("declaring the heartbeat queue")?;
-    channel
-        .queue_bind(
-            queue.name().clone(),
-            topology.events_exchange().into(),
-            "worker.*".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .context("binding the heartbeat queue")?;
-    let consumer = channel
-        .basic_consume(
-            queue.name().clone(),
-            "scheduler-heartbeats".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .context("consuming heartbeats")?;
+    let warren_topology::Subscription { channel, consumer } = warren_topology::subscribe(
+        pool,
+        &topology.events_exchange(),
+        &["worker.*".to_owned()],
+        "scheduler-heartbeats",
+    )
+    .await
+    .context("subscribing to heartbeats")?;
     // Keep the channel alive as long as the stream.
     let stream = consumer.filter_map(move |delivery| {
         let _channel = &channel;

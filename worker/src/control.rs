@@ -7,9 +7,7 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use warren_protocol::JobId;
-use warren_topology::lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
-use warren_topology::lapin::types::FieldTable;
-use warren_topology::{AmqpPool, Topology};
+use warren_topology::AmqpPool;
 
 use crate::runtime::Runtime;
 
@@ -26,41 +24,15 @@ pub(crate) async fn run(rt: Arc<Runtime>, pool: AmqpPool, stop: CancellationToke
 }
 
 async fn consume(rt: &Runtime, pool: &AmqpPool, stop: &CancellationToken) -> anyhow::Result<()> {
-    let channel = Topology::channel(pool).await?;
-    let queue = channel
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
-    let exchange = rt.topology.control_exchange();
-    for key in ["job.cancel".to_owned(), format!("worker.{}.#", rt.id)] {
-        channel
-            .queue_bind(
-                queue.name().clone(),
-                exchange.as_str().into(),
-                key.into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-    }
-    let mut consumer = channel
-        .basic_consume(
-            queue.name().clone(),
-            format!("{}-control", rt.id).into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
+    let keys = ["job.cancel".to_owned(), format!("worker.{}.#", rt.id)];
+    let mut subscription = warren_topology::subscribe(
+        pool,
+        &rt.topology.control_exchange(),
+        &keys,
+        &format!("{}-control", rt.id),
+    )
+    .await?;
+    let consumer = &mut subscription.consumer;
     loop {
         tokio::select! {
             () = stop.cancelled() => return Ok(()),
