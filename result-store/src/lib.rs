@@ -11,6 +11,7 @@ mod events;
 mod expiry;
 mod jobs;
 mod keys;
+mod listing;
 mod logs;
 mod record;
 mod scripts;
@@ -19,8 +20,9 @@ mod workers;
 
 pub use error::StoreError;
 pub use events::JobEvent;
-pub use jobs::{ClaimOutcome, JobFilter, NewJob, Page, Transition, TransitionOutcome};
+pub use jobs::{ClaimOutcome, NewJob, Transition, TransitionOutcome};
 pub use keys::Keys;
+pub use listing::{JobFilter, Page};
 pub use logs::{LogLine, LogStream};
 pub use record::JobRecord;
 

@@ -11,6 +11,7 @@
 mod args;
 mod cluster;
 mod delay;
+mod heartbeats;
 mod intake;
 pub mod policy;
 mod runtime;

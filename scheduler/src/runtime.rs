@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use warren_kit::args::safe_url;
-use warren_protocol::{Heartbeat, JobId, JobState, PoolName};
+use warren_protocol::{JobId, JobState, PoolName};
 use warren_store::{JobEvent, Store, StoreOptions, Transition};
 use warren_topology::lapin::options::{BasicConsumeOptions, BasicQosOptions};
 use warren_topology::lapin::types::FieldTable;
@@ -145,7 +145,7 @@ impl Session {
             )
             .await
             .context("consuming intake")?;
-        let mut heartbeats = heartbeat_stream(&self.pool, &topology).await?;
+        let mut heartbeats = crate::heartbeats::stream(&self.pool, &topology).await?;
         let mut events = self.store.subscribe_events().await?.boxed();
         let stop = shutdown.child_token();
         let delay = tokio::spawn(crate::delay::run(
@@ -399,38 +399,4 @@ fn on_event(event: &JobEvent, cluster: &mut Cluster) {
     if leaves_pool && let Ok(id) = event.id.parse::<JobId>() {
         cluster.settled(id);
     }
-}
-
-type HeartbeatStream =
-    std::pin::Pin<Box<dyn futures_util::Stream<Item = anyhow::Result<(Heartbeat, bool)>> + Send>>;
-
-/// Binds an exclusive queue to `worker.*` on the events exchange.
-async fn heartbeat_stream(pool: &AmqpPool, topology: &Topology) -> anyhow::Result<HeartbeatStream> {
-    let warren_topology::Subscription { channel, consumer } = warren_topology::subscribe(
-        pool,
-        &topology.events_exchange(),
-        &["worker.*".to_owned()],
-        "scheduler-heartbeats",
-    )
-    .await
-    .context("subscribing to heartbeats")?;
-    // Keep the channel alive as long as the stream.
-    let stream = consumer.filter_map(move |delivery| {
-        let _channel = &channel;
-        let item = match delivery {
-            Err(error) => Some(Err(anyhow::Error::new(error))),
-            Ok(delivery) => match serde_json::from_slice::<Heartbeat>(&delivery.data) {
-                Ok(heartbeat) => {
-                    let offline = delivery.routing_key.as_str() == "worker.offline";
-                    Some(Ok((heartbeat, offline)))
-                }
-                Err(error) => {
-                    debug!(%error, "ignoring a malformed heartbeat");
-                    None
-                }
-            },
-        };
-        std::future::ready(item)
-    });
-    Ok(Box::pin(stream))
 }
