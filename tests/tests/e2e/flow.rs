@@ -95,6 +95,37 @@ async fn a_draining_worker_finishes_its_job_then_exits_cleanly() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_job_outlasting_the_drain_grace_is_requeued_and_runs_elsewhere() {
+    let short_grace = WorkerSpec {
+        slots: 1,
+        grace: "500ms",
+        ..WorkerSpec::default()
+    };
+    let mut sys = System::start("requeue", std::slice::from_ref(&short_grace)).await;
+    let id = sys.submit(spec("sleep", json!({"ms": 3000}))).await;
+    let running = sys
+        .wait_state(&id, "running", Duration::from_secs(20))
+        .await;
+    sys.add_worker(&WorkerSpec::default()).await;
+    assert_eq!(
+        sys.stop_worker(0).await,
+        Some(0),
+        "a drain that requeues still exits 0"
+    );
+    let job = sys.wait_done(&id).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_ne!(
+        job["worker"], running["worker"],
+        "it must have run on the other worker"
+    );
+    assert_eq!(
+        job["attempt"], 1,
+        "a requeue on shutdown is not a failed attempt"
+    );
+    sys.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn cancelling_a_running_command_kills_it() {
     let sys = System::start("cancel", &[WorkerSpec::default()]).await;
     let id = sys

@@ -58,6 +58,8 @@ pub(crate) struct WorkerSpec {
     pub(crate) slots: u32,
     pub(crate) allow: &'static str,
     pub(crate) gpus: u32,
+    /// `WARREN_SHUTDOWN_GRACE` of this worker.
+    pub(crate) grace: &'static str,
 }
 
 impl Default for WorkerSpec {
@@ -67,6 +69,7 @@ impl Default for WorkerSpec {
             slots: 2,
             allow: "echo,sleep,sh,false",
             gpus: 0,
+            grace: "10s",
         }
     }
 }
@@ -169,7 +172,7 @@ impl System {
                 ("WARREN_GPUS", spec.gpus.to_string()),
                 ("WARREN_HEARTBEAT_INTERVAL", "300ms".to_owned()),
                 ("WARREN_LEASE_TTL", "2s".to_owned()),
-                ("WARREN_SHUTDOWN_GRACE", "10s".to_owned()),
+                ("WARREN_SHUTDOWN_GRACE", spec.grace.to_owned()),
                 ("WARREN_KILL_GRACE", "1s".to_owned()),
                 ("WARREN_RETRY_BASE", "200ms".to_owned()),
             ],

@@ -31,6 +31,7 @@ async fn jobs_wait_for_a_matching_pool_and_run_when_one_joins() {
         slots: 1,
         allow: "",
         gpus: 1,
+        ..WorkerSpec::default()
     })
     .await;
     let done = sys.wait_done(&gpu_job).await;
