@@ -21,7 +21,11 @@ pub(crate) struct Cluster {
     /// Where each in-flight job went.
     placed: HashMap<JobId, PoolName>,
     slack: i64,
+    started: Instant,
 }
+
+/// How long after a start the workers' own busy counts limit credit.
+const WARM_UP: Duration = Duration::from_secs(10);
 
 impl Cluster {
     pub(crate) fn new(slack: u32) -> Self {
@@ -30,6 +34,7 @@ impl Cluster {
             in_flight: HashMap::new(),
             placed: HashMap::new(),
             slack: i64::from(slack),
+            started: Instant::now(),
         }
     }
 
@@ -67,13 +72,24 @@ impl Cluster {
         self.workers.len() != before
     }
 
-    /// Pools with their credit: each live worker's slots, plus slack, minus in-flight jobs.
+    /// Pools with their credit: each live worker's slots, plus slack, minus the jobs in
+    /// flight: what this scheduler released and has not seen finish. Right after a (re)start
+    /// the ledger is empty while the workers may still be busy with what the previous
+    /// scheduler released, so for a warm-up period the busy count the workers report counts
+    /// too, if it is higher. Not later: reported counts lag by up to a heartbeat, and would
+    /// throttle releases after every burst.
     pub(crate) fn pools(&self) -> Vec<PoolView> {
         let mut pools: BTreeMap<PoolName, PoolView> =
             group(self.workers.values().map(|s| s.heartbeat.clone()));
         for view in pools.values_mut() {
             let slots: i64 = view.workers.iter().map(|w| i64::from(w.slots)).sum();
-            let busy = self.in_flight.get(&view.pool).map_or(0, HashMap::len) as i64;
+            let released = self.in_flight.get(&view.pool).map_or(0, HashMap::len) as i64;
+            let busy = if self.started.elapsed() < WARM_UP {
+                let reported: i64 = view.workers.iter().map(|w| i64::from(w.busy)).sum();
+                released.max(reported)
+            } else {
+                released
+            };
             view.credit = slots + self.slack - busy;
         }
         pools.into_values().collect()
@@ -157,6 +173,15 @@ mod tests {
         assert!(cluster.settled(job));
         assert!(!cluster.settled(job));
         assert_eq!(cluster.pools()[0].credit, 8);
+    }
+
+    #[test]
+    fn busy_workers_limit_credit_even_with_an_empty_ledger() {
+        let mut cluster = Cluster::new(1);
+        let mut busy = hb("a", "cpu", 4);
+        busy.busy = 3;
+        cluster.heartbeat(busy, false);
+        assert_eq!(cluster.pools()[0].credit, 2);
     }
 
     #[test]

@@ -80,6 +80,8 @@ pub(crate) async fn admit(
         }
         Err(error) => {
             warn!(job_id = %envelope.job_id, %error, "cannot read job; returning it to intake");
+            // Not at once: while Redis is down, an immediate requeue would spin.
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             let _ = delivery
                 .nack(BasicNackOptions {
                     requeue: true,

@@ -85,8 +85,14 @@ async fn handle(rt: Arc<Runtime>, delivery: Delivery, envelope: JobEnvelope) {
         info!("requeued on shutdown");
         return;
     }
-    record(&rt, &envelope, outcome, started.elapsed()).await;
-    ack(&delivery).await;
+    if record(&rt, &envelope, outcome, started.elapsed()).await {
+        ack(&delivery).await;
+    } else {
+        // The outcome is not in Redis: acking would lose the job (it would stay `running`
+        // with no message left to redeliver). Hand the message back instead; once this
+        // worker's lease lapses, whoever gets it takes the job over and runs it again.
+        nack_requeue(&delivery).await;
+    }
 }
 
 struct Claimed {
@@ -196,7 +202,8 @@ fn spawn_lease_renewal(
 }
 
 /// Stores the outcome of an attempt: success, retry through the delay ladder, or failure.
-async fn record(rt: &Runtime, envelope: &JobEnvelope, outcome: TaskResult, took: Duration) {
+/// Returns `false` when Redis could not be written, so the delivery must not be acked.
+async fn record(rt: &Runtime, envelope: &JobEnvelope, outcome: TaskResult, took: Duration) -> bool {
     let id = envelope.job_id;
     let base = |to| {
         Transition::new(id, to)
@@ -238,12 +245,14 @@ async fn record(rt: &Runtime, envelope: &JobEnvelope, outcome: TaskResult, took:
     let target = transition.to;
     match write_with_retry(rt, &transition).await {
         Some(TransitionOutcome::Done(_)) => {
-            info!(state = %target, took_ms = took.as_millis() as u64, "job finished attempt")
+            info!(state = %target, took_ms = took.as_millis() as u64, "job finished attempt");
+            true
         }
         Some(other) => {
-            debug!(?other, state = %target, "job had moved on (cancelled or taken over)")
+            debug!(?other, state = %target, "job had moved on (cancelled or taken over)");
+            true
         }
-        None => {}
+        None => false,
     }
 }
 

@@ -221,7 +221,12 @@ impl Harness {
     pub(crate) async fn finish(self) {
         self.ns.cleanup().await;
         // Queues expire by themselves (x-expires); exchanges do not.
-        let _ = within(warren_topology::teardown(&self.channel, &self.topology, &[])).await;
+        let _ = within(warren_topology::teardown(
+            &self.channel,
+            &self.topology,
+            &[],
+        ))
+        .await;
     }
 }
 
