@@ -73,3 +73,23 @@ async fn duplicates_of_finished_or_held_jobs_are_dropped_not_run() {
     assert_eq!(again["state"], "succeeded");
     sys.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_scheduler_hands_its_window_to_the_standby() {
+    let mut sys = System::start("failover", &[]).await;
+    sys.add_standby_scheduler();
+    // No workers yet: the jobs sit unacked in the active scheduler's window.
+    let mut ids = Vec::new();
+    for n in 0..20 {
+        ids.push(sys.submit(spec("echo", json!({ "n": n }))).await);
+    }
+    sys.wait_reason(&ids[19]).await;
+    sys.kill_scheduler().await;
+    sys.add_worker(&WorkerSpec::default()).await;
+    for (n, id) in ids.iter().enumerate() {
+        let job = sys.wait_done(id).await;
+        assert_eq!(job["state"], "succeeded", "{job}");
+        assert_eq!(job["result"]["n"], n, "{job}");
+    }
+    sys.stop().await;
+}

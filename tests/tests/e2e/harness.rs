@@ -81,6 +81,7 @@ pub(crate) struct System {
     pub(crate) http: reqwest::Client,
     submitter: Child,
     scheduler: Child,
+    standby_schedulers: Vec<Child>,
     pub(crate) workers: Vec<Child>,
     pools: Vec<PoolName>,
     logs: PathBuf,
@@ -132,6 +133,7 @@ impl System {
             http: reqwest::Client::new(),
             submitter,
             scheduler,
+            standby_schedulers: Vec::new(),
             workers: Vec::new(),
             pools: Vec::new(),
             logs,
@@ -262,6 +264,25 @@ impl System {
         job
     }
 
+    /// Starts a second scheduler: a hot standby, since intake has a single active consumer.
+    pub(crate) fn add_standby_scheduler(&mut self) {
+        let index = self.standby_schedulers.len();
+        let child = spawn(
+            &self.ns,
+            &self.logs,
+            "warren-scheduler",
+            &[],
+            &format!("scheduler-standby-{index}"),
+        );
+        self.standby_schedulers.push(child);
+    }
+
+    /// Sends SIGKILL to the first (active) scheduler.
+    pub(crate) async fn kill_scheduler(&mut self) {
+        signal(&self.scheduler, Signal::SIGKILL);
+        let _ = self.scheduler.wait().await;
+    }
+
     /// Sends SIGKILL to a worker (no drain, no goodbye).
     pub(crate) fn kill_worker(&mut self, index: usize) {
         signal(&self.workers[index], Signal::SIGKILL);
@@ -283,6 +304,9 @@ impl System {
         let mut children: Vec<(&str, &mut Child)> = vec![];
         children.push(("submitter", &mut self.submitter));
         children.push(("scheduler", &mut self.scheduler));
+        for standby in &mut self.standby_schedulers {
+            children.push(("standby scheduler", standby));
+        }
         for worker in &mut self.workers {
             children.push(("worker", worker));
         }
