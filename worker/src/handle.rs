@@ -164,6 +164,8 @@ async fn claim(rt: &Runtime, envelope: &JobEnvelope) -> Claimed {
             }
             Err(error) => {
                 warn!(%error, "claim failed; returning the message to the queue");
+                // Not at once: while Redis is down, an immediate requeue would spin.
+                tokio::time::sleep(Duration::from_secs(1)).await;
                 return Claimed {
                     run: false,
                     requeue: true,
