@@ -39,7 +39,13 @@ async fn a_job_whose_worker_is_killed_runs_again_elsewhere_and_ends_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn duplicates_of_finished_or_held_jobs_are_dropped_not_run() {
-    let sys = System::start("duplicates", &[WorkerSpec::default()]).await;
+    // Two workers of one slot each: while one runs the held job, its copy can only go to
+    // the other, which must see the live lease and drop it (not run it, not wait forever).
+    let one_slot = WorkerSpec {
+        slots: 1,
+        ..WorkerSpec::default()
+    };
+    let sys = System::start("duplicates", &[one_slot.clone(), one_slot]).await;
 
     // A duplicate of a finished job.
     let done_id = sys.submit(spec("echo", json!({"n": 1}))).await;
@@ -47,7 +53,8 @@ async fn duplicates_of_finished_or_held_jobs_are_dropped_not_run() {
     sys.publish_duplicate("cpu", &done).await;
 
     // A duplicate of a job a live worker holds.
-    let held_id = sys.submit(spec("sleep", json!({"ms": 6000}))).await;
+    // Longer than the other worker's wait for the lease (2 × 2 s lease + 1 s).
+    let held_id = sys.submit(spec("sleep", json!({"ms": 8000}))).await;
     let held = sys
         .wait_state(&held_id, "running", Duration::from_secs(20))
         .await;
@@ -65,6 +72,10 @@ async fn duplicates_of_finished_or_held_jobs_are_dropped_not_run() {
     assert_eq!(held_done["state"], "succeeded");
     assert_eq!(held_done["takeovers"], 0, "{held_done}");
     assert_eq!(held_done["worker"], held["worker"]);
+    assert!(
+        sys.worker_logs_contain("held by a live worker; dropping the duplicate"),
+        "the copy of the held job must have met the lease on the other worker"
+    );
     let again = sys.job(&done_id).await;
     assert_eq!(
         again["timestamps"], done["timestamps"],

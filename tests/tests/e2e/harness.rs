@@ -388,6 +388,15 @@ impl System {
         count
     }
 
+    /// Tells whether any worker's log has a line with `text` (the logs are written as the
+    /// services run, so this sees what happened so far).
+    pub(crate) fn worker_logs_contain(&self, text: &str) -> bool {
+        (0..self.workers.len()).any(|i| {
+            std::fs::read_to_string(self.logs.join(format!("worker-{i}.log")))
+                .is_ok_and(|log| log.contains(text))
+        })
+    }
+
     /// Reads a job's log lines.
     pub(crate) async fn log_lines(&self, id: &str) -> Vec<String> {
         let body = self
@@ -431,7 +440,10 @@ fn spawn(
         .env("WARREN_REDIS_URL", redis_url())
         .env("WARREN_NAMESPACE", ns.ns().as_str())
         .env("WARREN_RESULT_TTL", "10m")
-        .env("RUST_LOG", "info,warren=debug,lapin=warn")
+        .env(
+            "RUST_LOG",
+            "info,warren_worker=debug,warren_scheduler=debug,lapin=warn",
+        )
         .env("WARREN_LOG_FORMAT", "pretty")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
