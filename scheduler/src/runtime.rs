@@ -188,7 +188,10 @@ impl Session {
                     None => break Err(anyhow::anyhow!("heartbeat consumer ended")),
                 },
                 next = events.next() => match next {
-                    Some(event) => on_event(&event, cluster),
+                    Some(event) => {
+                        on_event(&event, cluster);
+                        self.forget_finished(&event);
+                    }
                     None => break Err(anyhow::anyhow!("redis event subscription ended")),
                 },
                 _ = tick.tick() => {
@@ -293,6 +296,31 @@ impl Session {
                     self.parked.push(pending);
                 }
             }
+        }
+    }
+
+    /// Drops a job that finished while it waited here (cancelled, or failed by an operator),
+    /// so it neither takes a pool's credit nor reaches a worker. Only jobs that finish
+    /// straight from `queued` can be here, which keeps the scan rare.
+    fn forget_finished(&mut self, event: &JobEvent) {
+        if !event.state.is_terminal() || event.from != JobState::Queued {
+            return;
+        }
+        let Ok(id) = event.id.parse::<JobId>() else {
+            return;
+        };
+        let waiting = |p: &Pending| p.envelope.job_id == id;
+        let found = match self.window.iter().position(waiting) {
+            Some(at) => self.window.remove(at),
+            None => self
+                .parked
+                .iter()
+                .position(waiting)
+                .map(|at| self.parked.swap_remove(at)),
+        };
+        if let Some(pending) = found {
+            debug!(job_id = %id, state = %event.state, "dropping a job that finished while it waited");
+            tokio::spawn(async move { intake::ack(&pending.delivery).await });
         }
     }
 

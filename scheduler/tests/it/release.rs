@@ -141,3 +141,30 @@ async fn delayed_jobs_come_back_through_the_ladder_when_due() {
     );
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_cancelled_while_it_waits_is_dropped_from_the_window() {
+    let mut h = Harness::start("sched_cancel", 0).await;
+    let mut gpu = JobSpec::new("noop", Value::Null);
+    gpu.requires = serde_json::from_value(json!({"tags": ["gpu"]})).unwrap();
+    let waiting = h.submit(gpu).await;
+    let store = h.store.clone();
+    wait_until(
+        "the job to wait for a gpu pool",
+        Duration::from_secs(10),
+        || {
+            let store = store.clone();
+            async move { store.get(waiting).await.ok()??.pending_reason.map(|_| ()) }
+        },
+    )
+    .await;
+    let cancel = Transition::new(waiting, JobState::Cancelled);
+    h.store.transition(&cancel).await.unwrap();
+    // A GPU worker joins: the cancelled job must not be released to it...
+    h.worker("w-gpu", "gpu", 1, 0).await;
+    let next = h.submit(JobSpec::new("noop", Value::Null)).await;
+    // ...so the pool's only credit goes to the job behind it in the window.
+    assert_eq!(h.take("gpu").await.job_id, next);
+    assert_eq!(h.depth("gpu").await, 0);
+    h.stop().await;
+}
