@@ -109,3 +109,18 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Runs an async clean-up to completion from synchronous code (a `Drop` of a test harness,
+/// when the test panicked before its own clean-up), on a fresh runtime in its own thread so
+/// it works inside or outside a runtime.
+pub fn block_on_cleanup<F>(cleanup: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let worker = std::thread::spawn(move || {
+        if let Ok(runtime) = tokio::runtime::Runtime::new() {
+            runtime.block_on(cleanup);
+        }
+    });
+    let _ = worker.join();
+}

@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use warren_kit::testkit::{TestNamespace, amqp_url, redis_url, wait_until};
+use warren_kit::testkit::{TestNamespace, amqp_url, block_on_cleanup, redis_url, wait_until};
 use warren_kit::{AmqpArgs, CommonArgs, RedisArgs};
 use warren_protocol::{
     Heartbeat, JobEnvelope, JobId, JobSpec, PoolName, WorkerId, WorkerResources, now_ms,
@@ -21,6 +21,25 @@ pub(crate) struct Harness {
     stop: CancellationToken,
     scheduler: Option<JoinHandle<anyhow::Result<()>>>,
     pools: Vec<PoolName>,
+}
+
+impl Drop for Harness {
+    /// A test that panicked never reached `stop`: remove what it made anyway.
+    fn drop(&mut self) {
+        if self.scheduler.is_none() {
+            return;
+        }
+        self.stop.cancel();
+        let (ns, topology, pools) = (self.ns.clone(), self.topology.clone(), self.pools.clone());
+        block_on_cleanup(async move {
+            ns.cleanup().await;
+            if let Ok(amqp) = warren_topology::connect_pool(&amqp_url(), "cleanup", 1).await
+                && let Ok(channel) = Topology::channel(&amqp).await
+            {
+                let _ = warren_topology::teardown(&channel, &topology, &pools).await;
+            }
+        });
+    }
 }
 
 impl Harness {

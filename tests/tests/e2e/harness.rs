@@ -11,7 +11,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
-use warren_kit::testkit::{TestNamespace, amqp_url, redis_url, wait_until};
+use warren_kit::testkit::{TestNamespace, amqp_url, block_on_cleanup, redis_url, wait_until};
 use warren_protocol::PoolName;
 use warren_topology::{Topology, TopologyOptions};
 
@@ -98,16 +98,10 @@ impl Drop for System {
         }
         let (ns, pools) = (self.ns.clone(), self.pools.clone());
         eprintln!("service logs of the failed test: {}", self.logs.display());
-        let cleanup = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Runtime::new() else {
-                return;
-            };
-            runtime.block_on(async {
-                ns.cleanup().await;
-                teardown(ns.ns(), &pools).await;
-            });
+        block_on_cleanup(async move {
+            ns.cleanup().await;
+            teardown(ns.ns(), &pools).await;
         });
-        let _ = cleanup.join();
     }
 }
 

@@ -3,7 +3,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use warren_kit::testkit::{TestNamespace, amqp_url, redis_url, wait_until};
+use warren_kit::testkit::{TestNamespace, amqp_url, block_on_cleanup, redis_url, wait_until};
 use warren_kit::{AmqpArgs, CommonArgs, RedisArgs, ShutdownArgs};
 use warren_protocol::{JobEnvelope, JobId, JobSpec, PoolName, now_ms};
 use warren_store::{JobRecord, NewJob, Store, StoreOptions};
@@ -42,6 +42,29 @@ pub(crate) fn args(ns: &TestNamespace) -> WorkerArgs {
         default_timeout: Duration::from_secs(30),
         kill_grace: Duration::from_secs(1),
         retry_base: Duration::from_millis(100),
+    }
+}
+
+impl Drop for Harness {
+    /// A test that panicked never reached `stop`: remove what it made anyway.
+    fn drop(&mut self) {
+        if self.worker.is_none() {
+            return;
+        }
+        self.stop.cancel();
+        let (ns, topology, pool) = (
+            self.ns.clone(),
+            self.publisher.topology().clone(),
+            self.pool.clone(),
+        );
+        block_on_cleanup(async move {
+            ns.cleanup().await;
+            if let Ok(amqp) = warren_topology::connect_pool(&amqp_url(), "cleanup", 1).await
+                && let Ok(channel) = Topology::channel(&amqp).await
+            {
+                let _ = warren_topology::teardown(&channel, &topology, &[pool]).await;
+            }
+        });
     }
 }
 
