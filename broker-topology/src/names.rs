@@ -92,7 +92,8 @@ impl Topology {
         format!("{}.events", self.ns)
     }
 
-    /// Topic exchange for commands to workers (`worker.<id>.cancel`, `all.cancel`).
+    /// Topic exchange for commands to workers: `job.cancel` (every worker listens; the one
+    /// running the job stops it) and `worker.<id>.…` for one worker.
     pub fn control_exchange(&self) -> String {
         format!("{}.control", self.ns)
     }
