@@ -57,7 +57,7 @@ async fn handle(rt: Arc<Runtime>, delivery: Delivery, envelope: JobEnvelope) {
         ack(&delivery).await;
         return;
     };
-    let claimed = claim(&rt, &envelope).await;
+    let claimed = claim(&rt, &envelope, &cancel).await;
     if !claimed.run {
         rt.finish_job(envelope.job_id);
         if claimed.requeue {
@@ -100,8 +100,13 @@ struct Claimed {
     requeue: bool,
 }
 
-/// Claims the job, waiting out the lease of a worker that may have died.
-async fn claim(rt: &Runtime, envelope: &JobEnvelope) -> Claimed {
+/// Claims the job, waiting out the lease of a worker that may have died (unless `cancel`
+/// fires first: then the message goes back to the queue).
+async fn claim(
+    rt: &Runtime,
+    envelope: &JobEnvelope,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Claimed {
     let lease = rt.args.lease_ttl;
     let give_up = Instant::now() + lease * 2 + Duration::from_secs(1);
     loop {
@@ -172,7 +177,15 @@ async fn claim(rt: &Runtime, envelope: &JobEnvelope) -> Claimed {
                 };
             }
         }
-        tokio::time::sleep(lease / 4).await;
+        tokio::select! {
+            () = tokio::time::sleep(lease / 4) => {}
+            () = cancel.cancelled() => {
+                return Claimed {
+                    run: false,
+                    requeue: true,
+                };
+            }
+        }
     }
 }
 
