@@ -39,7 +39,7 @@ impl ValidationError {
 }
 
 /// What a job needs from the worker that runs it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Requirements {
     /// Tags the worker's pool must have (all of them).

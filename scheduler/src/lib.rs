@@ -1,22 +1,22 @@
-//! The Warren scheduler: it consumes intake with a bounded window, learns pools from worker
-//! heartbeats, and releases each job to a pool that can run it, only as fast as that pool has
-//! free slots (credit), so pool queues stay near empty and the order of release is the order
-//! of execution. It also moves retrying jobs down the delay ladder and back to intake.
+//! The Warren scheduler. It moves every job from intake into a durable pending index in
+//! Redis, orders all pending jobs by the policy in force, and dispatches each to a worker with
+//! room for it (cpu, memory, GPUs and slots are accounted per worker), through that worker's
+//! own queue. It also moves retrying jobs down the delay ladder and back to intake, and
+//! sweeps jobs whose worker died back into the pending index.
 //!
-//! It sits between the submitter (which fills intake) and the workers (which consume pool
-//! queues). The placement rules are the pure [`policy`] module; this crate's other modules
-//! are the I/O around it. It keeps no state that matters across restarts: the window is
-//! unacked intake messages, which RabbitMQ hands to a standby (single active consumer).
+//! It sits between the submitter (which fills intake) and the workers (which consume their
+//! queues). The decisions are the pure [`policy`] module, which the [`simulate`] module also
+//! runs on a discrete-event clock; the other modules are the I/O around it. Its state that
+//! matters is in Redis, so a standby that takes over (a Redis leader lease) rebuilds it.
 
 mod args;
-mod cluster;
 mod delay;
 mod heartbeats;
 mod intake;
 pub mod policy;
 mod runtime;
 
-pub use args::{Policy, SchedulerArgs};
+pub use args::SchedulerArgs;
 
 use tokio_util::sync::CancellationToken;
 
