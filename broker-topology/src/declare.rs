@@ -4,7 +4,7 @@ use deadpool_lapin::lapin::options::{
 };
 use deadpool_lapin::lapin::types::{AMQPValue, FieldTable};
 use deadpool_lapin::lapin::{Channel, ExchangeKind};
-use warren_protocol::PoolName;
+use warren_protocol::{PoolName, WorkerId};
 
 use crate::delay::rung_ttl;
 use crate::error::TopologyError;
@@ -145,6 +145,38 @@ pub async fn declare_pool(
     )
     .await?;
     bind(channel, &name, &topology.work_exchange(), &pool.to_string()).await
+}
+
+/// How long a worker's queue outlives its last consumer. Its jobs do not depend on it: the
+/// scheduler re-dispatches the jobs of a worker that stopped sending heartbeats, so this
+/// only bounds how long a dead worker's queue lingers.
+pub const WORKER_QUEUE_EXPIRES: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Declares one worker's queue and binds it to the work exchange. The worker calls it before
+/// consuming; the scheduler before its first dispatch to a worker it has just learnt.
+///
+/// # Errors
+/// Returns [`TopologyError::Declare`] when the broker refuses.
+pub async fn declare_worker_queue(
+    channel: &Channel,
+    topology: &Topology,
+    worker: &WorkerId,
+) -> Result<(), TopologyError> {
+    let name = topology.worker_queue(worker);
+    let mut args = queue_args(topology, Some(&topology.dead_exchange()));
+    let expires = topology
+        .options()
+        .queue_expires
+        .map_or(WORKER_QUEUE_EXPIRES, |e| e.min(WORKER_QUEUE_EXPIRES));
+    args.insert("x-expires".into(), long(expires.as_millis()));
+    queue(channel, &name, args).await?;
+    bind(
+        channel,
+        &name,
+        &topology.work_exchange(),
+        &topology.worker_routing_key(worker),
+    )
+    .await
 }
 
 /// Deletes every queue and exchange of a namespace (tests, `warren topology --delete`).

@@ -18,7 +18,9 @@ mod subscribe;
 
 pub use connect::{AmqpPool, connect_pool};
 pub use deadpool_lapin::lapin;
-pub use declare::{declare_core, declare_pool, teardown};
+pub use declare::{
+    WORKER_QUEUE_EXPIRES, declare_core, declare_pool, declare_worker_queue, teardown,
+};
 pub use error::TopologyError;
 pub use headers::{DUE_HEADER, REASON_HEADER, header_str, header_u64, job_properties};
 pub use names::{DELAY_RUNGS, Topology, TopologyOptions};

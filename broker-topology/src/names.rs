@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use warren_protocol::{Namespace, PoolName};
+use warren_protocol::{Namespace, PoolName, WorkerId};
 
 /// How many rungs the delay ladder has: rung `k` holds a message for 2^k seconds, so the
 /// longest single hop is 2^17 s (about 36 hours); longer delays take several hops.
@@ -60,6 +60,18 @@ impl Topology {
     /// The queue of one pool.
     pub fn pool_queue(&self, pool: &PoolName) -> String {
         format!("{}.pool.{pool}", self.ns)
+    }
+
+    /// The queue of one worker: the scheduler places each job on a worker (capacity is
+    /// accounted per worker), so each worker has its own queue.
+    pub fn worker_queue(&self, worker: &WorkerId) -> String {
+        format!("{}.worker.{worker}", self.ns)
+    }
+
+    /// The routing key of one worker's queue on the work exchange (`@` never occurs in a
+    /// pool name, so it cannot meet a pool's key).
+    pub fn worker_routing_key(&self, worker: &WorkerId) -> String {
+        format!("@{worker}")
     }
 
     /// Rung `k` of the delay ladder: holds messages 2^k seconds.

@@ -4,7 +4,7 @@ use deadpool_lapin::lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use deadpool_lapin::lapin::types::{AMQPValue, FieldTable};
 use deadpool_lapin::lapin::{self, BasicProperties, Channel};
 use tokio::sync::oneshot;
-use warren_protocol::{JobEnvelope, PoolName};
+use warren_protocol::{JobEnvelope, PoolName, WorkerId};
 
 use crate::confirms::{Tracker, Verdict};
 use crate::connect::{AmqpPool, open_channel};
@@ -162,6 +162,24 @@ impl Publisher {
         self.send(
             &self.topology.work_exchange(),
             &pool.to_string(),
+            &envelope.to_bytes(),
+            job_properties(envelope),
+        )
+        .await
+    }
+
+    /// Sends a job to one worker's queue.
+    ///
+    /// # Errors
+    /// See [`Publisher::send`].
+    pub async fn send_worker(
+        &self,
+        worker: &WorkerId,
+        envelope: &JobEnvelope,
+    ) -> Result<Pending, TopologyError> {
+        self.send(
+            &self.topology.work_exchange(),
+            &self.topology.worker_routing_key(worker),
             &envelope.to_bytes(),
             job_properties(envelope),
         )

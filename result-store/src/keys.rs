@@ -34,6 +34,48 @@ impl Keys {
         format!("{}lease:{id}", self.prefix)
     }
 
+    /// Pending jobs of one scheduling class: a sorted set of `id|priority|est_ms|arrival_ms`
+    /// members scored by their key under the policy in force (so `ZRANK` is a job's place in
+    /// its class).
+    pub fn pending_class(&self, class_id: &str) -> String {
+        format!("{}pending:{class_id}", self.prefix)
+    }
+
+    /// Hash of scheduling class id → the class (JSON), for every class with pending jobs.
+    pub fn pending_classes(&self) -> String {
+        format!("{}pending:classes", self.prefix)
+    }
+
+    /// Hash of job id → `class_id` and member, for every pending job (where to find it).
+    pub fn pending_where(&self) -> String {
+        format!("{}pending:where", self.prefix)
+    }
+
+    /// Hash of class id → why its first job waits.
+    pub fn pending_reasons(&self) -> String {
+        format!("{}pending:reasons", self.prefix)
+    }
+
+    /// The active scheduler's lease (value: its instance id).
+    pub fn scheduler_leader(&self) -> String {
+        format!("{}scheduler:leader", self.prefix)
+    }
+
+    /// The active scheduler's status document (JSON).
+    pub fn scheduler_status(&self) -> String {
+        format!("{}scheduler:status", self.prefix)
+    }
+
+    /// The policy an operator asked for (JSON), applied by the active scheduler.
+    pub fn scheduler_policy(&self) -> String {
+        format!("{}scheduler:policy", self.prefix)
+    }
+
+    /// Learned runtime estimates: task → milliseconds.
+    pub fn runtime_estimates(&self) -> String {
+        format!("{}scheduler:estimates", self.prefix)
+    }
+
     /// Index of all jobs. Every index is a sorted set of job ids with score 0, so it sorts by
     /// id, and UUIDv7 ids sort by creation time: newest-first pages are `ZREVRANGEBYLEX`.
     pub fn index_all(&self) -> String {

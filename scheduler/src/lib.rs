@@ -11,12 +11,15 @@
 
 mod args;
 mod delay;
+mod dispatch;
 mod heartbeats;
 mod intake;
 pub mod policy;
 mod runtime;
+mod session;
+mod sweep;
 
-pub use args::SchedulerArgs;
+pub use args::{PolicyArgs, SchedulerArgs};
 
 use tokio_util::sync::CancellationToken;
 

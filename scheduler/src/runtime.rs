@@ -1,1 +1,90 @@
-pub(crate) async fn run(_a: crate::SchedulerArgs, _s: tokio_util::sync::CancellationToken) -> anyhow::Result<()> { Ok(()) }
+//! The scheduler's life: hold the leader lease (one active scheduler per namespace), and
+//! while holding it run sessions; reconnect with backoff; a standby waits for the lease.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use warren_kit::args::safe_url;
+use warren_protocol::WorkerId;
+use warren_store::{Store, StoreOptions};
+use warren_topology::{Topology, TopologyOptions, connect_pool};
+
+use crate::args::SchedulerArgs;
+use crate::session::Session;
+
+pub(crate) async fn run(args: SchedulerArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let config = args.policy.config()?;
+    let common = &args.common;
+    let store = Store::connect(
+        &common.redis.url,
+        &common.namespace,
+        StoreOptions {
+            result_ttl: common.result_ttl,
+            ..Default::default()
+        },
+    )
+    .await
+    .with_context(|| format!("connecting to redis at {}", safe_url(&common.redis.url)))?;
+    let pool = connect_pool(&common.amqp.url, "warren-scheduler", 1)
+        .await
+        .with_context(|| format!("connecting to rabbitmq at {}", safe_url(&common.amqp.url)))?;
+    let topology = Topology::new(common.namespace.clone(), TopologyOptions::default());
+    let instance = WorkerId::generate("scheduler").to_string();
+    info!(namespace = %common.namespace, policy = %config.preset, %instance, "scheduler starting");
+
+    let mut backoff = Duration::from_millis(200);
+    let mut announced_standby = false;
+    while !shutdown.is_cancelled() {
+        match store.lead(&instance, args.leader_ttl).await {
+            Ok(true) => {}
+            Ok(false) => {
+                if !announced_standby {
+                    info!("another scheduler is active; standing by");
+                    announced_standby = true;
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(args.leader_ttl / 5) => continue,
+                }
+            }
+            Err(error) => {
+                warn!(%error, "cannot reach redis for the leader lease");
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+                continue;
+            }
+        }
+        announced_standby = false;
+        info!(%instance, "this scheduler is active");
+        let started = std::time::Instant::now();
+        let result =
+            match Session::open(&args, config.clone(), &pool, &topology, &store, &instance).await {
+                Ok(mut session) => session.run(&shutdown).await,
+                Err(error) => Err(error),
+            };
+        match result {
+            Ok(()) => break,
+            Err(error) => {
+                if started.elapsed() > Duration::from_secs(30) {
+                    backoff = Duration::from_millis(200);
+                }
+                warn!(error = format!("{error:#}"), retry_in = ?backoff, "scheduler lost its session");
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(backoff) => {},
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+    // Hand over at once rather than after the lease lapses.
+    let _ = store.resign(&instance).await;
+    pool.close();
+    info!("scheduler stopped");
+    Ok(())
+}

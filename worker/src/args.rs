@@ -19,13 +19,16 @@ pub struct WorkerArgs {
     /// Jobs run at once (the consumer prefetch).
     #[arg(long, env = "WARREN_SLOTS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub slots: u32,
-    /// CPU cores each job may use.
-    #[arg(long, env = "WARREN_CPU", default_value_t = 1)]
+    /// CPU cores this worker has for jobs (default: the machine's). Jobs' `requires.cpu`
+    /// add up against it: the scheduler never places more here.
+    #[arg(long, env = "WARREN_CPU", default_value_t = machine_cpus())]
     pub cpu: u32,
-    /// Memory (MiB) each job may use.
-    #[arg(long, env = "WARREN_MEM_MB", default_value_t = 1024)]
+    /// Memory (MiB) this worker has for jobs (default: the machine's). Jobs'
+    /// `requires.mem_mb` add up against it.
+    #[arg(long, env = "WARREN_MEM_MB", default_value_t = machine_mem_mb())]
     pub mem_mb: u64,
-    /// GPUs each job may use.
+    /// GPUs this worker has. Jobs' `requires.gpus` add up against it: a 1-GPU worker runs one
+    /// 1-GPU job at a time.
     #[arg(long, env = "WARREN_GPUS", default_value_t = 0)]
     pub gpus: u32,
     /// Programs `command` jobs may run (comma-separated names or absolute paths; `*` = any).
@@ -54,12 +57,29 @@ pub struct WorkerArgs {
     pub retry_base: Duration,
 }
 
+/// The machine's cores, as the default capacity.
+fn machine_cpus() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX))
+}
+
+/// The machine's memory in MiB (from /proc/meminfo), as the default capacity.
+fn machine_mem_mb() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kb / 1024)
+        })
+        .unwrap_or(1024)
+}
+
 fn humantime_duration(raw: &str) -> Result<Duration, humantime::DurationError> {
     humantime::parse_duration(raw)
 }
 
 impl WorkerArgs {
-    /// Returns the resources offered to each job.
+    /// Returns the worker's capacity for jobs.
     pub fn resources(&self) -> WorkerResources {
         WorkerResources {
             cpu: self.cpu,

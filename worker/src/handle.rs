@@ -81,7 +81,25 @@ async fn handle(rt: Arc<Runtime>, delivery: Delivery, envelope: JobEnvelope) {
             .at_attempt(envelope.attempt)
             .releasing_lease();
         let _ = rt.store.transition(&back).await;
-        nack_requeue(&delivery).await;
+        // Back through intake, not this worker's queue, which nobody will consume: the
+        // scheduler puts it in the pending index and places it elsewhere.
+        let sent = async {
+            rt.publisher()
+                .send_intake(&envelope)
+                .await?
+                .confirmed()
+                .await
+        }
+        .await;
+        match sent {
+            Ok(()) => ack(&delivery).await,
+            Err(error) => {
+                // Still `queued`, with no message the scheduler sees: the message stays in this
+                // worker's queue, and the record says no worker holds it. Log loudly.
+                warn!(%error, "could not hand the job back through intake");
+                nack_requeue(&delivery).await;
+            }
+        }
         info!("requeued on shutdown");
         return;
     }

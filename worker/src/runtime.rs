@@ -120,7 +120,7 @@ pub(crate) async fn run(worker: Worker, shutdown: CancellationToken) -> anyhow::
         .await
         .with_context(|| format!("connecting to rabbitmq at {}", safe_url(&common.amqp.url)))?;
     let topology = Topology::new(common.namespace.clone(), TopologyOptions::default());
-    let publisher = open_publisher(&pool, &topology, &args).await?;
+    let publisher = open_publisher(&pool, &topology, &id).await?;
     let custom: Vec<String> = tasks.keys().cloned().collect();
     store
         .register_tasks(&custom)
@@ -161,7 +161,7 @@ pub(crate) async fn run(worker: Worker, shutdown: CancellationToken) -> anyhow::
                     () = tokio::time::sleep(backoff) => {},
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(10));
-                match open_publisher(&pool, &rt.topology, &rt.args).await {
+                match open_publisher(&pool, &rt.topology, &rt.id).await {
                     Ok(publisher) => rt.replace_publisher(publisher),
                     Err(error) => warn!(
                         error = format!("{error:#}"),
@@ -183,7 +183,7 @@ pub(crate) async fn run(worker: Worker, shutdown: CancellationToken) -> anyhow::
 async fn open_publisher(
     pool: &AmqpPool,
     topology: &Topology,
-    args: &WorkerArgs,
+    id: &WorkerId,
 ) -> anyhow::Result<Publisher> {
     let publisher = Publisher::open(pool, topology)
         .await
@@ -191,9 +191,9 @@ async fn open_publisher(
     warren_topology::declare_core(publisher.channel(), topology)
         .await
         .context("declaring the topology")?;
-    warren_topology::declare_pool(publisher.channel(), topology, &args.tags)
+    warren_topology::declare_worker_queue(publisher.channel(), topology, id)
         .await
-        .context("declaring the pool queue")?;
+        .context("declaring the worker's queue")?;
     Ok(publisher)
 }
 
@@ -215,13 +215,14 @@ async fn session(
     let tag = format!("{}-jobs", rt.id);
     let mut consumer = channel
         .basic_consume(
-            rt.topology.pool_queue(&rt.args.tags).into(),
+            // Its own queue: the scheduler places each job on one worker, by capacity.
+            rt.topology.worker_queue(&rt.id).into(),
             tag.as_str().into(),
             BasicConsumeOptions::default(),
             FieldTable::default(),
         )
         .await
-        .context("consuming the pool queue")?;
+        .context("consuming the worker's queue")?;
     let control_stop = shutdown.child_token();
     let control = tokio::spawn(control::run(rt.clone(), pool.clone(), control_stop.clone()));
 

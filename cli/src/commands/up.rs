@@ -9,7 +9,7 @@ use clap::Args;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
-use warren_scheduler::{Policy, SchedulerArgs};
+use warren_scheduler::{PolicyArgs, SchedulerArgs};
 use warren_submitter::SubmitterArgs;
 use warren_worker::{Worker, WorkerArgs};
 
@@ -31,15 +31,12 @@ pub(crate) struct UpArgs {
     /// Longest a request may take.
     #[arg(long, env = "WARREN_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     request_timeout: Duration,
-    /// Scheduler window (unacked intake messages).
-    #[arg(long, env = "WARREN_PREFETCH", default_value_t = 10_000, value_parser = clap::value_parser!(u16).range(1..))]
+    /// Intake messages the scheduler takes at once on their way into the pending index.
+    #[arg(long, env = "WARREN_PREFETCH", default_value_t = 512, value_parser = clap::value_parser!(u16).range(1..))]
     prefetch: u16,
-    /// Jobs released to a pool beyond its free slots.
-    #[arg(long, env = "WARREN_CREDIT_SLACK", default_value_t = 2)]
-    credit_slack: u32,
-    /// Scheduling policy.
-    #[arg(long, env = "WARREN_POLICY", value_enum, default_value = "fifo")]
-    policy: Policy,
+    /// Scheduling policy, weights and limits.
+    #[command(flatten)]
+    policy: PolicyArgs,
 }
 
 pub(crate) async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -54,8 +51,8 @@ pub(crate) async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Re
     let scheduler = SchedulerArgs {
         common: common.clone(),
         prefetch: args.prefetch,
-        credit_slack: args.credit_slack,
-        policy: args.policy,
+        policy: args.policy.clone(),
+        leader_ttl: Duration::from_secs(5),
     };
     let state = warren_submitter::build_state(&submitter).await?;
     let listener = tokio::net::TcpListener::bind(submitter.http_addr)

@@ -96,6 +96,8 @@ pub struct Dispatch {
     pub class: JobClass,
     /// Its estimated runtime (ms).
     pub est_ms: u64,
+    /// Its ordering factors (to put it back if the dispatch fails).
+    pub factors: PendingJob,
 }
 
 /// What one round decided.
@@ -103,8 +105,8 @@ pub struct Dispatch {
 pub struct Round {
     /// Jobs to send, in the order chosen.
     pub dispatches: Vec<Dispatch>,
-    /// Heads of classes that could not go, and why.
-    pub waiting: Vec<(JobId, Reason)>,
+    /// Heads of classes that could not go: the job, its class and why.
+    pub waiting: Vec<(JobId, JobClass, Reason)>,
 }
 
 /// How a pending job stands, for "why is my job waiting?".
@@ -198,12 +200,15 @@ impl Scheduler {
 
     /// Removes a pending job (cancelled, or found finished); `true` if it was pending.
     pub fn remove(&mut self, job: JobId) -> bool {
-        let Some((idx, key)) = self.pending.remove(&job) else {
-            return false;
-        };
-        self.classes[idx].jobs.remove(&(key, job));
+        self.remove_pending(job).is_some()
+    }
+
+    /// Removes a pending job and returns its class and factors.
+    pub fn remove_pending(&mut self, job: JobId) -> Option<(JobClass, PendingJob)> {
+        let (idx, key) = self.pending.remove(&job)?;
+        let factors = self.classes[idx].jobs.remove(&(key, job))?;
         self.rerank(idx);
-        true
+        Some((self.classes[idx].class.clone(), factors))
     }
 
     /// Tells whether a job is pending here.
@@ -329,7 +334,8 @@ impl Scheduler {
             let Some((&(key, job), pending)) = self.classes[idx].jobs.first_key_value() else {
                 continue;
             };
-            let est_ms = pending.est_ms;
+            let factors = *pending;
+            let est_ms = factors.est_ms;
             match self.place(idx, job, est_ms, now_ms) {
                 Ok(worker) => {
                     self.classes[idx].jobs.remove(&(key, job));
@@ -341,11 +347,14 @@ impl Scheduler {
                         worker,
                         class,
                         est_ms,
+                        factors,
                     });
                     self.rerank(idx);
                 }
                 Err(reason) => {
-                    round.waiting.push((job, reason));
+                    round
+                        .waiting
+                        .push((job, self.classes[idx].class.clone(), reason));
                     set_aside.push(rank);
                 }
             }
@@ -358,7 +367,13 @@ impl Scheduler {
     }
 
     /// Picks the worker for the head of class `idx`, or says why it must wait.
-    fn place(&mut self, idx: usize, job: JobId, est_ms: u64, now_ms: u64) -> Result<WorkerId, Reason> {
+    fn place(
+        &mut self,
+        idx: usize,
+        job: JobId,
+        est_ms: u64,
+        now_ms: u64,
+    ) -> Result<WorkerId, Reason> {
         let class = &self.classes[idx].class;
         let limits = &self.config.limits;
         if let Some(cap) = limits.tenant_concurrency.get(&class.tenant)
@@ -612,6 +627,52 @@ impl Scheduler {
         for idx in 0..self.classes.len() {
             self.rerank(idx);
         }
+    }
+
+    /// Says why the head of each waiting class waits, for heads no round looked at (every
+    /// worker was full before their turn). O(classes × workers): call it on a timer, not per
+    /// decision.
+    pub fn head_reasons(&self) -> Vec<(JobId, JobClass, Reason)> {
+        let mut out = Vec::new();
+        for queue in &self.classes {
+            let Some((&(_, job), _)) = queue.jobs.first_key_value() else {
+                continue;
+            };
+            let class = &queue.class;
+            let reason = if !self.workers.values().any(|w| w.eligible(class)) {
+                no_match(self.workers.values(), class)
+            } else if let Some(cap) = self.config.limits.tenant_concurrency.get(&class.tenant)
+                && self.tenants.get(&class.tenant).map_or(0, |t| t.running) >= *cap
+            {
+                Reason::ConcurrencyLimit(format!("tenant:{}", class.tenant))
+            } else if let Some(cap) = self.config.limits.queue_concurrency.get(&class.queue)
+                && self.queues.get(&class.queue).map_or(0, |q| q.running) >= *cap
+            {
+                Reason::ConcurrencyLimit(format!("queue:{}", class.queue))
+            } else if self.config.mode == Mode::FairShare && self.over_share(&class.tenant) {
+                Reason::TenantOverShare
+            } else {
+                Reason::WaitingForCapacity
+            };
+            out.push((job, class.clone(), reason));
+        }
+        out
+    }
+
+    /// Tells whether a tenant has used more than its weight's share, among tenants with
+    /// usage or work.
+    fn over_share(&self, tenant: &str) -> bool {
+        let total_usage: f64 = self.tenants.values().map(|t| t.usage).sum();
+        let total_weight: f64 = self
+            .tenants
+            .keys()
+            .map(|t| self.config.tenant_weight(t))
+            .sum();
+        if total_usage <= 0.0 || total_weight <= 0.0 {
+            return false;
+        }
+        let usage = self.tenants.get(tenant).map_or(0.0, |t| t.usage);
+        usage / total_usage > self.config.tenant_weight(tenant) / total_weight
     }
 
     /// Tells how a pending job stands: what is ahead of it in its class and among classes.

@@ -16,6 +16,8 @@ pub enum Reason {
     NoMatchingPool(String),
     /// Workers could run it, but none has room now.
     WaitingForCapacity,
+    /// Its tenant has used more than its share; others go first (policy `fair`).
+    TenantOverShare,
     /// The worker it needs is held for a larger job that waits longer.
     ReservedFor(JobId),
     /// A concurrency cap is reached (`tenant:NAME` or `queue:NAME`).
@@ -29,6 +31,7 @@ impl fmt::Display for Reason {
         match self {
             Self::NoMatchingPool(detail) => write!(f, "no_matching_pool: {detail}"),
             Self::WaitingForCapacity => f.write_str("waiting_for_capacity"),
+            Self::TenantOverShare => f.write_str("tenant_over_share"),
             Self::ReservedFor(job) => write!(f, "reserved_for {job}"),
             Self::ConcurrencyLimit(name) => write!(f, "concurrency_limit {name}"),
             Self::RateLimit(name) => write!(f, "rate_limit {name}"),
@@ -37,7 +40,10 @@ impl fmt::Display for Reason {
 }
 
 /// Says why no live worker can run jobs of `class`, naming the first requirement nobody meets.
-pub fn no_match<'w>(workers: impl IntoIterator<Item = &'w WorkerState>, class: &JobClass) -> Reason {
+pub fn no_match<'w>(
+    workers: impl IntoIterator<Item = &'w WorkerState>,
+    class: &JobClass,
+) -> Reason {
     let workers: Vec<&WorkerState> = workers.into_iter().collect();
     if workers.is_empty() {
         return Reason::NoMatchingPool("no live workers".into());

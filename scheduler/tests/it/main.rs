@@ -3,5 +3,6 @@
 //! the transitions a worker would.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod policies;
 mod release;
 mod support;

@@ -34,8 +34,8 @@ async fn jobs_are_released_in_order_only_as_fast_as_the_pool_has_slots() {
         h.submit(JobSpec::new("noop", Value::Null)).await,
     ];
 
-    // One slot, no slack: exactly one job is released; the others wait in the window.
-    let first = h.take("cpu").await;
+    // One slot, no slack: exactly one job is released; the others wait in the pending index.
+    let first = h.take("w1").await;
     assert_eq!(first.job_id, ids[0], "FIFO");
     let store = h.store.clone();
     wait_until(
@@ -48,15 +48,15 @@ async fn jobs_are_released_in_order_only_as_fast_as_the_pool_has_slots() {
     )
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(h.depth("cpu").await, 0, "no credit, nothing more released");
+    assert_eq!(h.depth("w1").await, 0, "no credit, nothing more released");
     assert_eq!(h.store.state(ids[1]).await.unwrap(), Some(JobState::Queued));
 
     // Finishing a job gives its credit back: the next one in order is released.
     finish(&h, &first).await;
-    let second = h.take("cpu").await;
+    let second = h.take("w1").await;
     assert_eq!(second.job_id, ids[1]);
     finish(&h, &second).await;
-    let third = h.take("cpu").await;
+    let third = h.take("w1").await;
     assert_eq!(third.job_id, ids[2]);
     h.stop().await;
 }
@@ -68,12 +68,12 @@ async fn jobs_go_to_the_best_fitting_pool_and_unmatched_ones_say_why() {
     h.worker("w-gpu", "cpu,gpu", 2, 1).await;
 
     let cpu_job = h.submit(JobSpec::new("noop", Value::Null)).await;
-    assert_eq!(h.take("cpu").await.job_id, cpu_job);
+    assert_eq!(h.take("w-cpu").await.job_id, cpu_job);
 
     let mut gpu = JobSpec::new("noop", Value::Null);
     gpu.requires = serde_json::from_value(json!({"tags": ["gpu"], "gpus": 1})).unwrap();
     let gpu_job = h.submit(gpu).await;
-    assert_eq!(h.take("cpu+gpu").await.job_id, gpu_job);
+    assert_eq!(h.take("w-gpu").await.job_id, gpu_job);
 
     let mut tpu = JobSpec::new("noop", Value::Null);
     tpu.requires = serde_json::from_value(json!({"tags": ["tpu"]})).unwrap();
@@ -90,12 +90,12 @@ async fn jobs_go_to_the_best_fitting_pool_and_unmatched_ones_say_why() {
     assert_eq!(job.state, JobState::Queued);
     assert_eq!(
         job.pending_reason.as_deref(),
-        Some("no_matching_pool: no live pool has tags [tpu]")
+        Some("no_matching_pool: no live worker has tags [tpu]")
     );
 
     // A TPU worker joins: the parked job runs there.
     h.worker("w-tpu", "tpu", 1, 0).await;
-    assert_eq!(h.take("tpu").await.job_id, tpu_job);
+    assert_eq!(h.take("w-tpu").await.job_id, tpu_job);
     h.stop().await;
 }
 
@@ -104,7 +104,7 @@ async fn delayed_jobs_come_back_through_the_ladder_when_due() {
     let mut h = Harness::start("sched_delay", 2).await;
     h.worker("w1", "cpu", 2, 0).await;
     let id = h.submit(JobSpec::new("noop", Value::Null)).await;
-    let first = h.take("cpu").await;
+    let first = h.take("w1").await;
     // Play a worker whose first attempt failed: attempt 2 is due in 1.5 s.
     let worker = WorkerId::from_raw("w1");
     h.store
@@ -129,7 +129,7 @@ async fn delayed_jobs_come_back_through_the_ladder_when_due() {
         .await
         .unwrap();
 
-    let again = h.take("cpu").await;
+    let again = h.take("w1").await;
     assert_eq!(again.job_id, id);
     assert_eq!(again.attempt, 2);
     assert!(now_ms() + 50 >= due, "released {} ms early", due - now_ms());
@@ -143,7 +143,7 @@ async fn delayed_jobs_come_back_through_the_ladder_when_due() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_job_cancelled_while_it_waits_is_dropped_from_the_window() {
+async fn a_job_cancelled_while_it_waits_is_dropped_from_the_pending_index() {
     let mut h = Harness::start("sched_cancel", 0).await;
     let mut gpu = JobSpec::new("noop", Value::Null);
     gpu.requires = serde_json::from_value(json!({"tags": ["gpu"]})).unwrap();
@@ -163,8 +163,8 @@ async fn a_job_cancelled_while_it_waits_is_dropped_from_the_window() {
     // A GPU worker joins: the cancelled job must not be released to it...
     h.worker("w-gpu", "gpu", 1, 0).await;
     let next = h.submit(JobSpec::new("noop", Value::Null)).await;
-    // ...so the pool's only credit goes to the job behind it in the window.
-    assert_eq!(h.take("gpu").await.job_id, next);
-    assert_eq!(h.depth("gpu").await, 0);
+    // ...so the pool's only credit goes to the job behind it.
+    assert_eq!(h.take("w-gpu").await.job_id, next);
+    assert_eq!(h.depth("w-gpu").await, 0);
     h.stop().await;
 }

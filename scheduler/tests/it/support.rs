@@ -7,7 +7,8 @@ use warren_kit::{AmqpArgs, CommonArgs, RedisArgs};
 use warren_protocol::{
     Heartbeat, JobEnvelope, JobId, JobSpec, PoolName, WorkerId, WorkerResources, now_ms,
 };
-use warren_scheduler::{Policy, SchedulerArgs};
+use warren_scheduler::policy::Preset;
+use warren_scheduler::{PolicyArgs, SchedulerArgs};
 use warren_store::{NewJob, Store, StoreOptions};
 use warren_topology::lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions};
 use warren_topology::{AmqpPool, Publisher, Topology, TopologyOptions};
@@ -20,7 +21,10 @@ pub(crate) struct Harness {
     amqp: AmqpPool,
     stop: CancellationToken,
     scheduler: Option<JoinHandle<anyhow::Result<()>>>,
-    pools: Vec<PoolName>,
+    workers: Vec<WorkerId>,
+    args: SchedulerArgs,
+    beats: std::collections::HashMap<String, CancellationToken>,
+    standbys: Vec<JoinHandle<anyhow::Result<()>>>,
 }
 
 impl Drop for Harness {
@@ -30,13 +34,14 @@ impl Drop for Harness {
             return;
         }
         self.stop.cancel();
-        let (ns, topology, pools) = (self.ns.clone(), self.topology.clone(), self.pools.clone());
+        let (ns, topology, workers) =
+            (self.ns.clone(), self.topology.clone(), self.workers.clone());
         block_on_cleanup(async move {
             ns.cleanup().await;
             if let Ok(amqp) = warren_topology::connect_pool(&amqp_url(), "cleanup", 1).await
                 && let Ok(channel) = Topology::channel(&amqp).await
             {
-                let _ = warren_topology::teardown(&channel, &topology, &pools).await;
+                teardown(&channel, &topology, &workers).await;
             }
         });
     }
@@ -44,6 +49,33 @@ impl Drop for Harness {
 
 impl Harness {
     pub(crate) async fn start(name: &str, credit_slack: u32) -> Self {
+        Self::start_with(
+            name,
+            PolicyArgs {
+                credit_slack,
+                ..PolicyArgs::default()
+            },
+        )
+        .await
+    }
+
+    pub(crate) async fn start_with_preset(name: &str, preset: Preset, credit_slack: u32) -> Self {
+        Self::start_with(
+            name,
+            PolicyArgs {
+                policy: preset,
+                credit_slack,
+                ..PolicyArgs::default()
+            },
+        )
+        .await
+    }
+
+    pub(crate) async fn start_with(name: &str, policy: PolicyArgs) -> Self {
+        // Logs show with `RUST_LOG=warren_scheduler=debug cargo test -- --nocapture`.
+        warren_kit::telemetry::init(&warren_kit::TelemetryArgs {
+            log_format: warren_kit::args::LogFormat::Pretty,
+        });
         let ns = TestNamespace::new(name);
         let store = Store::connect(&redis_url(), ns.ns(), StoreOptions::default())
             .await
@@ -64,11 +96,11 @@ impl Harness {
                 result_ttl: Duration::from_secs(600),
             },
             prefetch: 100,
-            credit_slack,
-            policy: Policy::Fifo,
+            policy,
+            leader_ttl: Duration::from_secs(2),
         };
         let stop = CancellationToken::new();
-        let scheduler = tokio::spawn(warren_scheduler::run(args, stop.child_token()));
+        let scheduler = tokio::spawn(warren_scheduler::run(args.clone(), stop.child_token()));
         Self {
             ns,
             store,
@@ -77,18 +109,33 @@ impl Harness {
             amqp,
             stop,
             scheduler: Some(scheduler),
-            pools: Vec::new(),
+            workers: Vec::new(),
+            args,
+            beats: std::collections::HashMap::new(),
+            standbys: Vec::new(),
         }
     }
 
-    /// Announces a worker of `pool` with `slots`, as a real worker's heartbeat would, and
-    /// declares its queue (a real worker declares it before consuming).
+    /// Announces a worker with `slots` and `gpus` (4 cores) tagged `pool`, as a real worker's
+    /// heartbeat would, and declares its queue (a real worker declares it before consuming).
     pub(crate) async fn worker(&mut self, id: &str, pool: &str, slots: u32, gpus: u32) {
+        self.worker_with(id, pool, slots, 4, gpus).await;
+    }
+
+    pub(crate) async fn worker_with(
+        &mut self,
+        id: &str,
+        pool: &str,
+        slots: u32,
+        cpu: u32,
+        gpus: u32,
+    ) {
         let pool = PoolName::parse_list(pool).unwrap();
-        warren_topology::declare_pool(self.publisher.channel(), &self.topology, &pool)
+        let worker_id = WorkerId::from_raw(id);
+        warren_topology::declare_worker_queue(self.publisher.channel(), &self.topology, &worker_id)
             .await
             .unwrap();
-        self.pools.push(pool.clone());
+        self.workers.push(worker_id);
         let heartbeat = Heartbeat {
             worker_id: WorkerId::from_raw(id),
             pool,
@@ -97,7 +144,7 @@ impl Harness {
             busy: 0,
             running: vec![],
             resources: WorkerResources {
-                cpu: 4,
+                cpu,
                 mem_mb: 4096,
                 gpus,
             },
@@ -110,11 +157,9 @@ impl Harness {
             draining: false,
         };
         // Like a real worker, keep beating: the scheduler may not be listening yet.
-        let (publisher, exchange, stop) = (
-            self.publisher.clone(),
-            self.topology.events_exchange(),
-            self.stop.clone(),
-        );
+        let stop = self.stop.child_token();
+        self.beats.insert(id.to_owned(), stop.clone());
+        let (publisher, exchange) = (self.publisher.clone(), self.topology.events_exchange());
         tokio::spawn(async move {
             let body = serde_json::to_vec(&heartbeat).unwrap();
             while !stop.is_cancelled() {
@@ -122,6 +167,31 @@ impl Harness {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         });
+    }
+
+    /// Stops a worker's heartbeats, as if it had died.
+    pub(crate) fn silence(&mut self, id: &str) {
+        if let Some(beat) = self.beats.remove(id) {
+            beat.cancel();
+        }
+    }
+
+    /// Starts a second scheduler on the same namespace: a standby until the lease is free.
+    pub(crate) fn start_standby(&mut self) {
+        let handle = tokio::spawn(warren_scheduler::run(
+            self.args.clone(),
+            self.stop.child_token(),
+        ));
+        self.standbys.push(handle);
+    }
+
+    /// Kills the first scheduler without a goodbye (its lease must lapse), like `kill -9`.
+    pub(crate) async fn kill_active(&mut self) {
+        let handle = self.scheduler.take().unwrap();
+        handle.abort();
+        let _ = handle.await;
+        // `stop` awaits a scheduler: the standby is the one left.
+        self.scheduler = self.standbys.pop();
     }
 
     /// Accepts a job as the submitter would: Redis first, then intake.
@@ -147,14 +217,14 @@ impl Harness {
         id
     }
 
-    /// Messages waiting in a pool queue.
-    pub(crate) async fn depth(&self, pool: &str) -> u32 {
+    /// Messages waiting in a worker's queue.
+    pub(crate) async fn depth(&self, worker: &str) -> u32 {
         let queue = self
             .publisher
             .channel()
             .queue_declare(
                 self.topology
-                    .pool_queue(&PoolName::parse_list(pool).unwrap())
+                    .worker_queue(&WorkerId::from_raw(worker))
                     .into(),
                 QueueDeclareOptions {
                     passive: true,
@@ -167,14 +237,12 @@ impl Harness {
         queue.message_count()
     }
 
-    /// Takes the next message off a pool queue, as a worker would (and acks it).
-    pub(crate) async fn take(&self, pool: &str) -> JobEnvelope {
-        let queue = self
-            .topology
-            .pool_queue(&PoolName::parse_list(pool).unwrap());
+    /// Takes the next message off a worker's queue, as the worker would (and acks it).
+    pub(crate) async fn take(&self, worker: &str) -> JobEnvelope {
+        let queue = self.topology.worker_queue(&WorkerId::from_raw(worker));
         let channel = self.publisher.channel().clone();
         let message = wait_until(
-            "a message in the pool queue",
+            "a message in the worker's queue",
             Duration::from_secs(10),
             || {
                 let (channel, queue) = (channel.clone(), queue.clone());
@@ -202,9 +270,25 @@ impl Harness {
             .expect("scheduler stops in time")
             .expect("no panic")
             .expect("scheduler stopped cleanly");
-        let _ =
-            warren_topology::teardown(self.publisher.channel(), &self.topology, &self.pools).await;
+        teardown(self.publisher.channel(), &self.topology, &self.workers).await;
         self.amqp.close();
         self.ns.cleanup().await;
     }
+}
+
+/// Deletes the namespace's queues and exchanges, workers' queues included.
+async fn teardown(
+    channel: &warren_topology::lapin::Channel,
+    topology: &Topology,
+    workers: &[WorkerId],
+) {
+    for worker in workers {
+        let _ = channel
+            .queue_delete(
+                topology.worker_queue(worker).as_str().into(),
+                Default::default(),
+            )
+            .await;
+    }
+    let _ = warren_topology::teardown(channel, topology, &[]).await;
 }

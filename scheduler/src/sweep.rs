@@ -1,0 +1,85 @@
+//! The sweeper: every job that is `scheduled` or `running` belongs to a worker; when that
+//! worker is gone (no heartbeat) and holds no lease on the job, the job goes back to the
+//! pending index. So a job whose only message was lost (acked as a duplicate after a
+//! reconnect, or stranded in a dead worker's queue) is never stuck: Redis, not a message,
+//! says who owns it.
+
+use std::collections::HashSet;
+
+use tracing::{info, warn};
+use warren_protocol::{JobId, JobState, WorkerId};
+use warren_store::{Store, Transition, TransitionOutcome};
+
+use crate::intake::{self, Admitted, Estimates};
+use crate::policy::PolicyConfig;
+
+/// Most jobs looked at per state and sweep.
+const SWEEP_LIMIT: isize = 10_000;
+
+/// Finds jobs owned by workers that are gone and puts them back in the pending index.
+/// `live` are the workers the scheduler hears from. Returns the jobs to order again.
+pub(crate) async fn sweep(
+    store: &Store,
+    live: &HashSet<WorkerId>,
+    estimates: &Estimates,
+    config: &PolicyConfig,
+) -> Vec<Admitted> {
+    let mut back = Vec::new();
+    for state in [JobState::Scheduled, JobState::Running] {
+        let ids = match store.ids_in_state(state, SWEEP_LIMIT).await {
+            Ok(ids) => ids,
+            Err(error) => {
+                warn!(%error, "sweep could not list jobs");
+                return back;
+            }
+        };
+        for id in ids {
+            if let Some(admitted) = reclaim(store, id, live, estimates, config).await {
+                back.push(admitted);
+            }
+        }
+    }
+    back
+}
+
+async fn reclaim(
+    store: &Store,
+    id: JobId,
+    live: &HashSet<WorkerId>,
+    estimates: &Estimates,
+    config: &PolicyConfig,
+) -> Option<Admitted> {
+    let record = store.get(id).await.ok()??;
+    if !matches!(record.state, JobState::Scheduled | JobState::Running) {
+        return None;
+    }
+    let worker = WorkerId::from_raw(record.worker.clone()?);
+    if live.contains(&worker) || store.worker_alive(&worker).await.unwrap_or(true) {
+        return None;
+    }
+    // A lease still held means the worker may be alive but silent (a partition): wait
+    // for it to lapse rather than risk two copies.
+    if store.lease_holder(id).await.ok()?.is_some() {
+        return None;
+    }
+    let task = record.spec.validate().ok()?;
+    let admitted = intake::classify(id, &record.spec, &task, record.created_ms, estimates);
+    // Index first, then the state: if the transition fails (the job moved on), the entry is
+    // dropped at dispatch, where the record is read again.
+    intake::persist(store, std::slice::from_ref(&admitted), config)
+        .await
+        .ok()?;
+    let back = Transition::new(id, JobState::Queued)
+        .at_attempt(record.attempt)
+        .set(
+            "pending_reason",
+            "worker_lost: its worker stopped without finishing it",
+        );
+    match store.transition(&back).await {
+        Ok(TransitionOutcome::Done(_)) => {
+            info!(job_id = %id, %worker, "job of a lost worker returns to the pending index");
+            Some(admitted)
+        }
+        _ => None,
+    }
+}
