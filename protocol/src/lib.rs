@@ -16,6 +16,7 @@ mod tags;
 mod task;
 mod time;
 
+pub mod policy;
 pub use envelope::{ENVELOPE_SCHEMA_VERSION, JobEnvelope};
 pub use heartbeat::{Heartbeat, WorkerResources, admits_program};
 pub use ids::{JobId, WorkerId};

@@ -12,7 +12,7 @@ use crate::policy::{Limits, PolicyConfig, Preset};
 pub struct PolicyArgs {
     /// Ordering policy: fifo, priority (with aging), sjf (with aging), fair (weighted fair
     /// share across tenants), round-robin (across tenants) or round-robin-queues.
-    #[arg(long, env = "WARREN_POLICY", value_enum, default_value = "fifo")]
+    #[arg(long, env = "WARREN_POLICY", default_value = "fifo")]
     pub policy: Preset,
     /// How much waiting one priority level is worth (the aging bound); default: the preset's.
     #[arg(long, env = "WARREN_PRIORITY_WEIGHT", value_parser = humantime::parse_duration)]

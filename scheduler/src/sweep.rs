@@ -71,6 +71,8 @@ async fn reclaim(
         .ok()?;
     let back = Transition::new(id, JobState::Queued)
         .at_attempt(record.attempt)
+        // Not a new attempt: the job did not fail, its worker vanished.
+        .set("takeovers", record.takeovers + 1)
         .set(
             "pending_reason",
             "worker_lost: its worker stopped without finishing it",

@@ -57,6 +57,12 @@ impl ApiError {
         }
     }
 
+    /// Replaces the detail (what to do about it).
+    pub(crate) fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = detail.into();
+        self
+    }
+
     /// Names the input field at fault.
     pub(crate) fn with_field(mut self, field: impl Into<String>) -> Self {
         self.field = Some(field.into());

@@ -175,6 +175,7 @@ pub(crate) async fn run(worker: Worker, shutdown: CancellationToken) -> anyhow::
     drain(&rt, &tracker).await;
     heartbeat_stop.cancel();
     let _ = heartbeats.await;
+    remove_own_queue(&rt).await;
     pool.close();
     info!(worker_id = %rt.id, "worker stopped");
     Ok(())
@@ -245,6 +246,28 @@ async fn session(
     control_stop.cancel();
     let _ = control.await;
     outcome
+}
+
+/// Deletes this worker's queue if nothing waits in it, so stopped workers leave nothing
+/// behind. If jobs wait there (sent just before the drain), the queue stays until it
+/// expires, and the scheduler's sweeper sends those jobs elsewhere once this worker's
+/// heartbeats stop.
+async fn remove_own_queue(rt: &Runtime) {
+    let publisher = rt.publisher();
+    let queue = rt.topology.worker_queue(&rt.id);
+    let deleted = publisher
+        .channel()
+        .queue_delete(
+            queue.as_str().into(),
+            warren_topology::lapin::options::QueueDeleteOptions {
+                if_empty: true,
+                ..Default::default()
+            },
+        )
+        .await;
+    if let Err(error) = deleted {
+        info!(%error, "kept this worker's queue (jobs wait in it; it expires by itself)");
+    }
 }
 
 /// Lets running jobs finish within the grace period, then stops and requeues the rest.

@@ -38,6 +38,19 @@ impl Ord for Ordered {
 /// A class's place among the others: what the policy compares, then its head's key.
 type Rank = (Ordered, i64, usize);
 
+/// How well a worker fits a job: unneeded tags, then negated free slots, cores and GPUs
+/// (smaller is better).
+type Fit = (usize, i64, i64, i64);
+
+/// The parts of a status document: classes with their pending counts, tenants as (name,
+/// usage, running, weight), workers, and running jobs per queue.
+pub(super) type StatusParts<'a> = (
+    Vec<(&'a JobClass, usize)>,
+    Vec<(&'a str, f64, u32, f64)>,
+    &'a BTreeMap<WorkerId, WorkerState>,
+    BTreeMap<String, u32>,
+);
+
 #[derive(Debug)]
 struct ClassQueue {
     class: JobClass,
@@ -397,7 +410,7 @@ impl Scheduler {
         let reservation = self.reservation.clone();
         let backfill = self.config.backfill;
         let mut eligible = 0usize;
-        let mut best: Option<(&WorkerState, (usize, i64, i64, i64))> = None;
+        let mut best: Option<(&WorkerState, Fit)> = None;
         let mut held_back = false;
         for worker in self.workers.values() {
             if !worker.eligible(class) {
@@ -706,14 +719,7 @@ impl Scheduler {
         super::status::Status::of(self)
     }
 
-    pub(super) fn status_parts(
-        &self,
-    ) -> (
-        Vec<(&JobClass, usize)>,
-        Vec<(&str, f64, u32, f64)>,
-        &BTreeMap<WorkerId, WorkerState>,
-        BTreeMap<String, u32>,
-    ) {
+    pub(super) fn status_parts(&self) -> StatusParts<'_> {
         let classes = self
             .classes
             .iter()

@@ -9,7 +9,10 @@
 //! - [`reason`]: why a job waits.
 
 pub mod class;
-pub mod config;
+/// Policies, weights and limits (they live in the protocol crate, which the API shares).
+pub mod config {
+    pub use warren_protocol::policy::*;
+}
 pub mod engine;
 mod limits;
 pub mod reason;

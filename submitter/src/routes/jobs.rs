@@ -116,14 +116,6 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(Some(raw.to_owned()))
 }
 
-/// `GET /v1/jobs/{id}`: the job record.
-pub(super) async fn get_job(
-    State(state): State<AppState>,
-    JobIdParam(id): JobIdParam,
-) -> Result<Json<JobRecord>, ApiError> {
-    load(&state, id).await.map(Json)
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ListQuery {

@@ -3,13 +3,14 @@
 mod batch;
 mod jobs;
 mod misc;
+mod scheduling;
 mod wait;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::Request;
 use axum::middleware::{from_fn, from_fn_with_state, map_response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
@@ -23,12 +24,14 @@ pub(crate) fn router(state: AppState) -> Router {
     let timed = Router::new()
         .route("/v1/jobs", post(jobs::submit).get(jobs::list))
         .route("/v1/jobs/batch", post(batch::submit_batch))
-        .route("/v1/jobs/{id}", get(jobs::get_job))
+        .route("/v1/jobs/{id}", get(scheduling::get_job))
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
         .route("/v1/jobs/{id}/logs", get(jobs::logs))
         .route("/v1/workers", get(misc::workers))
         .route("/v1/tasks", get(misc::tasks))
         .route("/v1/stats", get(misc::stats))
+        .route("/v1/scheduler", get(scheduling::status))
+        .route("/v1/scheduler/policy", put(scheduling::set_policy))
         .route("/healthz", get(misc::healthz))
         .route("/readyz", get(misc::readyz))
         .route_layer(from_fn_with_state(state.clone(), request_timeout));

@@ -50,7 +50,8 @@ async fn duplicates_of_finished_or_held_jobs_are_dropped_not_run() {
     // A duplicate of a finished job.
     let done_id = sys.submit(spec("echo", json!({"n": 1}))).await;
     let done = sys.wait_done(&done_id).await;
-    sys.publish_duplicate("cpu", &done).await;
+    let done_on = done["worker"].as_str().unwrap().to_owned();
+    sys.publish_duplicate(&done_on, &done).await;
 
     // A duplicate of a job a live worker holds.
     // Longer than the other worker's wait for the lease (2 × 2 s lease + 1 s).
@@ -58,13 +59,25 @@ async fn duplicates_of_finished_or_held_jobs_are_dropped_not_run() {
     let held = sys
         .wait_state(&held_id, "running", Duration::from_secs(20))
         .await;
-    sys.publish_duplicate("cpu", &held).await;
+    // The copy goes to the other worker, as a redelivery after a reconnect could.
+    let holder = held["worker"].as_str().unwrap().to_owned();
+    let other = sys
+        .worker_ids()
+        .await
+        .into_iter()
+        .find(|w| *w != holder)
+        .expect("a second worker");
+    sys.publish_duplicate(&other, &held).await;
 
     // Both copies are consumed...
     wait_until(
         "the duplicates to be consumed",
         Duration::from_secs(20),
-        || async { (sys.pool_depth("cpu").await == 0).then_some(()) },
+        || async {
+            (sys.worker_queue_depth(&done_on).await == 0
+                && sys.worker_queue_depth(&other).await == 0)
+                .then_some(())
+        },
     )
     .await;
     // ...and neither job ran twice.
@@ -86,10 +99,10 @@ async fn duplicates_of_finished_or_held_jobs_are_dropped_not_run() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_killed_scheduler_hands_its_window_to_the_standby() {
+async fn a_killed_scheduler_hands_its_pending_index_to_the_standby() {
     let mut sys = System::start("failover", &[]).await;
     sys.add_standby_scheduler();
-    // No workers yet: the jobs sit unacked in the active scheduler's window.
+    // No workers yet: the jobs wait in the pending index in Redis.
     let mut ids = Vec::new();
     for n in 0..20 {
         ids.push(sys.submit(spec("echo", json!({ "n": n }))).await);

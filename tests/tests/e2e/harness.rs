@@ -12,7 +12,7 @@ use nix::unistd::Pid;
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 use warren_kit::testkit::{TestNamespace, amqp_url, block_on_cleanup, redis_url, wait_until};
-use warren_protocol::PoolName;
+use warren_protocol::{PoolName, WorkerId};
 use warren_topology::{Topology, TopologyOptions};
 
 /// Builds the service binaries once per test run (a no-op when they are up to date), so
@@ -325,8 +325,8 @@ impl System {
         self.stopped = true;
     }
 
-    /// Publishes a raw copy of a job's envelope to a pool queue (a duplicate delivery).
-    pub(crate) async fn publish_duplicate(&self, pool: &str, job: &Value) {
+    /// Publishes a raw copy of a job's envelope to a worker's queue (a duplicate delivery).
+    pub(crate) async fn publish_duplicate(&self, worker: &str, job: &Value) {
         let spec: warren_protocol::JobSpec =
             serde_json::from_value(job["spec"].clone()).expect("spec");
         let mut envelope = warren_protocol::JobEnvelope::first_attempt(
@@ -343,10 +343,10 @@ impl System {
         let publisher = warren_topology::Publisher::open(&pools, &topology)
             .await
             .unwrap();
-        let pool = PoolName::parse_list(pool).unwrap();
+        let worker = WorkerId::from_raw(worker);
         tokio::time::timeout(Duration::from_secs(10), async {
             publisher
-                .send_pool(&pool, &envelope)
+                .send_worker(&worker, &envelope)
                 .await?
                 .confirmed()
                 .await
@@ -357,8 +357,8 @@ impl System {
         pools.close();
     }
 
-    /// Counts messages waiting in a pool queue.
-    pub(crate) async fn pool_depth(&self, pool: &str) -> u32 {
+    /// Counts messages waiting in a worker's queue.
+    pub(crate) async fn worker_queue_depth(&self, worker: &str) -> u32 {
         let pools = warren_topology::connect_pool(&amqp_url(), "e2e", 1)
             .await
             .unwrap();
@@ -366,9 +366,7 @@ impl System {
         let channel = Topology::channel(&pools).await.unwrap();
         let queue = channel
             .queue_declare(
-                topology
-                    .pool_queue(&PoolName::parse_list(pool).unwrap())
-                    .into(),
+                topology.worker_queue(&WorkerId::from_raw(worker)).into(),
                 warren_topology::lapin::options::QueueDeclareOptions {
                     passive: true,
                     ..Default::default()

@@ -5,7 +5,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use warren_kit::testkit::{TestNamespace, amqp_url, block_on_cleanup, redis_url, wait_until};
 use warren_kit::{AmqpArgs, CommonArgs, RedisArgs, ShutdownArgs};
-use warren_protocol::{JobEnvelope, JobId, JobSpec, PoolName, now_ms};
+use warren_protocol::{JobEnvelope, JobId, JobSpec, PoolName, WorkerId, now_ms};
 use warren_store::{JobRecord, NewJob, Store, StoreOptions};
 use warren_topology::{AmqpPool, Publisher, Topology, TopologyOptions};
 use warren_worker::{Worker, WorkerArgs};
@@ -15,6 +15,7 @@ pub(crate) struct Harness {
     pub(crate) store: Store,
     pub(crate) publisher: Publisher,
     pub(crate) pool: PoolName,
+    pub(crate) worker_id: WorkerId,
     amqp: AmqpPool,
     stop: CancellationToken,
     worker: Option<JoinHandle<anyhow::Result<()>>>,
@@ -52,16 +53,21 @@ impl Drop for Harness {
             return;
         }
         self.stop.cancel();
-        let (ns, topology, pool) = (
+        let (ns, topology, pool, worker_id) = (
             self.ns.clone(),
             self.publisher.topology().clone(),
             self.pool.clone(),
+            self.worker_id.clone(),
         );
         block_on_cleanup(async move {
             ns.cleanup().await;
             if let Ok(amqp) = warren_topology::connect_pool(&amqp_url(), "cleanup", 1).await
                 && let Ok(channel) = Topology::channel(&amqp).await
             {
+                let queue = topology.worker_queue(&worker_id);
+                let _ = channel
+                    .queue_delete(queue.as_str().into(), Default::default())
+                    .await;
                 let _ = warren_topology::teardown(&channel, &topology, &[pool]).await;
             }
         });
@@ -90,12 +96,13 @@ impl Harness {
         let stop = CancellationToken::new();
         let handle = tokio::spawn(worker.run(stop.child_token()));
         let probe = store.clone();
-        wait_until(
+        // The worker declares its own queue before it first beats.
+        let worker_id = wait_until(
             "the worker's first heartbeat",
             Duration::from_secs(10),
             || {
                 let probe = probe.clone();
-                async move { (!probe.live_workers().await.ok()?.is_empty()).then_some(()) }
+                async move { Some(probe.live_workers().await.ok()?.first()?.worker_id.clone()) }
             },
         )
         .await;
@@ -104,13 +111,14 @@ impl Harness {
             store,
             publisher,
             pool,
+            worker_id,
             amqp,
             stop,
             worker: Some(handle),
         }
     }
 
-    /// Writes a job to Redis and publishes it to the pool queue, as the scheduler would.
+    /// Writes a job to Redis and publishes it to the worker's queue, as the scheduler would.
     pub(crate) async fn dispatch(&self, spec: JobSpec) -> JobId {
         let id = JobId::new();
         let created = now_ms();
@@ -130,7 +138,7 @@ impl Harness {
     pub(crate) async fn publish(&self, envelope: &JobEnvelope) {
         tokio::time::timeout(Duration::from_secs(10), async {
             self.publisher
-                .send_pool(&self.pool, envelope)
+                .send_worker(&self.worker_id, envelope)
                 .await?
                 .confirmed()
                 .await
@@ -166,6 +174,14 @@ impl Harness {
             .expect("worker task did not panic")
             .expect("worker stopped cleanly");
         let topology = self.publisher.topology().clone();
+        let _ = self
+            .publisher
+            .channel()
+            .queue_delete(
+                topology.worker_queue(&self.worker_id).as_str().into(),
+                Default::default(),
+            )
+            .await;
         let _ =
             warren_topology::teardown(self.publisher.channel(), &topology, &[self.pool.clone()])
                 .await;

@@ -132,7 +132,7 @@ async fn malformed_messages_are_dead_lettered_with_a_reason() {
     h.publisher
         .send(
             &topology.work_exchange(),
-            "cpu",
+            &topology.worker_routing_key(&h.worker_id),
             b"{not json",
             Default::default(),
         )

@@ -1,4 +1,6 @@
-//! What the operator chooses: the ordering policy, its weights, tenant weights and limits.
+//! What the operator chooses for the scheduler: the ordering policy, its weights, tenant
+//! weights and limits. Here, not in the scheduler, because the API validates a policy change
+//! before the scheduler applies it.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -7,7 +9,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 /// The named policies. Each is a preset of [`PolicyConfig`]'s weights and ordering mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Preset {
     /// First come, first served.
@@ -22,6 +24,18 @@ pub enum Preset {
     RoundRobin,
     /// Queues take turns, one job each.
     RoundRobinQueues,
+}
+
+impl Preset {
+    /// Every preset.
+    pub const ALL: [Self; 6] = [
+        Self::Fifo,
+        Self::Priority,
+        Self::Sjf,
+        Self::Fair,
+        Self::RoundRobin,
+        Self::RoundRobinQueues,
+    ];
 }
 
 impl fmt::Display for Preset {
@@ -42,11 +56,14 @@ impl FromStr for Preset {
     type Err = String;
 
     fn from_str(raw: &str) -> Result<Self, Self::Err> {
-        <Self as clap::ValueEnum>::from_str(raw, true).map_err(|_| {
-            format!(
-                "unknown policy {raw:?} (expected fifo, priority, sjf, fair, round-robin or round-robin-queues)"
-            )
-        })
+        Self::ALL
+            .into_iter()
+            .find(|p| p.to_string().eq_ignore_ascii_case(raw.trim()))
+            .ok_or_else(|| {
+                format!(
+                    "unknown policy {raw:?} (expected fifo, priority, sjf, fair, round-robin or round-robin-queues)"
+                )
+            })
     }
 }
 
@@ -171,6 +188,31 @@ impl PolicyConfig {
         }
     }
 
+    /// Builds a policy from a preset named in `changes` (`"preset"`, default fifo) with any of
+    /// its other fields overriding the preset's: what `PUT /v1/scheduler/policy` takes.
+    ///
+    /// # Errors
+    /// Says which field is wrong.
+    pub fn from_changes(changes: &serde_json::Value) -> Result<Self, String> {
+        let serde_json::Value::Object(fields) = changes else {
+            return Err("the policy must be a JSON object".into());
+        };
+        let preset = match fields.get("preset") {
+            None => Preset::Fifo,
+            Some(serde_json::Value::String(name)) => name.parse()?,
+            Some(_) => return Err("preset must be a string".into()),
+        };
+        let mut merged = serde_json::to_value(Self::preset(preset)).map_err(|e| e.to_string())?;
+        if let serde_json::Value::Object(base) = &mut merged {
+            for (name, value) in fields {
+                base.insert(name.clone(), value.clone());
+            }
+        }
+        let config: Self = serde_json::from_value(merged).map_err(|e| e.to_string())?;
+        config.check()?;
+        Ok(config)
+    }
+
     /// Returns a tenant's weight (1 when not configured; never zero or negative).
     pub fn tenant_weight(&self, tenant: &str) -> f64 {
         self.tenant_weights
@@ -283,6 +325,17 @@ mod tests {
         assert_eq!(rates["sleep"].burst, 10);
         assert_eq!(rates["render"].burst, 3);
         assert!(parse_rates("x=fast").is_err());
+    }
+
+    #[test]
+    fn changes_start_from_the_named_preset() {
+        let config =
+            PolicyConfig::from_changes(&serde_json::json!({"preset": "fair", "slack": 0})).unwrap();
+        assert_eq!(config.mode, Mode::FairShare);
+        assert_eq!(config.slack, 0);
+        assert!(PolicyConfig::from_changes(&serde_json::json!({"bogus": 1})).is_err());
+        assert!(PolicyConfig::from_changes(&serde_json::json!({"preset": "lifo"})).is_err());
+        assert!(PolicyConfig::from_changes(&serde_json::json!([])).is_err());
     }
 
     #[test]

@@ -1,0 +1,142 @@
+//! The scheduler seen through the API: its status, a policy change, and where a waiting job
+//! stands. The submitter never talks to the scheduler: both meet in Redis, where the active
+//! scheduler writes its status and reads the policy an operator asked for.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Serialize;
+use serde_json::Value;
+use warren_protocol::JobState;
+use warren_protocol::policy::PolicyConfig;
+use warren_store::JobRecord;
+
+use crate::extract::{JobIdParam, JsonBody, parse_json};
+use crate::problem::ApiError;
+use crate::state::AppState;
+
+/// Where a waiting job stands, and why it waits.
+#[derive(Debug, Serialize)]
+pub(super) struct Standing {
+    /// Jobs of its class (same tenant, queue, requirements and task) ahead of it.
+    position_in_class: Option<u64>,
+    /// Jobs of its class waiting in all.
+    class_pending: u64,
+    /// Its class.
+    class: Option<Value>,
+    /// Its key under the policy in force (smaller runs first): arrival − priority × weight +
+    /// size weight × estimated runtime, in milliseconds.
+    key: Option<i64>,
+    /// The factors of its key.
+    factors: Option<Factors>,
+    /// Why the first job of its class waits (so why this one does too).
+    class_reason: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Factors {
+    arrival_ms: u64,
+    priority: u8,
+    estimated_runtime_ms: u64,
+}
+
+/// A job record, and for a waiting job its standing.
+#[derive(Debug, Serialize)]
+pub(super) struct JobView {
+    #[serde(flatten)]
+    record: JobRecord,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scheduling: Option<Standing>,
+}
+
+/// Adds the standing of a `queued` job; the record's `pending_reason` falls back to its
+/// class's reason (only the first job of a class gets one of its own).
+pub(super) async fn view(state: &AppState, mut record: JobRecord) -> Result<JobView, ApiError> {
+    if record.state != JobState::Queued {
+        return Ok(JobView {
+            record,
+            scheduling: None,
+        });
+    }
+    let Some(place) = state.store().pending_position(record.id).await? else {
+        return Ok(JobView {
+            record,
+            scheduling: None,
+        });
+    };
+    let factors = parse_factors(&place.member);
+    if record.pending_reason.is_none() {
+        record.pending_reason.clone_from(&place.class_reason);
+    }
+    Ok(JobView {
+        record,
+        scheduling: Some(Standing {
+            position_in_class: place.rank,
+            class_pending: place.class_pending,
+            class: place
+                .class_json
+                .as_deref()
+                .and_then(|json| serde_json::from_str(json).ok()),
+            key: place.score,
+            factors,
+            class_reason: place.class_reason,
+        }),
+    })
+}
+
+/// Reads `id|priority|est_ms|arrival_ms`.
+fn parse_factors(member: &str) -> Option<Factors> {
+    let mut parts = member.split('|').skip(1);
+    let priority = parts.next()?.parse().ok()?;
+    let estimated_runtime_ms = parts.next()?.parse().ok()?;
+    let arrival_ms = parts.next()?.parse().ok()?;
+    Some(Factors {
+        arrival_ms,
+        priority,
+        estimated_runtime_ms,
+    })
+}
+
+/// `GET /v1/jobs/{id}`: the job record, and for a waiting job where it stands.
+pub(super) async fn get_job(
+    State(state): State<AppState>,
+    JobIdParam(id): JobIdParam,
+) -> Result<Json<JobView>, ApiError> {
+    let record = super::jobs::load(&state, id).await?;
+    Ok(Json(view(&state, record).await?))
+}
+
+/// `GET /v1/scheduler`: the active scheduler's status: policy and weights, pending per
+/// class, per-tenant usage against share, workers' free capacity, the backfill reservation,
+/// limits, and which instance is active.
+pub(super) async fn status(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let Some(json) = state.store().scheduler_status().await? else {
+        return Err(ApiError::unavailable_quiet("no_active_scheduler")
+            .with_detail("no scheduler has reported in the last 10 s: is one running?"));
+    };
+    let status: Value = serde_json::from_str(&json)
+        .map_err(|e| ApiError::internal("the scheduler status does not parse", &e))?;
+    Ok(Json(status))
+}
+
+/// `PUT /v1/scheduler/policy`: changes the policy. The body names a `preset` and may
+/// override any of its settings; the active scheduler applies it within a second, to every
+/// job already waiting.
+pub(super) async fn set_policy(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let changes: Value = parse_json(&body)?;
+    let config = PolicyConfig::from_changes(&changes)
+        .map_err(|e| ApiError::unprocessable("invalid_policy", e).with_field("policy"))?;
+    let json = serde_json::to_string(&config)
+        .map_err(|e| ApiError::internal("serialising the policy", &e))?;
+    state.store().set_desired_policy(&json).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({
+            "policy": config,
+            "applies": "within a second, by the active scheduler, to every waiting job",
+        })),
+    ))
+}
