@@ -42,6 +42,11 @@ pub(crate) fn args(ns: &TestNamespace) -> WorkerArgs {
         default_timeout: Duration::from_secs(30),
         kill_grace: Duration::from_secs(1),
         retry_base: Duration::from_millis(100),
+        pass_env: vec![],
+        exec_path: "/usr/local/bin:/usr/bin:/bin".into(),
+        allow_cwd: vec![],
+        job_dir_root: std::env::temp_dir(),
+        confinement: Default::default(),
     }
 }
 
