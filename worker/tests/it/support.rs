@@ -18,6 +18,8 @@ pub(crate) struct Harness {
     amqp: AmqpPool,
     stop: CancellationToken,
     worker: Option<JoinHandle<anyhow::Result<()>>>,
+    /// Set by `stop`, which cleans up itself.
+    stopped: bool,
 }
 
 pub(crate) fn args(ns: &TestNamespace) -> WorkerArgs {
@@ -53,7 +55,7 @@ pub(crate) fn args(ns: &TestNamespace) -> WorkerArgs {
 impl Drop for Harness {
     /// A test that panicked never reached `stop`: remove what it made anyway.
     fn drop(&mut self) {
-        if self.worker.is_none() {
+        if self.stopped {
             return;
         }
         self.stop.cancel();
@@ -76,6 +78,14 @@ impl Drop for Harness {
 impl Harness {
     /// Starts `worker` in-process and waits for its first heartbeat.
     pub(crate) async fn start(ns: TestNamespace, worker: Worker) -> Self {
+        let mut h = Self::connect(ns).await;
+        h.worker = Some(tokio::spawn(worker.run(h.stop.child_token())));
+        h.wait_for_worker().await;
+        h
+    }
+
+    /// Declares the topology and connects, with no worker: the test starts its own.
+    pub(crate) async fn connect(ns: TestNamespace) -> Self {
         let store = Store::connect(&redis_url(), ns.ns(), StoreOptions::default())
             .await
             .expect("Redis reachable at WARREN_TEST_REDIS_URL");
@@ -92,9 +102,21 @@ impl Harness {
         warren_topology::declare_pool(publisher.channel(), &topology, &pool)
             .await
             .unwrap();
-        let stop = CancellationToken::new();
-        let handle = tokio::spawn(worker.run(stop.child_token()));
-        let probe = store.clone();
+        Self {
+            ns,
+            store,
+            publisher,
+            pool,
+            amqp,
+            stop: CancellationToken::new(),
+            worker: None,
+            stopped: false,
+        }
+    }
+
+    /// Waits for a worker's first heartbeat.
+    pub(crate) async fn wait_for_worker(&self) {
+        let probe = self.store.clone();
         wait_until(
             "the worker's first heartbeat",
             Duration::from_secs(10),
@@ -104,15 +126,6 @@ impl Harness {
             },
         )
         .await;
-        Self {
-            ns,
-            store,
-            publisher,
-            pool,
-            amqp,
-            stop,
-            worker: Some(handle),
-        }
     }
 
     /// Writes a job to Redis and publishes it to the pool queue, as the scheduler would.
@@ -163,13 +176,15 @@ impl Harness {
 
     /// Stops the worker, proving a clean shutdown, and removes everything the test made.
     pub(crate) async fn stop(mut self) {
+        self.stopped = true;
         self.stop.cancel();
-        let handle = self.worker.take().unwrap();
-        tokio::time::timeout(Duration::from_secs(20), handle)
-            .await
-            .expect("worker stops in time")
-            .expect("worker task did not panic")
-            .expect("worker stopped cleanly");
+        if let Some(handle) = self.worker.take() {
+            tokio::time::timeout(Duration::from_secs(20), handle)
+                .await
+                .expect("worker stops in time")
+                .expect("worker task did not panic")
+                .expect("worker stopped cleanly");
+        }
         let topology = self.publisher.topology().clone();
         let _ =
             warren_topology::teardown(self.publisher.channel(), &topology, &[self.pool.clone()])
