@@ -134,7 +134,7 @@ async fn run_in(
         .and_then(|id| i32::try_from(id).ok())
         .map(Pid::from_raw);
     if let Some(pgid) = pgid
-        && let Err(error) = guard.arm(pgid).await
+        && let Err(error) = guard.arm(pgid, fresh.then_some(workdir)).await
     {
         tracing::warn!(job_id = %who.job_id, %error, "could not arm the process guard");
     }

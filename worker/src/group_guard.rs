@@ -11,6 +11,7 @@
 //! The pipe's write end is close-on-exec (std makes every pipe so), so no job process holds
 //! it open by inheritance and keeps the guard waiting.
 
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -18,11 +19,14 @@ use nix::unistd::Pid;
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, ChildStdin, Command};
 
-/// `$1` unused; reads the group id, then either a release line (exit) or end of file (kill).
+/// Reads the group id and the job's own directory (an empty line when it has none), then
+/// either a release line (exit) or end of file (kill the group, remove the directory).
 /// `kill -KILL -PGID` is the form dash's built-in accepts for a process group.
 const SCRIPT: &str = r#"read pgid || exit 0
+read dir || exit 0
 if read release; then exit 0; fi
 kill -KILL -"$pgid" 2>/dev/null
+if [ -n "$dir" ]; then rm -rf -- "$dir"; fi
 exit 0"#;
 
 /// How long a released guard gets to exit before it is killed.
@@ -59,12 +63,19 @@ impl GroupGuard {
         })
     }
 
-    /// Tells the guard which group to kill should the worker die.
-    pub(crate) async fn arm(&mut self, pgid: Pid) -> std::io::Result<()> {
+    /// Tells the guard which group to kill, and which directory to remove, should the
+    /// worker die.
+    pub(crate) async fn arm(&mut self, pgid: Pid, dir: Option<&Path>) -> std::io::Result<()> {
         let Some(stdin) = self.stdin.as_mut() else {
             return Err(std::io::Error::other("guard already released"));
         };
-        stdin.write_all(format!("{pgid}\n").as_bytes()).await?;
+        let dir = dir.map(|d| d.display().to_string()).unwrap_or_default();
+        if dir.contains('\n') {
+            return Err(std::io::Error::other("job directory name holds a newline"));
+        }
+        stdin
+            .write_all(format!("{pgid}\n{dir}\n").as_bytes())
+            .await?;
         stdin.flush().await?;
         self.armed = true;
         Ok(())

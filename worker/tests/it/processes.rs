@@ -111,11 +111,18 @@ async fn a_job_dies_with_its_worker_even_on_kill_9() {
     let mut worker = WorkerProcess(child);
     h.wait_for_worker().await;
 
-    let script = "echo pgid=$$; sleep 300 & sleep 300";
+    let script = "echo pgid=$$; echo dir=$PWD; sleep 300 & sleep 300";
     let id = h
         .dispatch(spec("command", json!({"argv": ["sh", "-c", script]})))
         .await;
     let pgid = job_pgid(&h, id).await;
+    let log = h.store.read_log(id, None, 10).await.unwrap();
+    let dir = log
+        .iter()
+        .find_map(|l| l.line.strip_prefix("dir="))
+        .expect("the job logs its directory")
+        .to_owned();
+    assert!(std::path::Path::new(&dir).is_dir());
     assert!(
         group_members(pgid).len() >= 2,
         "the job runs: sh and its sleeps"
@@ -124,5 +131,15 @@ async fn a_job_dies_with_its_worker_even_on_kill_9() {
     worker.0.kill().unwrap(); // SIGKILL: no drain, no cleanup of its own
     worker.0.wait().unwrap();
     wait_group_gone(pgid).await;
+    // The guard also removes the job's directory, which the dead worker could not.
+    wait_until(
+        "the job's directory to be removed",
+        Duration::from_secs(5),
+        || {
+            let gone = !std::path::Path::new(&dir).exists();
+            async move { gone.then_some(()) }
+        },
+    )
+    .await;
     h.stop().await;
 }
