@@ -16,8 +16,8 @@ pub const MAX_SHA256_BYTES: u64 = 1 << 30;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CommandArgs {
-    /// Program and arguments; `argv[0]` is looked up on the worker's `PATH` and must be on its
-    /// allow-list.
+    /// Program and arguments; `argv[0]` is a bare name, looked up on the worker's exec path,
+    /// or an absolute path, and must resolve to a program on the worker's allow-list.
     pub argv: Vec<String>,
     /// Extra environment variables (the command gets no other, apart from what the worker
     /// sets: see [`RESERVED_ENV`]). A name may not repeat.
