@@ -196,6 +196,14 @@ fn check_command(args: &CommandArgs) -> Result<(), ValidationError> {
             "arguments must not contain NUL bytes",
         ));
     }
+    let program = args.program();
+    if program.contains('/') && !program.starts_with('/') {
+        // Relative to what? The job's directory is the worker's choice.
+        return Err(ValidationError::new(
+            "args.argv",
+            "the program must be a bare name or an absolute path",
+        ));
+    }
     for (name, value) in &args.env {
         let field = format!("args.env.{name}");
         if name.is_empty() || name.contains('=') || name.contains('\0') {
@@ -343,6 +351,8 @@ mod tests {
             (json!({"argv": ["ls"], "cwd": "/tmp\0/x"}), "args.cwd"),
             (json!({"argv": ["ls"], "cwd": "relative"}), "args.cwd"),
             (json!({"argv": ["ls", "a\0b"]}), "args.argv"),
+            (json!({"argv": ["./ls"]}), "args.argv"),
+            (json!({"argv": ["bin/ls"]}), "args.argv"),
         ];
         for (args, field) in cases {
             let err = Task::parse("command", &args).unwrap_err();

@@ -91,7 +91,15 @@ async fn run_in_process(
 pub(crate) fn can_run(rt: &Runtime, task: &Task) -> Result<(), String> {
     match task {
         // The program as resolved on this worker, not only its name (see `confine`).
-        Task::Command(args) => rt.args.confinement.admit(args.program()).map(|_| ()),
+        Task::Command(args) => match rt.args.confinement.admit(args.program()) {
+            Ok(_) => Ok(()),
+            // The scheduler routes by the names in heartbeats: a job it would send here again
+            // is not bounced for ever but run, where `command::run` fails it with the reason.
+            Err(_) if warren_protocol::admits_program(&rt.args.allow_commands, args.program()) => {
+                Ok(())
+            }
+            Err(reason) => Err(reason),
+        },
         Task::Custom { name, .. } if !rt.tasks.contains_key(name) => {
             Err(format!("task {name:?} is not registered on this worker"))
         }
