@@ -16,7 +16,7 @@ use warren_protocol::{JobId, is_reserved_env};
 const DEFAULT_LANG: &str = "C.UTF-8";
 
 /// The worker's confinement settings, resolved at start.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Confinement {
     /// `*` on the allow-list.
     any_program: bool,
@@ -32,6 +32,21 @@ pub struct Confinement {
     allow_cwd: Vec<PathBuf>,
     /// Where each job's own directory is made.
     job_dir_root: PathBuf,
+}
+
+/// Names the passed-through variables but never shows their values: they may be secrets.
+impl std::fmt::Debug for Confinement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let pass_env: Vec<&str> = self.pass_env.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("Confinement")
+            .field("any_program", &self.any_program)
+            .field("programs", &self.programs)
+            .field("exec_path", &self.exec_path)
+            .field("pass_env", &pass_env)
+            .field("allow_cwd", &self.allow_cwd)
+            .field("job_dir_root", &self.job_dir_root)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Who a command runs for: it finds these in `WARREN_JOB_ID`, `WARREN_ATTEMPT`,
@@ -267,6 +282,19 @@ mod tests {
         let any = confinement(&["*"], &[]);
         assert!(any.admit("/tmp/x/echo").is_ok());
         assert!(any.admit("rm").is_ok());
+    }
+
+    #[test]
+    fn debug_output_hides_passed_values() {
+        let c = Confinement {
+            pass_env: vec![("TOKEN".into(), "s3cret".into())],
+            ..Confinement::default()
+        };
+        let shown = format!("{c:?}");
+        assert!(
+            shown.contains("TOKEN") && !shown.contains("s3cret"),
+            "{shown}"
+        );
     }
 
     #[test]
