@@ -78,6 +78,38 @@ async fn a_background_child_holding_stdout_does_not_keep_the_job_running() {
     h.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn output_is_read_for_a_bounded_time_after_the_main_process_exits() {
+    let ns = TestNamespace::new("worker_escaped_child");
+    let mut a = args(&ns);
+    a.allow_commands = vec!["sh".into()];
+    let h = Harness::start(ns.clone(), Worker::builder().build(a)).await;
+    // `setsid` takes the sleep out of the job's group, so killing the group misses it, and
+    // it holds stdout open for 30 s.
+    let script = "setsid sleep 30 & echo child=$!";
+    let started = std::time::Instant::now();
+    let id = h
+        .dispatch(spec("command", json!({"argv": ["sh", "-c", script]})))
+        .await;
+    let job = h.wait_terminal(id).await;
+    let took = started.elapsed();
+    let stdout = job.result.clone().unwrap()["stdout"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    if let Some(pid) = stdout
+        .trim()
+        .strip_prefix("child=")
+        .and_then(|p| p.parse().ok())
+    {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+    }
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    assert!(stdout.starts_with("child="), "{stdout:?}");
+    assert!(took < Duration::from_secs(15), "the job took {took:?}");
+    h.stop().await;
+}
+
 /// The worker binary, killed with SIGKILL when dropped (a failed test leaves nothing behind).
 struct WorkerProcess(Child);
 
