@@ -68,8 +68,10 @@ pub struct Heartbeat {
 impl Heartbeat {
     /// Tells whether this worker may run `program` as a `command` job.
     ///
-    /// An entry matches the program name exactly or, for a path such as `/usr/bin/python3`,
-    /// its last component; `*` admits everything.
+    /// An entry matches only the very same string: a name (`python3`) admits that name,
+    /// an absolute path (`/usr/bin/python3`) admits that path; `*` admits everything. A name
+    /// never admits a path that merely ends in it (`/tmp/x/python3`). The worker is stricter
+    /// still: it resolves bare names to absolute paths and compares those.
     pub fn admits_program(&self, program: &str) -> bool {
         admits_program(&self.allowed_commands, program)
     }
@@ -86,10 +88,7 @@ impl Heartbeat {
 
 /// Tells whether an allow-list admits `program` (see [`Heartbeat::admits_program`]).
 pub fn admits_program(allowed: &[String], program: &str) -> bool {
-    let base = program.rsplit('/').next().unwrap_or(program);
-    allowed
-        .iter()
-        .any(|entry| entry == "*" || entry == program || (!entry.contains('/') && entry == base))
+    allowed.iter().any(|entry| entry == "*" || entry == program)
 }
 
 #[cfg(test)]
@@ -123,8 +122,11 @@ mod tests {
     fn allow_lists_match_names_and_paths() {
         let hb = heartbeat(&["echo", "/opt/bin/render"], &[]);
         assert!(hb.admits_program("echo"));
-        assert!(hb.admits_program("/bin/echo"));
+        // A name admits neither a path ending in it nor the path it resolves to here.
+        assert!(!hb.admits_program("/bin/echo"));
+        assert!(!hb.admits_program("/tmp/x/echo"));
         assert!(hb.admits_program("/opt/bin/render"));
+        assert!(!hb.admits_program("/opt/bin/render2"));
         assert!(!hb.admits_program("render"));
         assert!(!hb.admits_program("rm"));
         assert!(heartbeat(&["*"], &[]).admits_program("anything"));

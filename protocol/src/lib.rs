@@ -15,6 +15,7 @@ mod state;
 mod tags;
 mod task;
 mod time;
+mod unique;
 
 pub mod policy;
 pub use envelope::{ENVELOPE_SCHEMA_VERSION, JobEnvelope};
@@ -27,5 +28,5 @@ pub use spec::{
 };
 pub use state::{JobState, ParseStateError};
 pub use tags::{PoolName, ResourceTag, TagError};
-pub use task::{BUILTIN_TASKS, CommandArgs, MAX_SHA256_BYTES, Task};
+pub use task::{BUILTIN_TASKS, CommandArgs, MAX_SHA256_BYTES, RESERVED_ENV, Task, is_reserved_env};
 pub use time::now_ms;

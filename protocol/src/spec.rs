@@ -85,8 +85,12 @@ fn default_attempts() -> u32 {
 pub struct JobSpec {
     /// `command`, a built-in (`noop`, `sleep`, `echo`, `fail`, `sha256`) or a registered task.
     pub task: String,
-    /// The task's arguments.
-    #[serde(default, skip_serializing_if = "Value::is_null")]
+    /// The task's arguments. An object inside must not repeat a key.
+    #[serde(
+        default,
+        skip_serializing_if = "Value::is_null",
+        deserialize_with = "crate::unique::unique_value"
+    )]
     pub args: Value,
     /// Logical queue, for listing and round-robin; not a broker queue.
     #[serde(default = "default_queue")]
@@ -109,8 +113,12 @@ pub struct JobSpec {
     /// How many times the job may run before it fails for good (1 = no retries).
     #[serde(default = "default_attempts")]
     pub max_attempts: u32,
-    /// Free-form key/value labels, returned as given.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    /// Free-form key/value labels, returned as given; a key may not repeat.
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "crate::unique::unique_map"
+    )]
     pub labels: BTreeMap<String, String>,
 }
 
@@ -227,6 +235,23 @@ mod tests {
             let err = spec(value.clone()).unwrap().validate().unwrap_err();
             assert_eq!(err.field, field, "{value}: {err}");
         }
+    }
+
+    #[test]
+    fn repeated_keys_in_args_labels_and_env_are_refused() {
+        for body in [
+            r#"{"task": "command", "args": {"argv": ["ls"], "argv": ["rm", "-rf", "/"]}}"#,
+            r#"{"task": "command", "args": {"argv": ["ls"], "env": {"A": "1", "A": "2"}}}"#,
+            r#"{"task": "noop", "labels": {"team": "a", "team": "b"}}"#,
+        ] {
+            let err = serde_json::from_str::<JobSpec>(body).unwrap_err();
+            assert!(err.to_string().contains("duplicate key"), "{body}: {err}");
+        }
+        let ok = r#"{"task": "command", "args": {"argv": ["ls"], "env": {"A": "1", "B": "2"}}}"#;
+        serde_json::from_str::<JobSpec>(ok)
+            .unwrap()
+            .validate()
+            .unwrap();
     }
 
     #[test]

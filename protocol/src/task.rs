@@ -16,13 +16,19 @@ pub const MAX_SHA256_BYTES: u64 = 1 << 30;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CommandArgs {
-    /// Program and arguments; `argv[0]` is looked up on the worker's `PATH` and must be on its
-    /// allow-list.
+    /// Program and arguments; `argv[0]` is a bare name, looked up on the worker's exec path,
+    /// or an absolute path, and must resolve to a program on the worker's allow-list.
     pub argv: Vec<String>,
-    /// Extra environment variables.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    /// Extra environment variables (the command gets no other, apart from what the worker
+    /// sets: see [`RESERVED_ENV`]). A name may not repeat.
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "crate::unique::unique_map"
+    )]
     pub env: BTreeMap<String, String>,
-    /// Working directory; the worker's own when absent.
+    /// Working directory, an absolute path the worker must allow; a fresh temporary
+    /// directory when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cwd: Option<String>,
     /// Text written to the program's standard input, which is closed afterwards.
@@ -114,12 +120,7 @@ impl Task {
                         "must name a program: a non-empty list whose first item is not empty",
                     ));
                 }
-                if args.argv.iter().any(|a| a.contains('\0')) {
-                    return Err(ValidationError::new(
-                        "args.argv",
-                        "arguments must not contain NUL bytes",
-                    ));
-                }
+                check_command(&args)?;
                 Ok(Self::Command(args))
             }
             "noop" => Ok(Self::Noop),
@@ -160,6 +161,86 @@ impl Task {
     pub fn is_builtin(&self) -> bool {
         !matches!(self, Self::Custom { .. })
     }
+}
+
+/// Environment names a job may not set, exactly or (ending in `*`) as a prefix, compared
+/// without regard to case: the worker sets `PATH` and the `WARREN_*` names itself, and the
+/// others change what code a program loads or runs before its own.
+pub const RESERVED_ENV: &[&str] = &[
+    "PATH",
+    "LD_*",
+    "DYLD_*",
+    "WARREN_*",
+    "BASH_ENV",
+    "ENV",
+    "BASH_FUNC_*",
+];
+
+/// Tells whether `name` is one of the [`RESERVED_ENV`] names.
+pub fn is_reserved_env(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    RESERVED_ENV
+        .iter()
+        .any(|rule| match rule.strip_suffix('*') {
+            Some(prefix) => upper.starts_with(prefix),
+            None => upper == *rule,
+        })
+}
+
+/// Checks what a `command` job asks for beyond its shape: no NUL byte anywhere the kernel
+/// would cut the string short, no reserved or malformed environment name, an absolute `cwd`.
+fn check_command(args: &CommandArgs) -> Result<(), ValidationError> {
+    if args.argv.iter().any(|a| a.contains('\0')) {
+        return Err(ValidationError::new(
+            "args.argv",
+            "arguments must not contain NUL bytes",
+        ));
+    }
+    let program = args.program();
+    if program.contains('/') && !program.starts_with('/') {
+        // Relative to what? The job's directory is the worker's choice.
+        return Err(ValidationError::new(
+            "args.argv",
+            "the program must be a bare name or an absolute path",
+        ));
+    }
+    for (name, value) in &args.env {
+        let field = format!("args.env.{name}");
+        if name.is_empty() || name.contains('=') || name.contains('\0') {
+            return Err(ValidationError::new(
+                field,
+                "names must be non-empty and contain neither '=' nor NUL bytes",
+            ));
+        }
+        if is_reserved_env(name) {
+            return Err(ValidationError::new(
+                field,
+                format!(
+                    "{name} is set by the worker or changes what a program loads; \
+                     reserved: {}",
+                    RESERVED_ENV.join(", ")
+                ),
+            ));
+        }
+        if value.contains('\0') {
+            return Err(ValidationError::new(
+                field,
+                "values must not contain NUL bytes",
+            ));
+        }
+    }
+    if let Some(cwd) = &args.cwd {
+        if cwd.contains('\0') {
+            return Err(ValidationError::new(
+                "args.cwd",
+                "must not contain NUL bytes",
+            ));
+        }
+        if !cwd.starts_with('/') {
+            return Err(ValidationError::new("args.cwd", "must be an absolute path"));
+        }
+    }
+    Ok(())
 }
 
 /// Checks the shape of a task name: 1..=128 characters of `[A-Za-z0-9._:-]`.
@@ -231,6 +312,54 @@ mod tests {
         assert!(Task::parse("command", &json!({"argv": []})).is_err());
         assert!(Task::parse("command", &json!({"argv": [""]})).is_err());
         assert!(Task::parse("command", &json!({"cmd": "ls"})).is_err());
+    }
+
+    #[test]
+    fn commands_may_not_set_reserved_names_or_smuggle_nul_bytes() {
+        let cases = [
+            (
+                json!({"argv": ["ls"], "env": {"PATH": "/tmp"}}),
+                "args.env.PATH",
+            ),
+            (
+                json!({"argv": ["ls"], "env": {"LD_PRELOAD": "/tmp/x.so"}}),
+                "args.env.LD_PRELOAD",
+            ),
+            (
+                json!({"argv": ["ls"], "env": {"ld_library_path": "/x"}}),
+                "args.env.ld_library_path",
+            ),
+            (
+                json!({"argv": ["ls"], "env": {"DYLD_INSERT_LIBRARIES": "x"}}),
+                "args.env.DYLD_INSERT_LIBRARIES",
+            ),
+            (
+                json!({"argv": ["ls"], "env": {"WARREN_JOB_ID": "x"}}),
+                "args.env.WARREN_JOB_ID",
+            ),
+            (
+                json!({"argv": ["ls"], "env": {"BASH_ENV": "/tmp/x"}}),
+                "args.env.BASH_ENV",
+            ),
+            (
+                json!({"argv": ["ls"], "env": {"A\0B": "1"}}),
+                "args.env.A\0B",
+            ),
+            (json!({"argv": ["ls"], "env": {"A=B": "1"}}), "args.env.A=B"),
+            (json!({"argv": ["ls"], "env": {"": "1"}}), "args.env."),
+            (json!({"argv": ["ls"], "env": {"A": "x\0y"}}), "args.env.A"),
+            (json!({"argv": ["ls"], "cwd": "/tmp\0/x"}), "args.cwd"),
+            (json!({"argv": ["ls"], "cwd": "relative"}), "args.cwd"),
+            (json!({"argv": ["ls", "a\0b"]}), "args.argv"),
+            (json!({"argv": ["./ls"]}), "args.argv"),
+            (json!({"argv": ["bin/ls"]}), "args.argv"),
+        ];
+        for (args, field) in cases {
+            let err = Task::parse("command", &args).unwrap_err();
+            assert_eq!(err.field, field, "{args}: {err}");
+        }
+        let ok = json!({"argv": ["ls"], "env": {"LANG": "C", "MY_PATH": "/x"}, "cwd": "/srv"});
+        assert!(Task::parse("command", &ok).is_ok());
     }
 
     #[test]

@@ -38,8 +38,11 @@ use warren_protocol::Namespace;
 pub struct StoreOptions {
     /// How long a finished job (and its log) is kept.
     pub result_ttl: Duration,
-    /// Most lines kept in one job's log stream.
+    /// Most lines kept in one job's log stream (the oldest go first).
     pub log_max_lines: u64,
+    /// Most bytes of lines one job's log takes in, newlines counted; later lines are dropped
+    /// and the job record says `log_truncated` (see [`Store::append_log`]).
+    pub log_max_bytes: u64,
 }
 
 impl Default for StoreOptions {
@@ -47,6 +50,7 @@ impl Default for StoreOptions {
         Self {
             result_ttl: Duration::from_secs(7 * 24 * 3600),
             log_max_lines: 10_000,
+            log_max_bytes: 8 * 1024 * 1024,
         }
     }
 }

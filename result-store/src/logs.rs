@@ -48,8 +48,14 @@ pub struct LogLine {
 }
 
 impl Store {
-    /// Appends lines to a job's log (a capped stream: the oldest lines go first). The log of
-    /// a finished job expires with the job, even when its first line comes after the end.
+    /// Appends lines to a job's log. The log is capped in lines (the oldest go first) and in
+    /// bytes ([`StoreOptions::log_max_bytes`](crate::StoreOptions), newlines counted): once a
+    /// line would pass the byte cap, it and every later line are dropped, one note in the log
+    /// says so, and the job record gets `log_truncated` and `log_cap_bytes`. The log of a
+    /// finished job expires with the job, even when its first line comes after the end.
+    ///
+    /// Returns `true` when the log is truncated (lines were dropped, now or before), so a
+    /// writer can stop sending.
     ///
     /// # Errors
     /// Returns [`StoreError`] when Redis fails.
@@ -58,9 +64,9 @@ impl Store {
         id: JobId,
         stream: LogStream,
         lines: &[String],
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         if lines.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         let mut conn = self.conn();
         let mut invocation = APPEND_LOG.prepare_invoke();
@@ -69,15 +75,16 @@ impl Store {
             .key(self.keys.job(id))
             .arg(self.options.log_max_lines)
             .arg(self.options.result_ttl.as_secs().max(1))
-            .arg(stream.as_str());
+            .arg(stream.as_str())
+            .arg(self.options.log_max_bytes);
         for line in lines {
             invocation.arg(line);
         }
-        let _: i64 = invocation
+        let truncated: i64 = invocation
             .invoke_async(&mut conn)
             .await
             .map_err(|e| StoreError::redis("appending to a job log", e))?;
-        Ok(())
+        Ok(truncated == 1)
     }
 
     /// Reads up to `count` log lines after entry `after` (from the start when `None`).

@@ -46,6 +46,12 @@ pub struct JobRecord {
     pub next_attempt_ms: Option<u64>,
     /// How often another worker took it over after its worker died.
     pub takeovers: u32,
+    /// Set when output was dropped from the log because it reached `log_cap_bytes`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub log_truncated: bool,
+    /// The byte cap of the log, once anything was logged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_cap_bytes: Option<u64>,
 }
 
 impl JobRecord {
@@ -80,6 +86,8 @@ impl JobRecord {
         let exit_code = take("exit_code").and_then(|s| s.parse().ok());
         let next_attempt_ms = number(take("next_attempt_ms"));
         let takeovers = number(take("takeovers")).unwrap_or(0) as u32;
+        let log_truncated = take("log_truncated").is_some_and(|v| v == "1");
+        let log_cap_bytes = number(take("log_cap_bytes"));
         let timestamps = JobState::ALL
             .iter()
             .filter_map(|s| {
@@ -103,6 +111,8 @@ impl JobRecord {
             exit_code,
             next_attempt_ms,
             takeovers,
+            log_truncated,
+            log_cap_bytes,
         })
     }
 }

@@ -1,8 +1,11 @@
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
 use warren_kit::{CommonArgs, ShutdownArgs};
 use warren_protocol::{PoolName, WorkerResources};
+
+use crate::confine::{ConfineSettings, Confinement};
 
 /// Settings of one worker process.
 #[derive(Debug, Clone, Args)]
@@ -55,6 +58,30 @@ pub struct WorkerArgs {
     /// First retry delay; doubles with each attempt.
     #[arg(long, env = "WARREN_RETRY_BASE", default_value = "1s", value_parser = humantime_duration)]
     pub retry_base: Duration,
+    /// Variables of the worker's own environment that commands get too (comma-separated
+    /// names; `PATH` and `WARREN_*` are refused). Commands get no other variable of the
+    /// worker's: see `docs/confinement.md`.
+    #[arg(long = "pass-env", env = "WARREN_PASS_ENV", value_delimiter = ',')]
+    pub pass_env: Vec<String>,
+    /// The `PATH` of commands, and where bare program names (on the allow-list and in
+    /// jobs) are looked up, once at start for the allow-list.
+    #[arg(
+        long,
+        env = "WARREN_EXEC_PATH",
+        default_value = "/usr/local/bin:/usr/bin:/bin"
+    )]
+    pub exec_path: String,
+    /// Directories a job's `cwd` may be in (comma-separated absolute paths; symlinks are
+    /// resolved first). None by default: every job runs in a fresh private directory.
+    #[arg(long = "allow-cwd", env = "WARREN_ALLOW_CWD", value_delimiter = ',')]
+    pub allow_cwd: Vec<PathBuf>,
+    /// Where each job's fresh directory is made (and removed when the attempt ends).
+    #[arg(long, env = "WARREN_JOB_DIR_ROOT", default_value = "/tmp")]
+    pub job_dir_root: PathBuf,
+    /// Not a flag: the allow-list, pass-through variables and directories resolved by
+    /// [`WorkerArgs::check`] when the worker starts. Leave it at its default.
+    #[arg(skip)]
+    pub confinement: Confinement,
 }
 
 /// The machine's cores, as the default capacity.
@@ -88,8 +115,10 @@ impl WorkerArgs {
         }
     }
 
-    /// Checks settings that clap cannot, and normalises an empty allow-list
-    /// (`WARREN_ALLOW_COMMANDS=""` means no programs, not one empty name).
+    /// Checks settings that clap cannot, normalises an empty allow-list
+    /// (`WARREN_ALLOW_COMMANDS=""` means no programs, not one empty name) and resolves the
+    /// confinement: allow-list entries to absolute paths on `--exec-path`, `--pass-env`
+    /// values, `--allow-cwd` directories.
     ///
     /// # Errors
     /// Says which setting to fix.
@@ -111,6 +140,16 @@ impl WorkerArgs {
                 "--allow-command has an empty entry; remove the stray comma"
             );
         }
+        // An empty variable (`WARREN_PASS_ENV=""`) means none, as for the allow-list.
+        self.pass_env.retain(|name| !name.trim().is_empty());
+        self.allow_cwd.retain(|dir| !dir.as_os_str().is_empty());
+        self.confinement = Confinement::resolve(&ConfineSettings {
+            allow_commands: &self.allow_commands,
+            exec_path: &self.exec_path,
+            pass_env: &self.pass_env,
+            allow_cwd: &self.allow_cwd,
+            job_dir_root: &self.job_dir_root,
+        })?;
         Ok(())
     }
 }

@@ -1,27 +1,33 @@
-//! Runs `command` jobs: a program without a shell, in its own process group, under a
-//! timeout, with its output streamed to the job's log.
+//! Runs `command` jobs: a program from the allow-list without a shell, in a clean environment
+//! and a directory of its own, in its own process group (guarded, so the group dies with the
+//! worker), under a timeout, with its output streamed to the job's log.
 
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use warren_protocol::{CommandArgs, JobId};
+use warren_protocol::CommandArgs;
 use warren_store::{LogStream, Store};
 
+use crate::confine::{Confinement, JobIdentity};
+use crate::group_guard::GroupGuard;
+use crate::joblog;
+use crate::output::spawn_reader;
 use crate::task::{JobError, TaskResult};
 
-/// Most bytes of stdout/stderr kept in the result (the full output is in the log).
-const TAIL_BYTES: usize = 16 * 1024;
-/// Log lines are written in batches of at most this many...
-const LOG_BATCH: usize = 200;
-/// ...or this often.
-const LOG_FLUSH: Duration = Duration::from_millis(100);
+/// Lines buffered between the pipe readers and the log shipper (each at most
+/// [`crate::output::MAX_LINE_BYTES`]): the bound on a job's output in the worker's memory.
+const LINE_CHANNEL: usize = 256;
+/// How long output may still be read once the main process has exited and its group was
+/// killed: only a process that left the group can hold a pipe open that long.
+const READ_AFTER_EXIT: Duration = Duration::from_secs(2);
 
 /// Why the process was stopped early.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,18 +43,69 @@ pub(crate) struct RunLimits {
     pub(crate) kill_grace: Duration,
 }
 
-/// Runs the program and reports `{exit_code, stdout, stderr, duration_ms}`.
+/// Everything a run needs from the worker.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RunEnv<'a> {
+    pub(crate) limits: RunLimits,
+    pub(crate) confinement: &'a Confinement,
+    pub(crate) store: &'a Store,
+}
+
+/// Runs the program and reports `{exit_code, signal, stdout, stderr, duration_ms,
+/// log_truncated, log_cap_bytes}`.
 pub(crate) async fn run(
-    job_id: JobId,
+    who: &JobIdentity,
     args: &CommandArgs,
-    limits: RunLimits,
+    env: RunEnv<'_>,
     cancel: CancellationToken,
-    store: &Store,
+) -> TaskResult {
+    // Checked again here, not only before the claim: what runs is the path that was admitted.
+    let program = env
+        .confinement
+        .admit(args.program())
+        .map_err(JobError::permanent)?;
+    let (workdir, fresh) = match &args.cwd {
+        Some(cwd) => (
+            env.confinement
+                .check_cwd(cwd)
+                .map_err(JobError::permanent)?,
+            false,
+        ),
+        None => {
+            let dir = env.confinement.make_job_dir(who).map_err(|e| {
+                JobError::retryable(format!("could not make the job's directory: {e}"))
+            })?;
+            (dir, true)
+        }
+    };
+    let result = run_in(who, args, &program, &workdir, fresh, env, cancel).await;
+    if fresh {
+        let dir = workdir.clone();
+        // Removing a big tree blocks: not on the runtime's threads.
+        let removed = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
+        if !matches!(removed, Ok(Ok(()))) {
+            tracing::warn!(job_id = %who.job_id, dir = %workdir.display(), "could not remove the job's directory");
+        }
+    }
+    result
+}
+
+async fn run_in(
+    who: &JobIdentity,
+    args: &CommandArgs,
+    program: &Path,
+    workdir: &Path,
+    fresh: bool,
+    env: RunEnv<'_>,
+    cancel: CancellationToken,
 ) -> TaskResult {
     let started = Instant::now();
-    let mut cmd = Command::new(args.program());
-    cmd.args(&args.argv[1..])
-        .envs(&args.env)
+    let mut guard = GroupGuard::spawn()
+        .map_err(|e| JobError::retryable(format!("could not start the process guard: {e}")))?;
+    let mut cmd = Command::new(program);
+    cmd.arg0(args.program())
+        .args(&args.argv[1..])
+        .current_dir(workdir)
         .stdin(if args.stdin.is_some() {
             Stdio::piped()
         } else {
@@ -59,16 +116,16 @@ pub(crate) async fn run(
         // Its own process group, so a timeout kills the whole tree, not just the leader.
         .process_group(0)
         .kill_on_drop(true);
-    if let Some(cwd) = &args.cwd {
-        cmd.current_dir(cwd);
-    }
+    env.confinement
+        .apply_env(&mut cmd, &args.env, who, workdir, fresh);
     let mut child = match cmd.spawn() {
         Ok(child) => child,
-        // Missing program, bad cwd: running it again will not help.
         Err(e) => {
+            guard.release().await;
+            // Not executable, gone since the worker started: running it again will not help.
             return Err(JobError::permanent(format!(
-                "could not start {:?}: {e}",
-                args.program()
+                "could not start {}: {e}",
+                program.display()
             )));
         }
     };
@@ -76,6 +133,11 @@ pub(crate) async fn run(
         .id()
         .and_then(|id| i32::try_from(id).ok())
         .map(Pid::from_raw);
+    if let Some(pgid) = pgid
+        && let Err(error) = guard.arm(pgid, fresh.then_some(workdir)).await
+    {
+        tracing::warn!(job_id = %who.job_id, %error, "could not arm the process guard");
+    }
 
     if let (Some(input), Some(mut stdin)) = (args.stdin.clone(), child.stdin.take()) {
         tokio::spawn(async move {
@@ -84,8 +146,8 @@ pub(crate) async fn run(
         });
     }
 
-    let (tx, rx) = mpsc::channel::<(LogStream, String)>(1024);
-    let readers = [
+    let (tx, rx) = mpsc::channel::<(LogStream, String)>(LINE_CHANNEL);
+    let readers: Vec<_> = [
         child
             .stdout
             .take()
@@ -94,26 +156,35 @@ pub(crate) async fn run(
             .stderr
             .take()
             .map(|s| spawn_reader(s, LogStream::Stderr, tx.clone())),
-    ];
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     drop(tx);
-    let logger = tokio::spawn(ship_logs(job_id, store.clone(), rx));
+    let shipper = tokio::spawn(joblog::ship(who.job_id, env.store.clone(), rx));
 
     let stop = tokio::select! {
         status = child.wait() => Ok(status),
-        () = tokio::time::sleep(limits.timeout) => Err(Stop::TimedOut),
+        () = tokio::time::sleep(env.limits.timeout) => Err(Stop::TimedOut),
         () = cancel.cancelled() => Err(Stop::Cancelled),
     };
     let (status, stopped) = match stop {
-        Ok(status) => (status, None),
+        Ok(status) => {
+            // The job is its main process: whatever it left running in its group goes too,
+            // or a background child holding stdout would keep the job `running` for ever.
+            if let Some(pgid) = pgid {
+                let _ = killpg(pgid, Signal::SIGKILL);
+            }
+            (status, None)
+        }
         Err(why) => {
-            terminate(pgid, &mut child, limits.kill_grace).await;
+            terminate(pgid, &mut child, env.limits.kill_grace).await;
             (child.wait().await, Some(why))
         }
     };
-    for reader in readers.into_iter().flatten() {
-        let _ = reader.await;
-    }
-    let (stdout, stderr) = logger.await.unwrap_or_default();
+    guard.release().await;
+    finish_readers(readers).await;
+    let shipped = shipper.await.unwrap_or_default();
     let exit_code = status
         .as_ref()
         .ok()
@@ -125,9 +196,11 @@ pub(crate) async fn run(
     let result = json!({
         "exit_code": exit_code,
         "signal": signal,
-        "stdout": stdout,
-        "stderr": stderr,
+        "stdout": shipped.stdout_tail,
+        "stderr": shipped.stderr_tail,
         "duration_ms": started.elapsed().as_millis() as u64,
+        "log_truncated": shipped.truncated,
+        "log_cap_bytes": env.store.options().log_max_bytes,
     });
     match (stopped, exit_code) {
         (Some(Stop::TimedOut), _) => Err(JobError::TimedOut {
@@ -148,6 +221,18 @@ pub(crate) async fn run(
     }
 }
 
+/// Waits for the pipe readers, but not for ever: a process that left the job's group (its
+/// own `setsid`) may hold a pipe open; its output after [`READ_AFTER_EXIT`] is dropped.
+async fn finish_readers(readers: Vec<tokio::task::JoinHandle<()>>) {
+    let deadline = tokio::time::Instant::now() + READ_AFTER_EXIT;
+    for reader in readers {
+        let abort = reader.abort_handle();
+        if tokio::time::timeout_at(deadline, reader).await.is_err() {
+            abort.abort();
+        }
+    }
+}
+
 /// SIGTERM to the process group, then SIGKILL after the grace period.
 async fn terminate(pgid: Option<Pid>, child: &mut tokio::process::Child, grace: Duration) {
     if let Some(pgid) = pgid {
@@ -160,100 +245,4 @@ async fn terminate(pgid: Option<Pid>, child: &mut tokio::process::Child, grace: 
         let _ = killpg(pgid, Signal::SIGKILL);
     }
     let _ = child.start_kill();
-}
-
-fn spawn_reader<R>(
-    source: R,
-    stream: LogStream,
-    tx: mpsc::Sender<(LogStream, String)>,
-) -> tokio::task::JoinHandle<()>
-where
-    R: AsyncRead + Unpin + Send + 'static,
-{
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(source).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if tx.send((stream, line)).await.is_err() {
-                break;
-            }
-        }
-    })
-}
-
-/// Writes lines to the job's log in batches; returns the tails of stdout and stderr.
-async fn ship_logs(
-    job_id: JobId,
-    store: Store,
-    mut rx: mpsc::Receiver<(LogStream, String)>,
-) -> (String, String) {
-    let mut tails = (Tail::default(), Tail::default());
-    let mut batch: Vec<(LogStream, String)> = Vec::new();
-    let mut tick = tokio::time::interval(LOG_FLUSH);
-    loop {
-        tokio::select! {
-            line = rx.recv() => match line {
-                Some((stream, text)) => {
-                    match stream {
-                        LogStream::Stderr => tails.1.push(&text),
-                        _ => tails.0.push(&text),
-                    }
-                    batch.push((stream, text));
-                    if batch.len() >= LOG_BATCH {
-                        flush(job_id, &store, &mut batch).await;
-                    }
-                }
-                None => break,
-            },
-            _ = tick.tick() => flush(job_id, &store, &mut batch).await,
-        }
-    }
-    flush(job_id, &store, &mut batch).await;
-    (tails.0.text, tails.1.text)
-}
-
-async fn flush(job_id: JobId, store: &Store, batch: &mut Vec<(LogStream, String)>) {
-    // Keep runs of one stream together so each run is one pipelined call.
-    while !batch.is_empty() {
-        let stream = batch[0].0;
-        let run = batch.iter().take_while(|(s, _)| *s == stream).count();
-        let lines: Vec<String> = batch.drain(..run).map(|(_, l)| l).collect();
-        if let Err(error) = store.append_log(job_id, stream, &lines).await {
-            tracing::warn!(%job_id, %error, "could not write job log lines");
-        }
-    }
-}
-
-/// The last [`TAIL_BYTES`] of an output.
-#[derive(Default)]
-struct Tail {
-    text: String,
-}
-
-impl Tail {
-    fn push(&mut self, line: &str) {
-        self.text.push_str(line);
-        self.text.push('\n');
-        if self.text.len() > TAIL_BYTES {
-            let mut cut = self.text.len() - TAIL_BYTES;
-            while !self.text.is_char_boundary(cut) {
-                cut += 1;
-            }
-            self.text.drain(..cut);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tails_keep_the_end() {
-        let mut tail = Tail::default();
-        for i in 0..10_000 {
-            tail.push(&format!("line {i}"));
-        }
-        assert!(tail.text.len() <= TAIL_BYTES);
-        assert!(tail.text.ends_with("line 9999\n"));
-    }
 }

@@ -6,7 +6,8 @@ use tokio_util::sync::CancellationToken;
 use warren_protocol::{JobEnvelope, Task};
 
 use crate::builtins;
-use crate::command::{self, RunLimits};
+use crate::command::{self, RunEnv, RunLimits};
+use crate::confine::JobIdentity;
 use crate::runtime::Runtime;
 use crate::task::{JobError, TaskContext, TaskResult};
 
@@ -23,11 +24,20 @@ pub(crate) async fn attempt(
         .map_or(rt.args.default_timeout, Duration::from_secs);
     if let Task::Command(args) = &task {
         // The runner owns its timeout: it must stop the process group, not drop a future.
-        let limits = RunLimits {
-            timeout,
-            kill_grace: rt.args.kill_grace,
+        let env = RunEnv {
+            limits: RunLimits {
+                timeout,
+                kill_grace: rt.args.kill_grace,
+            },
+            confinement: &rt.args.confinement,
+            store: &rt.store,
         };
-        return command::run(envelope.job_id, args, limits, cancel, &rt.store).await;
+        let who = JobIdentity {
+            job_id: envelope.job_id,
+            attempt: envelope.attempt,
+            tenant: envelope.spec.tenant.clone(),
+        };
+        return command::run(&who, args, env, cancel).await;
     }
     let run = run_in_process(rt, envelope, task, cancel.clone());
     match tokio::time::timeout(timeout, run).await {
@@ -80,16 +90,16 @@ async fn run_in_process(
 /// Tells whether this worker may run `task` (allow-list, registered tasks).
 pub(crate) fn can_run(rt: &Runtime, task: &Task) -> Result<(), String> {
     match task {
-        Task::Command(args) => {
-            if warren_protocol::admits_program(&rt.args.allow_commands, args.program()) {
+        // The program as resolved on this worker, not only its name (see `confine`).
+        Task::Command(args) => match rt.args.confinement.admit(args.program()) {
+            Ok(_) => Ok(()),
+            // The scheduler routes by the names in heartbeats: a job it would send here again
+            // is not bounced for ever but run, where `command::run` fails it with the reason.
+            Err(_) if warren_protocol::admits_program(&rt.args.allow_commands, args.program()) => {
                 Ok(())
-            } else {
-                Err(format!(
-                    "program {:?} is not on this worker's allow-list",
-                    args.program()
-                ))
             }
-        }
+            Err(reason) => Err(reason),
+        },
         Task::Custom { name, .. } if !rt.tasks.contains_key(name) => {
             Err(format!("task {name:?} is not registered on this worker"))
         }

@@ -10,10 +10,14 @@
 mod args;
 mod builtins;
 mod command;
+mod confine;
 mod control;
 mod execute;
+mod group_guard;
 mod handle;
 mod heartbeat;
+mod joblog;
+mod output;
 mod runtime;
 mod task;
 
@@ -24,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use warren_protocol::WorkerId;
 
 pub use args::WorkerArgs;
+pub use confine::Confinement;
 pub use task::{JobError, TaskContext, TaskFuture, TaskResult};
 
 use crate::task::{Handler, handler};

@@ -266,6 +266,7 @@ async fn finished_jobs_leave_the_indexes_and_counts_when_they_expire() {
     let options = StoreOptions {
         result_ttl: Duration::from_secs(1),
         log_max_lines: 100,
+        ..StoreOptions::default()
     };
     let store = within("connect", Store::connect(&redis_url(), ns.ns(), options))
         .await

@@ -148,6 +148,7 @@ async fn a_log_is_capped() {
     let options = StoreOptions {
         result_ttl: RESULT_TTL,
         log_max_lines: 10,
+        ..StoreOptions::default()
     };
     let store = within("connect", Store::connect(&redis_url(), ns.ns(), options))
         .await
@@ -168,5 +169,51 @@ async fn a_log_is_capped() {
         .unwrap();
     assert_eq!(kept.last().map(|l| l.line.as_str()), Some("line 999"));
     assert_eq!(kept.len() as i64, len);
+    ns.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_log_is_capped_in_bytes_and_the_record_says_so() {
+    let ns = TestNamespace::new("log_byte_cap");
+    let options = StoreOptions {
+        result_ttl: RESULT_TTL,
+        log_max_bytes: 1_000,
+        ..StoreOptions::default()
+    };
+    let store = within("connect", Store::connect(&redis_url(), ns.ns(), options))
+        .await
+        .expect("Redis reachable at WARREN_TEST_REDIS_URL");
+    let id = create(&store, spec("team-a", "default")).await;
+    // 99 bytes plus a newline: ten fit exactly, the eleventh does not.
+    let line = "x".repeat(99);
+    let first: Vec<String> = vec![line.clone(); 10];
+    let truncated = within("append", store.append_log(id, LogStream::Stdout, &first))
+        .await
+        .unwrap();
+    assert!(!truncated, "exactly at the cap is not truncated");
+    let record = crate::get(&store, id).await;
+    assert!(!record.log_truncated);
+    assert_eq!(record.log_cap_bytes, Some(1_000));
+    // One byte more, then a big burst: all dropped, one note.
+    for _ in 0..3 {
+        let burst: Vec<String> = vec![line.clone(); 100];
+        let truncated = within("append", store.append_log(id, LogStream::Stdout, &burst))
+            .await
+            .unwrap();
+        assert!(truncated);
+    }
+    let kept = within("read", store.read_log(id, None, 1_000))
+        .await
+        .unwrap();
+    assert_eq!(kept.len(), 11, "ten lines and one note");
+    let bytes: usize = kept[..10].iter().map(|l| l.line.len() + 1).sum();
+    assert_eq!(bytes, 1_000);
+    assert_eq!(kept[10].stream, LogStream::Worker);
+    assert!(kept[10].line.contains("1000 bytes"), "{}", kept[10].line);
+    let record = crate::get(&store, id).await;
+    assert!(record.log_truncated);
+    let json = serde_json::to_value(&record).unwrap();
+    assert_eq!(json["log_truncated"], true);
+    assert_eq!(json["log_cap_bytes"], 1_000);
     ns.cleanup().await;
 }

@@ -36,6 +36,7 @@ pub(crate) async fn store(ns: &TestNamespace) -> Store {
     let options = StoreOptions {
         result_ttl: RESULT_TTL,
         log_max_lines: 1_000,
+        ..StoreOptions::default()
     };
     within("connecting", Store::connect(&redis_url(), ns.ns(), options))
         .await

@@ -3,5 +3,7 @@
 //! these tests need no scheduler.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod confinement;
+mod processes;
 mod support;
 mod tasks;

@@ -15,10 +15,13 @@ pub(crate) struct Harness {
     pub(crate) store: Store,
     pub(crate) publisher: Publisher,
     pub(crate) pool: PoolName,
-    pub(crate) worker_id: WorkerId,
+    /// The worker under test, once it has sent a heartbeat.
+    pub(crate) worker_id: Option<WorkerId>,
     amqp: AmqpPool,
     stop: CancellationToken,
     worker: Option<JoinHandle<anyhow::Result<()>>>,
+    /// Set by `stop`, which cleans up itself.
+    stopped: bool,
 }
 
 pub(crate) fn args(ns: &TestNamespace) -> WorkerArgs {
@@ -43,13 +46,18 @@ pub(crate) fn args(ns: &TestNamespace) -> WorkerArgs {
         default_timeout: Duration::from_secs(30),
         kill_grace: Duration::from_secs(1),
         retry_base: Duration::from_millis(100),
+        pass_env: vec![],
+        exec_path: "/usr/local/bin:/usr/bin:/bin".into(),
+        allow_cwd: vec![],
+        job_dir_root: std::env::temp_dir(),
+        confinement: Default::default(),
     }
 }
 
 impl Drop for Harness {
     /// A test that panicked never reached `stop`: remove what it made anyway.
     fn drop(&mut self) {
-        if self.worker.is_none() {
+        if self.stopped {
             return;
         }
         self.stop.cancel();
@@ -64,10 +72,12 @@ impl Drop for Harness {
             if let Ok(amqp) = warren_topology::connect_pool(&amqp_url(), "cleanup", 1).await
                 && let Ok(channel) = Topology::channel(&amqp).await
             {
-                let queue = topology.worker_queue(&worker_id);
-                let _ = channel
-                    .queue_delete(queue.as_str().into(), Default::default())
-                    .await;
+                if let Some(worker_id) = worker_id {
+                    let queue = topology.worker_queue(&worker_id);
+                    let _ = channel
+                        .queue_delete(queue.as_str().into(), Default::default())
+                        .await;
+                }
                 let _ = warren_topology::teardown(&channel, &topology, &[pool]).await;
             }
         });
@@ -77,6 +87,14 @@ impl Drop for Harness {
 impl Harness {
     /// Starts `worker` in-process and waits for its first heartbeat.
     pub(crate) async fn start(ns: TestNamespace, worker: Worker) -> Self {
+        let mut h = Self::connect(ns).await;
+        h.worker = Some(tokio::spawn(worker.run(h.stop.child_token())));
+        h.wait_for_worker().await;
+        h
+    }
+
+    /// Declares the topology and connects, with no worker: the test starts its own.
+    pub(crate) async fn connect(ns: TestNamespace) -> Self {
         let store = Store::connect(&redis_url(), ns.ns(), StoreOptions::default())
             .await
             .expect("Redis reachable at WARREN_TEST_REDIS_URL");
@@ -93,10 +111,23 @@ impl Harness {
         warren_topology::declare_pool(publisher.channel(), &topology, &pool)
             .await
             .unwrap();
-        let stop = CancellationToken::new();
-        let handle = tokio::spawn(worker.run(stop.child_token()));
-        let probe = store.clone();
-        // The worker declares its own queue before it first beats.
+        Self {
+            ns,
+            store,
+            publisher,
+            pool,
+            worker_id: None,
+            amqp,
+            stop: CancellationToken::new(),
+            worker: None,
+            stopped: false,
+        }
+    }
+
+    /// Waits for a worker's first heartbeat, and learns its id (it declares its own queue
+    /// before it first beats).
+    pub(crate) async fn wait_for_worker(&mut self) {
+        let probe = self.store.clone();
         let worker_id = wait_until(
             "the worker's first heartbeat",
             Duration::from_secs(10),
@@ -106,16 +137,14 @@ impl Harness {
             },
         )
         .await;
-        Self {
-            ns,
-            store,
-            publisher,
-            pool,
-            worker_id,
-            amqp,
-            stop,
-            worker: Some(handle),
-        }
+        self.worker_id = Some(worker_id);
+    }
+
+    /// The worker under test (after `wait_for_worker`).
+    pub(crate) fn worker(&self) -> &WorkerId {
+        self.worker_id
+            .as_ref()
+            .expect("wait_for_worker ran before anything is sent to the worker")
     }
 
     /// Writes a job to Redis and publishes it to the worker's queue, as the scheduler would.
@@ -138,7 +167,7 @@ impl Harness {
     pub(crate) async fn publish(&self, envelope: &JobEnvelope) {
         tokio::time::timeout(Duration::from_secs(10), async {
             self.publisher
-                .send_worker(&self.worker_id, envelope)
+                .send_worker(self.worker(), envelope)
                 .await?
                 .confirmed()
                 .await
@@ -166,22 +195,26 @@ impl Harness {
 
     /// Stops the worker, proving a clean shutdown, and removes everything the test made.
     pub(crate) async fn stop(mut self) {
+        self.stopped = true;
         self.stop.cancel();
-        let handle = self.worker.take().unwrap();
-        tokio::time::timeout(Duration::from_secs(20), handle)
-            .await
-            .expect("worker stops in time")
-            .expect("worker task did not panic")
-            .expect("worker stopped cleanly");
+        if let Some(handle) = self.worker.take() {
+            tokio::time::timeout(Duration::from_secs(20), handle)
+                .await
+                .expect("worker stops in time")
+                .expect("worker task did not panic")
+                .expect("worker stopped cleanly");
+        }
         let topology = self.publisher.topology().clone();
-        let _ = self
-            .publisher
-            .channel()
-            .queue_delete(
-                topology.worker_queue(&self.worker_id).as_str().into(),
-                Default::default(),
-            )
-            .await;
+        if let Some(worker_id) = &self.worker_id {
+            let _ = self
+                .publisher
+                .channel()
+                .queue_delete(
+                    topology.worker_queue(worker_id).as_str().into(),
+                    Default::default(),
+                )
+                .await;
+        }
         let _ =
             warren_topology::teardown(self.publisher.channel(), &topology, &[self.pool.clone()])
                 .await;

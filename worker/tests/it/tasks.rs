@@ -132,7 +132,7 @@ async fn malformed_messages_are_dead_lettered_with_a_reason() {
     h.publisher
         .send(
             &topology.work_exchange(),
-            &topology.worker_routing_key(&h.worker_id),
+            &topology.worker_routing_key(h.worker()),
             b"{not json",
             Default::default(),
         )

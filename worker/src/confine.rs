@@ -1,0 +1,326 @@
+//! What a `command` job may see and run: the program, resolved to an absolute path and checked
+//! against the allow-list; a clean environment; a working directory of its own.
+//!
+//! The allow-list is resolved once, when the worker starts ([`Confinement::resolve`]): a bare
+//! name becomes the absolute path it has on the exec path at that moment, so a file put
+//! earlier on the path later, or a job naming `/tmp/x/echo`, does not pass an `echo` entry.
+
+use std::ffi::OsString;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use tokio::process::Command;
+use warren_protocol::{JobId, is_reserved_env};
+
+/// Locale of commands when the worker does not pass one through.
+const DEFAULT_LANG: &str = "C.UTF-8";
+
+/// The worker's confinement settings, resolved at start.
+#[derive(Clone, Default)]
+pub struct Confinement {
+    /// `*` on the allow-list.
+    any_program: bool,
+    /// The allow-list as absolute paths.
+    programs: Vec<PathBuf>,
+    /// Directories of the exec path, in order.
+    exec_dirs: Vec<PathBuf>,
+    /// The exec path as given: the commands' `PATH`.
+    exec_path: String,
+    /// Passed-through variables with the values the worker had at start.
+    pass_env: Vec<(String, OsString)>,
+    /// Directories a job's `cwd` may be in, canonical.
+    allow_cwd: Vec<PathBuf>,
+    /// Where each job's own directory is made.
+    job_dir_root: PathBuf,
+}
+
+/// Names the passed-through variables but never shows their values: they may be secrets.
+impl std::fmt::Debug for Confinement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let pass_env: Vec<&str> = self.pass_env.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("Confinement")
+            .field("any_program", &self.any_program)
+            .field("programs", &self.programs)
+            .field("exec_path", &self.exec_path)
+            .field("pass_env", &pass_env)
+            .field("allow_cwd", &self.allow_cwd)
+            .field("job_dir_root", &self.job_dir_root)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Who a command runs for: it finds these in `WARREN_JOB_ID`, `WARREN_ATTEMPT`,
+/// `WARREN_TENANT`.
+#[derive(Debug, Clone)]
+pub(crate) struct JobIdentity {
+    pub(crate) job_id: JobId,
+    pub(crate) attempt: u32,
+    pub(crate) tenant: String,
+}
+
+/// Settings [`Confinement::resolve`] needs (from `WorkerArgs`).
+#[derive(Debug)]
+pub(crate) struct ConfineSettings<'a> {
+    pub(crate) allow_commands: &'a [String],
+    pub(crate) exec_path: &'a str,
+    pub(crate) pass_env: &'a [String],
+    pub(crate) allow_cwd: &'a [PathBuf],
+    pub(crate) job_dir_root: &'a Path,
+}
+
+impl Confinement {
+    /// Resolves the allow-list on the exec path, reads the passed-through variables and
+    /// canonicalises the allowed directories.
+    ///
+    /// It reads the worker's own environment, which library code otherwise never does: the
+    /// operator named these variables to pass them on (`--pass-env`).
+    pub(crate) fn resolve(s: &ConfineSettings<'_>) -> anyhow::Result<Self> {
+        let exec_dirs: Vec<PathBuf> = s
+            .exec_path
+            .split(':')
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .collect();
+        anyhow::ensure!(
+            exec_dirs.iter().all(|d| d.is_absolute()),
+            "--exec-path must list absolute directories, got {:?}",
+            s.exec_path
+        );
+        let mut me = Self {
+            exec_dirs,
+            exec_path: s.exec_path.to_owned(),
+            job_dir_root: s.job_dir_root.to_owned(),
+            ..Self::default()
+        };
+        for entry in s.allow_commands {
+            if entry == "*" {
+                me.any_program = true;
+            } else if entry.starts_with('/') {
+                me.programs.push(PathBuf::from(entry));
+            } else if entry.contains('/') {
+                anyhow::bail!("--allow-command {entry:?}: give a bare name or an absolute path");
+            } else {
+                let Some(path) = me.lookup(entry) else {
+                    anyhow::bail!(
+                        "--allow-command {entry:?} is not an executable on --exec-path {:?}",
+                        s.exec_path
+                    );
+                };
+                me.programs.push(path);
+            }
+        }
+        for name in s.pass_env {
+            anyhow::ensure!(
+                name != "PATH" && !name.starts_with("WARREN_") && !name.contains('='),
+                "--pass-env {name:?}: PATH comes from --exec-path and WARREN_* names are the \
+                 worker's own (they hold its credentials)"
+            );
+            if let Some(value) = std::env::var_os(name) {
+                me.pass_env.push((name.clone(), value));
+            }
+        }
+        for dir in s.allow_cwd {
+            let canonical = dir
+                .canonicalize()
+                .map_err(|e| anyhow::anyhow!("--allow-cwd {}: {e}", dir.display()))?;
+            me.allow_cwd.push(canonical);
+        }
+        anyhow::ensure!(
+            s.job_dir_root.is_absolute(),
+            "--job-dir-root must be an absolute path"
+        );
+        Ok(me)
+    }
+
+    /// Finds a bare program name on the exec path: the first executable file.
+    fn lookup(&self, name: &str) -> Option<PathBuf> {
+        self.exec_dirs
+            .iter()
+            .map(|dir| dir.join(name))
+            .find(|path| is_executable(path))
+    }
+
+    /// Returns the absolute path that will run for `program`, if the allow-list admits it.
+    ///
+    /// # Errors
+    /// Says why not, for the job's pending reason.
+    pub(crate) fn admit(&self, program: &str) -> Result<PathBuf, String> {
+        let path = if program.starts_with('/') {
+            PathBuf::from(program)
+        } else if program.contains('/') {
+            return Err(format!(
+                "program {program:?} is a relative path: give a bare name or an absolute path"
+            ));
+        } else {
+            match self.lookup(program) {
+                Some(path) => path,
+                None if self.any_program => PathBuf::from(program),
+                None => {
+                    return Err(format!(
+                        "program {program:?} is not on this worker's exec path"
+                    ));
+                }
+            }
+        };
+        if self.any_program || self.programs.contains(&path) {
+            Ok(path)
+        } else {
+            Err(format!(
+                "program {program:?} ({}) is not on this worker's allow-list",
+                path.display()
+            ))
+        }
+    }
+
+    /// Checks a job's `cwd` against the allowed directories (after resolving symlinks).
+    ///
+    /// # Errors
+    /// Says which directories are allowed.
+    pub(crate) fn check_cwd(&self, cwd: &str) -> Result<PathBuf, String> {
+        let refused = || {
+            let allowed: Vec<String> = self
+                .allow_cwd
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect();
+            if allowed.is_empty() {
+                format!(
+                    "cwd {cwd:?} is not allowed: this worker gives each job a fresh directory \
+                     and allows no other (--allow-cwd)"
+                )
+            } else {
+                format!(
+                    "cwd {cwd:?} is not allowed: it must be inside one of {}",
+                    allowed.join(", ")
+                )
+            }
+        };
+        let canonical = Path::new(cwd).canonicalize().map_err(|_| refused())?;
+        if self.allow_cwd.iter().any(|dir| canonical.starts_with(dir)) {
+            Ok(canonical)
+        } else {
+            Err(refused())
+        }
+    }
+
+    /// Makes a fresh private directory for one attempt of a job.
+    pub(crate) fn make_job_dir(&self, who: &JobIdentity) -> std::io::Result<PathBuf> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let dir = self.job_dir_root.join(format!(
+            "warren-job-{}-{}-{nanos:x}",
+            who.job_id, who.attempt
+        ));
+        // `create` (not `create_all`) fails on anything already there, a symlink included.
+        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+        Ok(dir)
+    }
+
+    /// Gives `cmd` its whole environment: nothing of the worker's but the exec path,
+    /// the passed-through names and fallbacks for `LANG` and `HOME`, then the job's own
+    /// variables, then who it runs for (last, so nothing overrides them).
+    pub(crate) fn apply_env(
+        &self,
+        cmd: &mut Command,
+        job_env: &std::collections::BTreeMap<String, String>,
+        who: &JobIdentity,
+        workdir: &Path,
+        fresh_dir: bool,
+    ) {
+        cmd.env_clear();
+        cmd.env("PATH", &self.exec_path);
+        cmd.env("LANG", DEFAULT_LANG);
+        cmd.env("HOME", workdir);
+        if fresh_dir {
+            // Temporary files then go where they are removed with the job.
+            cmd.env("TMPDIR", workdir);
+        }
+        for (name, value) in &self.pass_env {
+            cmd.env(name, value);
+        }
+        // Validation refused these already; a message from elsewhere is checked again.
+        for (name, value) in job_env.iter().filter(|(k, _)| !is_reserved_env(k)) {
+            cmd.env(name, value);
+        }
+        cmd.env("WARREN_JOB_ID", who.job_id.to_string());
+        cmd.env("WARREN_ATTEMPT", who.attempt.to_string());
+        cmd.env("WARREN_TENANT", &who.tenant);
+    }
+}
+
+fn is_executable(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn confinement(allow: &[&str], allow_cwd: &[PathBuf]) -> Confinement {
+        let allow: Vec<String> = allow.iter().map(|s| (*s).to_owned()).collect();
+        Confinement::resolve(&ConfineSettings {
+            allow_commands: &allow,
+            exec_path: "/usr/bin:/bin",
+            pass_env: &[],
+            allow_cwd,
+            job_dir_root: Path::new("/tmp"),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn names_are_resolved_once_and_match_only_their_path() {
+        let c = confinement(&["echo"], &[]);
+        let echo = c.admit("echo").unwrap();
+        assert!(echo.is_absolute(), "{echo:?}");
+        assert_eq!(c.admit(echo.to_str().unwrap()).unwrap(), echo);
+        // A file named like an entry elsewhere is not that entry.
+        assert!(c.admit("/tmp/x/echo").unwrap_err().contains("allow-list"));
+        assert!(c.admit("./echo").is_err());
+        assert!(c.admit("rm").is_err());
+        let any = confinement(&["*"], &[]);
+        assert!(any.admit("/tmp/x/echo").is_ok());
+        assert!(any.admit("rm").is_ok());
+    }
+
+    #[test]
+    fn debug_output_hides_passed_values() {
+        let c = Confinement {
+            pass_env: vec![("TOKEN".into(), "s3cret".into())],
+            ..Confinement::default()
+        };
+        let shown = format!("{c:?}");
+        assert!(
+            shown.contains("TOKEN") && !shown.contains("s3cret"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn unknown_names_fail_at_start() {
+        let allow = vec!["no-such-program-warren".to_owned()];
+        let err = Confinement::resolve(&ConfineSettings {
+            allow_commands: &allow,
+            exec_path: "/usr/bin:/bin",
+            pass_env: &[],
+            allow_cwd: &[],
+            job_dir_root: Path::new("/tmp"),
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("no-such-program-warren"), "{err}");
+    }
+
+    #[test]
+    fn cwd_must_be_inside_an_allowed_directory() {
+        let none = confinement(&[], &[]);
+        assert!(none.check_cwd("/tmp").unwrap_err().contains("--allow-cwd"));
+        let tmp = std::env::temp_dir();
+        let c = confinement(&[], std::slice::from_ref(&tmp));
+        assert!(c.check_cwd(tmp.to_str().unwrap()).is_ok());
+        assert!(c.check_cwd("/etc").is_err());
+        // `..` is resolved before the check, not compared as text.
+        let escape = format!("{}/../etc", tmp.display());
+        assert!(c.check_cwd(&escape).is_err());
+    }
+}
