@@ -13,6 +13,7 @@ mod jobs;
 mod keys;
 mod listing;
 mod logs;
+mod purge;
 mod record;
 mod scripts;
 mod submit_ops;
