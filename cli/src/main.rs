@@ -130,7 +130,10 @@ async fn main() -> std::process::ExitCode {
 async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     let base = cli.url;
     let api = |client: ClientArgs| {
-        let url = client.url.or(base).unwrap_or_else(|| DEFAULT_URL.to_owned());
+        let url = client
+            .url
+            .or(base)
+            .unwrap_or_else(|| DEFAULT_URL.to_owned());
         client::Api::new(&url)
     };
     let ok = |all_right: bool| u8::from(!all_right);

@@ -50,7 +50,10 @@ impl Store {
         let job_prefix = format!("{}job:", self.keys.prefix());
         let jobs: Vec<&String> = keys
             .iter()
-            .filter(|k| k.strip_prefix(&job_prefix).is_some_and(|id| !id.contains(':')))
+            .filter(|k| {
+                k.strip_prefix(&job_prefix)
+                    .is_some_and(|id| !id.contains(':'))
+            })
             .collect();
         let mut conn = self.conn();
         let mut pools = BTreeSet::new();

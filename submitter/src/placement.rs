@@ -47,10 +47,7 @@ pub(crate) fn warnings(spec: &JobSpec, task: &Task, workers: &[Heartbeat]) -> Ve
         .collect();
     if tagged.is_empty() {
         let tags: Vec<&str> = req.tags.iter().map(|t| t.as_str()).collect();
-        return warn(format!(
-            "no live worker offers the tags {}",
-            tags.join(",")
-        ));
+        return warn(format!("no live worker offers the tags {}", tags.join(",")));
     }
     let sized: Vec<&Heartbeat> = tagged
         .into_iter()
@@ -86,9 +83,13 @@ pub(crate) struct WorkerCache {
 }
 
 impl WorkerCache {
-    /// Returns the live workers, from the cache if it is fresh.
-    pub(crate) async fn live(&self, store: &Store) -> Result<Arc<Vec<Heartbeat>>, StoreError> {
-        {
+    /// Returns the live workers, from the cache if it is fresh (and `fresh` is not asked).
+    pub(crate) async fn live(
+        &self,
+        store: &Store,
+        fresh: bool,
+    ) -> Result<Arc<Vec<Heartbeat>>, StoreError> {
+        if !fresh {
             let cached = self.cached.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some((read_at, workers)) = cached.as_ref()
                 && read_at.elapsed() < WORKERS_TTL
@@ -141,7 +142,10 @@ mod tests {
         let workers = [worker("cpu", &["echo"], &["render"])];
         assert_eq!(check(json!({"task": "noop"}), &workers), None);
         assert_eq!(
-            check(json!({"task": "command", "args": {"argv": ["echo", "hi"]}}), &workers),
+            check(
+                json!({"task": "command", "args": {"argv": ["echo", "hi"]}}),
+                &workers
+            ),
             None
         );
         assert_eq!(check(json!({"task": "render"}), &workers), None);

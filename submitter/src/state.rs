@@ -179,13 +179,21 @@ impl AppState {
     /// Says why no live worker could run this job right now (nothing if one can). A
     /// registry that cannot be read gives no warning: the warning is advice, and the job is
     /// accepted either way.
+    ///
+    /// The registry is cached for a second; a warning is only given after a fresh read, so
+    /// a worker that has just joined is never reported missing.
     pub(crate) async fn placement_warnings(&self, spec: &JobSpec, task: &Task) -> Vec<Warning> {
-        match self.inner.workers.live(&self.inner.store).await {
+        let cache = &self.inner.workers;
+        let checked = match cache.live(&self.inner.store, false).await {
             Ok(workers) => placement::warnings(spec, task, &workers),
-            Err(error) => {
-                tracing::warn!(error = %error, "cannot read the worker registry for placement warnings");
-                Vec::new()
-            }
+            Err(error) => return registry_unreadable(&error),
+        };
+        if checked.is_empty() {
+            return checked;
+        }
+        match cache.live(&self.inner.store, true).await {
+            Ok(workers) => placement::warnings(spec, task, &workers),
+            Err(error) => registry_unreadable(&error),
         }
     }
 
@@ -195,6 +203,11 @@ impl AppState {
         self.inner.tracker.close();
         self.inner.tracker.wait().await;
     }
+}
+
+fn registry_unreadable(error: &StoreError) -> Vec<Warning> {
+    tracing::warn!(error = %error, "cannot read the worker registry for placement warnings");
+    Vec::new()
 }
 
 /// The sorted list of known task names, with the time it was read.

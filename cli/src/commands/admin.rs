@@ -295,15 +295,17 @@ mod tests {
 
     #[test]
     fn every_core_name_is_probed() {
-        let topology = Topology::new(
-            Namespace::new("n").unwrap(),
-            TopologyOptions::default(),
-        );
+        let topology = Topology::new(Namespace::new("n").unwrap(), TopologyOptions::default());
         let pools = [PoolName::parse_list("gpu").unwrap()];
         let names = queue_names(&topology, &pools);
         assert!(names.contains(&"n.intake".to_owned()));
         assert!(names.contains(&"n.pool.gpu".to_owned()));
         assert_eq!(names.len(), 3 + DELAY_RUNGS as usize + 1);
-        assert!(names.iter().chain(&exchange_names(&topology)).all(|n| n.starts_with("n.")));
+        assert!(
+            names
+                .iter()
+                .chain(&exchange_names(&topology))
+                .all(|n| n.starts_with("n."))
+        );
     }
 }

@@ -9,8 +9,8 @@ use clap::Args;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
-use warren_scheduler::{Policy, SchedulerArgs};
 use warren_kit::TelemetryArgs;
+use warren_scheduler::{Policy, SchedulerArgs};
 use warren_submitter::SubmitterArgs;
 use warren_worker::{Worker, WorkerArgs};
 

@@ -60,9 +60,11 @@ fn command_code(job: &JobView) -> Option<u8> {
         return None;
     }
     let result = job.result.as_ref();
-    let exit = job
-        .exit_code
-        .or_else(|| result.and_then(|r| r.get("exit_code")).and_then(Value::as_i64));
+    let exit = job.exit_code.or_else(|| {
+        result
+            .and_then(|r| r.get("exit_code"))
+            .and_then(Value::as_i64)
+    });
     if let Some(exit) = exit {
         // A code of 0 on a failed job cannot come from the program; don't report success.
         return u8::try_from(exit).ok().filter(|c| *c != 0);
