@@ -109,7 +109,11 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    // Like `Cli::parse()`, but a bad value from an environment variable names the variable.
+    let cli: Cli = match warren_kit::cli::parse() {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
     // Commands that pass a job's exit code through report their own failures as 125, like
     // `docker run`, so that they cannot be taken for the job's code 2.
     let error_code = match &cli.command {

@@ -276,3 +276,16 @@ async fn client_commands_say_when_the_api_is_unreachable() {
     assert!(err.contains("cannot reach the Warren API"), "{err}");
     assert!(err.contains("WARREN_URL"), "{err}");
 }
+
+#[tokio::test]
+async fn a_bad_environment_value_names_the_variable() {
+    let (code, _, err) = run(Command::new(WARREN)
+        .args(["up", "--http-addr", "127.0.0.1:0"])
+        .env("WARREN_LEASE_TTL", "abc"))
+    .await;
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("environment variable WARREN_LEASE_TTL"),
+        "{err}"
+    );
+}
