@@ -204,6 +204,21 @@ async fn warren_up_runs_jobs_submitted_with_the_cli() {
     let (code, out, _) = up.warren(&["status", &stuck]).await;
     assert_eq!(code, 0);
     assert!(out.contains("waiting:  "), "{out}");
+    // Once the scheduler has looked at it, `status` and `wait` show its reason.
+    wait_until(
+        "the scheduler's pending reason to show",
+        Duration::from_secs(20),
+        || async {
+            let (_, out, _) = up.warren(&["status", &stuck]).await;
+            out.lines()
+                .any(|l| l.starts_with("waiting:") && l.contains("gpu"))
+                .then_some(())
+        },
+    )
+    .await;
+    let (code, out, _) = up.warren(&["wait", "--timeout", "1s", &stuck]).await;
+    assert_eq!(code, 75);
+    assert!(out.contains("waiting: ") && out.contains("gpu"), "{out}");
     let (code, _, err) = up.purge(&["--dry-run"]).await;
     assert_eq!(code, 2);
     assert!(err.contains("in use"), "{err}");
