@@ -15,7 +15,7 @@ coroutines. Errors from the API raise ``WarrenError`` carrying the problem+json 
 from ._async import AsyncClient
 from ._client import DEFAULT_URL, Client
 from ._errors import ConnectionFailed, WarrenError
-from ._types import TERMINAL_STATES, Accepted, Job, JobSpec, LogLine, Requirements, Warning
+from ._types import TERMINAL_STATES, Accepted, Job, JobSpec, JobWarning, LogLine, Requirements
 
 __all__ = [
     "DEFAULT_URL",
@@ -25,9 +25,9 @@ __all__ = [
     "Client",
     "ConnectionFailed",
     "Job",
+    "JobWarning",
     "JobSpec",
     "LogLine",
     "Requirements",
-    "Warning",
     "WarrenError",
 ]

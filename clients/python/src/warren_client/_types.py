@@ -34,7 +34,7 @@ class JobSpec(TypedDict, total=False):
 
 
 @dataclass(frozen=True)
-class Warning:  # noqa: A001 - the API's name for it
+class JobWarning:
     """Something to know about an accepted job (``no_live_worker``: nobody can run it now)."""
 
     code: str
@@ -47,12 +47,12 @@ class Accepted:
 
     id: str
     state: str
-    warnings: List[Warning] = field(default_factory=list)
+    warnings: List[JobWarning] = field(default_factory=list)
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> "Accepted":
         warnings = [
-            Warning(str(w.get("code", "")), str(w.get("message", "")))
+            JobWarning(str(w.get("code", "")), str(w.get("message", "")))
             for w in body.get("warnings") or []
         ]
         return cls(str(body["id"]), str(body["state"]), warnings)
@@ -134,5 +134,5 @@ __all__ = [
     "JobSpec",
     "LogLine",
     "Requirements",
-    "Warning",
+    "JobWarning",
 ]
