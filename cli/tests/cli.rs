@@ -85,6 +85,11 @@ impl Up {
             .expect("warren up stops on SIGTERM")
             .unwrap();
         assert!(status.success(), "warren up exited with {status}");
+        // Without --yes it asks; no answer (stdin is empty) deletes nothing.
+        let (code, out, err) = self.purge(&[]).await;
+        assert_eq!(code, 1, "{out}{err}");
+        assert!(err.contains("delete all of this"), "{err}");
+        assert!(out.contains("nothing deleted"), "{out}");
         let (code, out, err) = self.purge(&["--yes"]).await;
         self.ns.cleanup().await;
         assert_eq!(code, 0, "{out}{err}");
