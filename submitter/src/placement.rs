@@ -14,6 +14,8 @@ use warren_store::{Store, StoreError};
 
 /// How long the list of live workers is trusted before it is read again.
 const WORKERS_TTL: Duration = Duration::from_secs(1);
+/// How fresh a read must be to warn from it.
+const RECHECK_AGE: Duration = Duration::from_millis(100);
 
 /// Something the client should know about an accepted job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -83,16 +85,39 @@ pub(crate) struct WorkerCache {
 }
 
 impl WorkerCache {
-    /// Returns the live workers, from the cache if it is fresh (and `fresh` is not asked).
-    pub(crate) async fn live(
+    /// Says why no live worker could run this job right now (nothing if one can).
+    ///
+    /// A warning is only given from a read at most [`RECHECK_AGE`] old, so a worker that
+    /// has just joined is not reported missing; at most one such re-read happens per
+    /// `RECHECK_AGE`, however many unplaceable jobs arrive (a batch of 1000 costs one).
+    ///
+    /// # Errors
+    /// Returns [`StoreError`] when the registry cannot be read.
+    pub(crate) async fn warnings(
         &self,
         store: &Store,
-        fresh: bool,
+        spec: &JobSpec,
+        task: &Task,
+    ) -> Result<Vec<Warning>, StoreError> {
+        let workers = self.live(store, WORKERS_TTL).await?;
+        let found = warnings(spec, task, &workers);
+        if found.is_empty() {
+            return Ok(found);
+        }
+        let workers = self.live(store, RECHECK_AGE).await?;
+        Ok(warnings(spec, task, &workers))
+    }
+
+    /// Returns the live workers, from the cache if it is younger than `max_age`.
+    async fn live(
+        &self,
+        store: &Store,
+        max_age: Duration,
     ) -> Result<Arc<Vec<Heartbeat>>, StoreError> {
-        if !fresh {
+        {
             let cached = self.cached.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some((read_at, workers)) = cached.as_ref()
-                && read_at.elapsed() < WORKERS_TTL
+                && read_at.elapsed() < max_age
             {
                 return Ok(Arc::clone(workers));
             }

@@ -16,7 +16,7 @@ use warren_store::{Store, StoreError, StoreOptions};
 use warren_topology::{Publisher, Topology, TopologyOptions, connect_pool, declare_core};
 
 use crate::args::SubmitterArgs;
-use crate::placement::{self, Warning, WorkerCache};
+use crate::placement::{Warning, WorkerCache};
 use crate::publisher::PublisherSlot;
 use crate::waiters::Waiters;
 
@@ -176,24 +176,21 @@ impl AppState {
         Ok(known.binary_search_by(|t| t.as_str().cmp(name)).is_ok())
     }
 
-    /// Says why no live worker could run this job right now (nothing if one can). A
-    /// registry that cannot be read gives no warning: the warning is advice, and the job is
-    /// accepted either way.
-    ///
-    /// The registry is cached for a second; a warning is only given after a fresh read, so
-    /// a worker that has just joined is never reported missing.
+    /// Says why no live worker could run this job right now (nothing if one can; see
+    /// [`WorkerCache::warnings`]). A registry that cannot be read gives no warning: the
+    /// warning is advice, and the job is accepted either way.
     pub(crate) async fn placement_warnings(&self, spec: &JobSpec, task: &Task) -> Vec<Warning> {
-        let cache = &self.inner.workers;
-        let checked = match cache.live(&self.inner.store, false).await {
-            Ok(workers) => placement::warnings(spec, task, &workers),
-            Err(error) => return registry_unreadable(&error),
-        };
-        if checked.is_empty() {
-            return checked;
-        }
-        match cache.live(&self.inner.store, true).await {
-            Ok(workers) => placement::warnings(spec, task, &workers),
-            Err(error) => registry_unreadable(&error),
+        match self
+            .inner
+            .workers
+            .warnings(&self.inner.store, spec, task)
+            .await
+        {
+            Ok(warnings) => warnings,
+            Err(error) => {
+                tracing::warn!(error = %error, "cannot read the worker registry for placement warnings");
+                Vec::new()
+            }
         }
     }
 
@@ -203,11 +200,6 @@ impl AppState {
         self.inner.tracker.close();
         self.inner.tracker.wait().await;
     }
-}
-
-fn registry_unreadable(error: &StoreError) -> Vec<Warning> {
-    tracing::warn!(error = %error, "cannot read the worker registry for placement warnings");
-    Vec::new()
 }
 
 /// The sorted list of known task names, with the time it was read.
