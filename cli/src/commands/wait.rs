@@ -139,6 +139,7 @@ fn detail(job: &JobView) -> Option<String> {
 /// one line on stderr saying how it ended.
 pub(crate) async fn print_output(api: &Api, job: &JobView) -> anyhow::Result<()> {
     let mut after: Option<String> = None;
+    let mut printed = 0;
     loop {
         let mut query = vec![("limit", "1000".to_owned())];
         if let Some(after) = &after {
@@ -147,6 +148,7 @@ pub(crate) async fn print_output(api: &Api, job: &JobView) -> anyhow::Result<()>
         let page: LogPage = api
             .get_query(&format!("/v1/jobs/{}/logs", job.id), &query, None)
             .await?;
+        printed += page.lines.len();
         for line in &page.lines {
             if line.stream == "stderr" {
                 eprintln!("{}", line.line);
@@ -157,6 +159,19 @@ pub(crate) async fn print_output(api: &Api, job: &JobView) -> anyhow::Result<()>
         match page.lines.last() {
             Some(last) if page.lines.len() == 1000 => after = Some(last.id.clone()),
             _ => break,
+        }
+    }
+    if printed == 0 {
+        // No log (it may have been trimmed or have expired): the tails in the result.
+        let tail = |name: &str| {
+            let result = job.result.as_ref()?;
+            result.get(name).and_then(Value::as_str).map(str::to_owned)
+        };
+        if let Some(out) = tail("stdout") {
+            print!("{out}");
+        }
+        if let Some(err) = tail("stderr") {
+            eprint!("{err}");
         }
     }
     if job.state != "succeeded" {
