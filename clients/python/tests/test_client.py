@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 import unittest
 import uuid
 from pathlib import Path
@@ -127,6 +128,11 @@ class ClientTest(unittest.TestCase):
         job = self.client.wait(accepted.id, timeout=1)
         self.assertFalse(job.is_terminal)
         self.assertEqual(job.state, "queued")
+        # Once the scheduler has looked at it, the record says why it waits.
+        deadline = time.monotonic() + 20
+        while job.pending_reason is None and time.monotonic() < deadline:
+            job = self.client.wait(accepted.id, timeout=1)
+        self.assertIn("no-such-tag", job.pending_reason or "", job)
         cancelled = self.client.cancel(accepted.id)
         self.assertEqual(cancelled.state, "cancelled")
         with self.assertRaises(WarrenError) as caught:
