@@ -212,7 +212,7 @@ async fn warren_up_runs_jobs_submitted_with_the_cli() {
     // Once the scheduler has looked at it, `status` and `wait` show its reason.
     wait_until(
         "the scheduler's pending reason to show",
-        Duration::from_secs(20),
+        Duration::from_secs(60),
         || async {
             let (_, out, _) = up.warren(&["status", &stuck]).await;
             out.lines()

@@ -129,7 +129,7 @@ class ClientTest(unittest.TestCase):
         self.assertFalse(job.is_terminal)
         self.assertEqual(job.state, "queued")
         # Once the scheduler has looked at it, the record says why it waits.
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + WAIT_S
         while job.pending_reason is None and time.monotonic() < deadline:
             job = self.client.wait(accepted.id, timeout=1)
         self.assertIn("no-such-tag", job.pending_reason or "", job)
