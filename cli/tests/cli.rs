@@ -234,13 +234,13 @@ async fn warren_up_runs_jobs_submitted_with_the_cli() {
 
     // Busy comes from the job records, at once.
     let (code, out, _) = up
-        .warren(&["submit", "sleep", "--args", r#"{"ms": 20000}"#])
+        .warren(&["submit", "sleep", "--args", r#"{"ms": 120000}"#])
         .await;
     assert_eq!(code, 0);
     let sleeper = out.trim().to_owned();
     wait_until(
         "the sleep job shows on its worker",
-        Duration::from_secs(20),
+        Duration::from_secs(60),
         || async {
             let (_, out, _) = up.warren(&["workers", "--json"]).await;
             let workers: Value = serde_json::from_str(&out).ok()?;
