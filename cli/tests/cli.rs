@@ -8,9 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-use warren_kit::testkit::{TestNamespace, amqp_url, redis_url};
-use warren_protocol::PoolName;
-use warren_topology::{Topology, TopologyOptions};
+use warren_kit::testkit::{TestNamespace, amqp_url, redis_url, wait_until};
 
 const WARREN: &str = env!("CARGO_BIN_EXE_warren");
 
@@ -33,7 +31,14 @@ impl Up {
                 "--slots",
                 "2",
             ])
-            .args(["--allow-command", "echo", "--heartbeat-interval", "300ms"])
+            .args([
+                "--allow-command",
+                "echo,sh",
+                "--heartbeat-interval",
+                "300ms",
+            ])
+            // Flags of the global kind work after the subcommand.
+            .args(["--log-format", "json"])
             .env("WARREN_AMQP_URL", amqp_url())
             .env("WARREN_REDIS_URL", redis_url())
             .env("WARREN_NAMESPACE", ns.ns().as_str())
@@ -59,25 +64,19 @@ impl Up {
     }
 
     async fn warren(&self, args: &[&str]) -> (i32, String, String) {
-        let output = tokio::time::timeout(
-            Duration::from_secs(60),
-            Command::new(WARREN)
-                .arg("--url")
-                .arg(&self.url)
-                .args(args)
-                .stdin(Stdio::null())
-                .output(),
-        )
-        .await
-        .expect("warren finishes in time")
-        .expect("running warren");
-        (
-            output.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
+        run(Command::new(WARREN).arg("--url").arg(&self.url).args(args)).await
     }
 
+    /// `warren admin purge` of this namespace, with `args`.
+    async fn purge(&self, args: &[&str]) -> (i32, String, String) {
+        run(Command::new(WARREN)
+            .args(["admin", "purge", "--namespace", self.ns.ns().as_str()])
+            .args(["--amqp-url", &amqp_url(), "--redis-url", &redis_url()])
+            .args(args))
+        .await
+    }
+
+    /// Stops `warren up` and purges what it left with `warren admin purge`.
     async fn stop(mut self) {
         let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id().unwrap()).unwrap());
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
@@ -86,16 +85,36 @@ impl Up {
             .expect("warren up stops on SIGTERM")
             .unwrap();
         assert!(status.success(), "warren up exited with {status}");
+        // Without --yes it asks; no answer (stdin is empty) deletes nothing.
+        let (code, out, err) = self.purge(&[]).await;
+        assert_eq!(code, 1, "{out}{err}");
+        assert!(err.contains("delete all of this"), "{err}");
+        assert!(out.contains("nothing deleted"), "{out}");
+        let (code, out, err) = self.purge(&["--yes"]).await;
         self.ns.cleanup().await;
-        let pool = warren_topology::connect_pool(&amqp_url(), "cli-test", 1)
-            .await
-            .unwrap();
-        let topology = Topology::new(self.ns.ns().clone(), TopologyOptions::default());
-        let channel = Topology::channel(&pool).await.unwrap();
-        warren_topology::teardown(&channel, &topology, &[PoolName::parse_list("cpu").unwrap()])
-            .await
-            .unwrap();
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(out.contains(".pool.cpu"), "the pool queue is found: {out}");
+        assert!(out.contains(".intake"), "{out}");
+        assert!(out.contains("deleted"), "{out}");
+        let (code, out, err) = self.purge(&["--dry-run"]).await;
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(out.contains("left nothing"), "{out}");
     }
+}
+
+async fn run(command: &mut Command) -> (i32, String, String) {
+    let output = tokio::time::timeout(
+        Duration::from_secs(60),
+        command.stdin(Stdio::null()).output(),
+    )
+    .await
+    .expect("warren finishes in time")
+    .expect("running warren");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -106,11 +125,36 @@ async fn warren_up_runs_jobs_submitted_with_the_cli() {
         .warren(&["submit", "command", "--wait", "--", "echo", "hi there"])
         .await;
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("state:    succeeded"), "{out}");
-    assert!(out.contains(r#""stdout":"hi there\n""#), "{out}");
+    assert_eq!(out, "hi there\n", "a command's stdout is printed as is");
+
+    let (code, out, _) = up
+        .warren(&["submit", "command", "--wait", "--json", "--", "echo", "hi"])
+        .await;
+    assert_eq!(code, 0);
+    let job: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(job["result"]["stdout"], "hi\n", "--json prints the record");
+
+    let (code, out, err) = up
+        .warren(&[
+            "submit",
+            "command",
+            "--wait",
+            "--",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 3",
+        ])
+        .await;
+    assert_eq!(
+        code, 3,
+        "the command's own exit code passes through: {out}{err}"
+    );
+    assert_eq!(out, "out\n");
+    assert!(err.contains("err\n"), "{err}");
+    assert!(err.contains("exited with code 3"), "{err}");
 
     let (code, out, _) = up.warren(&["submit", "fail", "--wait"]).await;
-    assert_eq!(code, 1, "a failed job fails the command: {out}");
+    assert_eq!(code, 1, "a failed job (not a command) exits 1: {out}");
     assert!(out.contains("state:    failed"), "{out}");
 
     let (code, _, err) = up.warren(&["submit", "noop", "--priority", "12"]).await;
@@ -142,6 +186,77 @@ async fn warren_up_runs_jobs_submitted_with_the_cli() {
     assert_eq!(code, 0);
     let workers: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(workers.as_array().unwrap().len(), 1, "{workers}");
+    let (code, out, _) = up.warren(&["workers"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("echo,sh"), "the allow-list shows: {out}");
+    assert!(out.contains("built-ins"), "the tasks show: {out}");
+
+    // A job nobody can run: accepted with a warning; `wait --timeout` and `status` say why
+    // it waits; `admin purge` refuses while the namespace is in use.
+    let (code, out, err) = up.warren(&["submit", "noop", "--tag", "gpu"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("warning: no live worker offers the tags gpu"),
+        "{err}"
+    );
+    let stuck = out.trim().to_owned();
+    let (code, out, _) = up.warren(&["wait", "--timeout", "1s", &stuck]).await;
+    assert_eq!(code, 75, "unfinished at the timeout: {out}");
+    assert!(
+        out.starts_with(&format!("{stuck} queued: waiting")),
+        "{out}"
+    );
+    let (code, out, _) = up.warren(&["status", &stuck]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("waiting:  "), "{out}");
+    // Once the scheduler has looked at it, `status` and `wait` show its reason.
+    wait_until(
+        "the scheduler's pending reason to show",
+        Duration::from_secs(60),
+        || async {
+            let (_, out, _) = up.warren(&["status", &stuck]).await;
+            out.lines()
+                .any(|l| l.starts_with("waiting:") && l.contains("gpu"))
+                .then_some(())
+        },
+    )
+    .await;
+    let (code, out, _) = up.warren(&["wait", "--timeout", "1s", &stuck]).await;
+    assert_eq!(code, 75);
+    assert!(out.contains("waiting: ") && out.contains("gpu"), "{out}");
+    let (code, _, err) = up.purge(&["--dry-run"]).await;
+    assert_eq!(code, 2);
+    assert!(err.contains("in use"), "{err}");
+    let (code, _, _) = up.warren(&["cancel", &stuck]).await;
+    assert_eq!(code, 0);
+    let (code, out, _) = up.warren(&["wait", &stuck]).await;
+    assert_eq!(code, 126, "a cancelled job: {out}");
+
+    // Busy comes from the job records, at once.
+    let (code, out, _) = up
+        .warren(&["submit", "sleep", "--args", r#"{"ms": 120000}"#])
+        .await;
+    assert_eq!(code, 0);
+    let sleeper = out.trim().to_owned();
+    wait_until(
+        "the sleep job shows on its worker",
+        Duration::from_secs(60),
+        || async {
+            let (_, out, _) = up.warren(&["workers", "--json"]).await;
+            let workers: Value = serde_json::from_str(&out).ok()?;
+            let running = workers[0]["running_jobs"].as_array()?.clone();
+            running
+                .iter()
+                .any(|id| id == sleeper.as_str())
+                .then_some(())
+        },
+    )
+    .await;
+    let (code, out, _) = up.warren(&["workers"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("1/2"), "{out}");
+    let (code, _, _) = up.warren(&["cancel", &sleeper]).await;
+    assert_eq!(code, 0);
 
     let (code, out, err) = up
         .warren(&[
@@ -180,4 +295,17 @@ async fn client_commands_say_when_the_api_is_unreachable() {
     let err = String::from_utf8_lossy(&output.stderr);
     assert!(err.contains("cannot reach the Warren API"), "{err}");
     assert!(err.contains("WARREN_URL"), "{err}");
+}
+
+#[tokio::test]
+async fn a_bad_environment_value_names_the_variable() {
+    let (code, _, err) = run(Command::new(WARREN)
+        .args(["up", "--http-addr", "127.0.0.1:0"])
+        .env("WARREN_LEASE_TTL", "abc"))
+    .await;
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("environment variable WARREN_LEASE_TTL"),
+        "{err}"
+    );
 }

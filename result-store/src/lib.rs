@@ -14,6 +14,7 @@ mod keys;
 mod listing;
 mod logs;
 mod pending;
+mod purge;
 mod record;
 mod scripts;
 mod submit_ops;

@@ -6,6 +6,7 @@
 //! `warren-store`. Nothing here knows what a job is.
 
 pub mod args;
+pub mod cli;
 pub mod shutdown;
 pub mod telemetry;
 #[cfg(feature = "testkit")]

@@ -18,6 +18,7 @@
 mod args;
 mod extract;
 mod middleware;
+mod placement;
 mod problem;
 mod publisher;
 mod routes;

@@ -17,7 +17,8 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    // A bad value from an environment variable names the variable, not only the flag.
+    let cli: Cli = warren_kit::cli::parse().unwrap_or_else(|error| error.exit());
     warren_kit::telemetry::init(&cli.telemetry);
     let shutdown = CancellationToken::new();
     warren_kit::shutdown::spawn_signal_listener(shutdown.clone())?;

@@ -11,10 +11,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 use warren_kit::args::safe_url;
+use warren_protocol::{JobSpec, Task};
 use warren_store::{Store, StoreError, StoreOptions};
 use warren_topology::{Publisher, Topology, TopologyOptions, connect_pool, declare_core};
 
 use crate::args::SubmitterArgs;
+use crate::placement::{Warning, WorkerCache};
 use crate::publisher::PublisherSlot;
 use crate::waiters::Waiters;
 
@@ -38,6 +40,7 @@ struct Inner {
     publisher: PublisherSlot,
     topology: Topology,
     tasks: TaskCache,
+    workers: WorkerCache,
     waiters: Waiters,
     max_body_bytes: usize,
     request_timeout: Duration,
@@ -100,6 +103,7 @@ pub(crate) async fn build(
             publisher: PublisherSlot::new(pool, topology.clone(), publisher),
             topology,
             tasks: TaskCache::default(),
+            workers: WorkerCache::default(),
             waiters,
             max_body_bytes: args.max_body_bytes,
             request_timeout: args.request_timeout,
@@ -170,6 +174,24 @@ impl AppState {
         let known = Arc::new(self.inner.store.known_tasks().await?);
         self.inner.tasks.put(Arc::clone(&known));
         Ok(known.binary_search_by(|t| t.as_str().cmp(name)).is_ok())
+    }
+
+    /// Says why no live worker could run this job right now (nothing if one can; see
+    /// [`WorkerCache::warnings`]). A registry that cannot be read gives no warning: the
+    /// warning is advice, and the job is accepted either way.
+    pub(crate) async fn placement_warnings(&self, spec: &JobSpec, task: &Task) -> Vec<Warning> {
+        match self
+            .inner
+            .workers
+            .warnings(&self.inner.store, spec, task)
+            .await
+        {
+            Ok(warnings) => warnings,
+            Err(error) => {
+                tracing::warn!(error = %error, "cannot read the worker registry for placement warnings");
+                Vec::new()
+            }
+        }
     }
 
     /// Stops the background work and waits for accept tasks still running.

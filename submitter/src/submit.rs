@@ -25,13 +25,13 @@ const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 /// whose release failed does not refuse retries for long.
 const PENDING_KEY_TTL: Duration = Duration::from_secs(300);
 
-/// Validates a spec and checks that its task is one some worker runs. Error fields start
-/// with `prefix` (`jobs[3]`) for batches.
+/// Validates a spec and checks that its task is one some worker runs; returns the parsed
+/// task. Error fields start with `prefix` (`jobs[3]`) for batches.
 pub(crate) async fn check_spec(
     state: &AppState,
     spec: &JobSpec,
     prefix: &str,
-) -> Result<(), ApiError> {
+) -> Result<Task, ApiError> {
     let task = spec.validate().map_err(|e| {
         let field = join_path(prefix, &e.field);
         ApiError::unprocessable("invalid_field", format!("{field}: {}", e.message))
@@ -51,7 +51,7 @@ pub(crate) async fn check_spec(
         )
         .with_field(field));
     }
-    Ok(())
+    Ok(task)
 }
 
 /// What became of a single submission.

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::client::Api;
-use crate::commands::jobs::wait_one;
+use crate::commands::wait::wait_one;
 
 /// Measure end-to-end throughput and latency with `noop` jobs.
 #[derive(Debug, Args)]

@@ -1,10 +1,9 @@
 //! `warren status | wait | ls | logs | cancel`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -40,14 +39,14 @@ pub(crate) struct JobView {
 }
 
 impl JobView {
-    fn is_terminal(&self) -> bool {
+    pub(crate) fn is_terminal(&self) -> bool {
         matches!(
             self.state.as_str(),
             "succeeded" | "failed" | "timed_out" | "cancelled"
         )
     }
 
-    fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         let mut map = self.rest.clone();
         map.insert("id".into(), Value::from(self.id.clone()));
         map.insert("state".into(), Value::from(self.state.clone()));
@@ -90,8 +89,14 @@ pub(crate) fn print_job(job: &JobView, json: bool) {
     if let Some(worker) = &job.worker {
         println!("worker:   {worker}");
     }
-    if let Some(reason) = &job.pending_reason {
-        println!("waiting:  {reason}");
+    if !job.is_terminal() {
+        match &job.pending_reason {
+            Some(reason) => println!("waiting:  {reason}"),
+            None if job.state == "queued" => {
+                println!("waiting:  for the scheduler to place it");
+            }
+            None => {}
+        }
     }
     if let Some(code) = job.exit_code {
         println!("exit:     {code}");
@@ -118,71 +123,6 @@ pub(crate) async fn status(api: &Api, args: StatusArgs) -> anyhow::Result<bool> 
     let job: JobView = api.get(&format!("/v1/jobs/{}", args.id)).await?;
     print_job(&job, args.json);
     Ok(true)
-}
-
-/// Wait for jobs to finish; exits non-zero unless all succeeded.
-#[derive(Debug, Args)]
-pub(crate) struct WaitArgs {
-    /// Job ids.
-    #[arg(required = true)]
-    ids: Vec<String>,
-    /// Give up after this long (e.g. 10m).
-    #[arg(long, value_parser = humantime::parse_duration)]
-    timeout: Option<Duration>,
-    /// Print JSON, one job a line.
-    #[arg(long)]
-    json: bool,
-}
-
-pub(crate) async fn wait(api: &Api, args: WaitArgs) -> anyhow::Result<bool> {
-    let deadline = args.timeout.map(|t| Instant::now() + t);
-    let mut all_ok = true;
-    for id in &args.ids {
-        let job = wait_one(api, id, deadline).await?;
-        if args.json {
-            println!("{}", job.to_json());
-        } else {
-            let detail = job.error.clone().unwrap_or_default();
-            println!("{id} {} {detail}", job.state);
-        }
-        all_ok &= job.state == "succeeded";
-    }
-    Ok(all_ok)
-}
-
-/// Long-polls until the job is terminal (or the deadline passes: then returns it as is).
-pub(crate) async fn wait_one(
-    api: &Api,
-    id: &str,
-    deadline: Option<Instant>,
-) -> anyhow::Result<JobView> {
-    loop {
-        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        let poll = left.map_or(30, |l| l.as_secs().clamp(1, 30));
-        let job: JobView = api
-            .get_query(
-                &format!("/v1/jobs/{id}/wait"),
-                &[("timeout_s", poll)],
-                Some(Duration::from_secs(poll + 10)),
-            )
-            .await?;
-        if job.is_terminal() || left.is_some_and(|l| l.is_zero()) {
-            return Ok(job);
-        }
-    }
-}
-
-pub(crate) async fn wait_with_spinner(api: &Api, id: &str) -> anyhow::Result<JobView> {
-    let spinner = ProgressBar::new_spinner();
-    spinner.set_style(
-        ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
-    spinner.set_message(format!("waiting for {id}"));
-    spinner.enable_steady_tick(Duration::from_millis(100));
-    let job = wait_one(api, id, None).await;
-    spinner.finish_and_clear();
-    job
 }
 
 /// List jobs, newest first.
@@ -277,15 +217,15 @@ pub(crate) struct LogsArgs {
 }
 
 #[derive(Deserialize)]
-struct LogPage {
-    lines: Vec<LogLine>,
+pub(crate) struct LogPage {
+    pub(crate) lines: Vec<LogLine>,
 }
 
 #[derive(Deserialize)]
-struct LogLine {
-    id: String,
-    stream: String,
-    line: String,
+pub(crate) struct LogLine {
+    pub(crate) id: String,
+    pub(crate) stream: String,
+    pub(crate) line: String,
 }
 
 pub(crate) async fn logs(api: &Api, args: LogsArgs) -> anyhow::Result<bool> {

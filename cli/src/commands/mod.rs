@@ -1,5 +1,7 @@
+pub(crate) mod admin;
 pub(crate) mod bench;
 pub(crate) mod jobs;
 pub(crate) mod submit;
 pub(crate) mod up;
+pub(crate) mod wait;
 pub(crate) mod workers;

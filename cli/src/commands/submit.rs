@@ -9,10 +9,11 @@ use serde_json::{Value, json};
 use warren_protocol::JobSpec;
 
 use crate::client::Api;
-use crate::commands::jobs::{self, JobView};
+use crate::commands::wait::{self, EXIT_CODES_HELP};
 
 /// Submit a job.
 #[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES_HELP)]
 pub(crate) struct SubmitArgs {
     /// Task to run: `command`, `noop`, `sleep`, `echo`, `fail`, `sha256` or a registered task.
     /// With `command`, the program and its arguments follow `--`.
@@ -63,10 +64,12 @@ pub(crate) struct SubmitArgs {
     /// Environment variable KEY=VALUE for a `command` job (repeatable).
     #[arg(long = "env", value_parser = parse_label)]
     env: Vec<(String, String)>,
-    /// Wait until the job has finished, with a spinner, and exit non-zero unless it succeeded.
+    /// Wait until the job has finished, with a spinner that shows why it still waits; then
+    /// print a `command` job's output (the record for other tasks) and exit with the job's
+    /// status (see below).
     #[arg(long, short = 'w')]
     wait: bool,
-    /// Print JSON instead of text.
+    /// Print JSON instead of text (with --wait: the whole job record).
     #[arg(long)]
     json: bool,
 }
@@ -78,6 +81,11 @@ fn parse_label(raw: &str) -> Result<(String, String), String> {
 }
 
 impl SubmitArgs {
+    /// Tells whether the command waits for the job (and so passes its exit code through).
+    pub(crate) fn waits(&self) -> bool {
+        self.wait
+    }
+
     /// Builds the JSON spec; the API validates it (one source of truth for the rules).
     fn spec(&self) -> anyhow::Result<Value> {
         let mut spec = match &self.file {
@@ -166,7 +174,7 @@ fn read_spec(path: &PathBuf) -> anyhow::Result<Value> {
     serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
 }
 
-pub(crate) async fn run(api: &Api, args: SubmitArgs) -> anyhow::Result<bool> {
+pub(crate) async fn run(api: &Api, args: SubmitArgs) -> anyhow::Result<u8> {
     let spec = args.spec()?;
     // Catch typos locally with the same rules the API applies, for a faster, clearer message.
     if let Ok(parsed) = serde_json::from_value::<JobSpec>(spec.clone())
@@ -181,15 +189,26 @@ pub(crate) async fn run(api: &Api, args: SubmitArgs) -> anyhow::Result<bool> {
         .and_then(Value::as_str)
         .context("the API answered without a job id")?
         .to_owned();
+    // A warning (no live worker could run it now) goes to stderr: stdout stays the id.
+    for warning in accepted
+        .get("warnings")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(message) = warning.get("message").and_then(Value::as_str) {
+            eprintln!("warning: {message}");
+        }
+    }
     if !args.wait {
         if args.json {
             println!("{accepted}");
         } else {
             println!("{id}");
         }
-        return Ok(true);
+        return Ok(0);
     }
-    let job: JobView = jobs::wait_with_spinner(api, &id).await?;
-    jobs::print_job(&job, args.json);
-    Ok(job.state == "succeeded")
+    let job = wait::wait_with_spinner(api, &id).await?;
+    wait::print_finished(api, &job, args.json).await?;
+    Ok(wait::exit_code(&job))
 }

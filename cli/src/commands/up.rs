@@ -9,6 +9,7 @@ use clap::Args;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
+use warren_kit::TelemetryArgs;
 use warren_scheduler::{PolicyArgs, SchedulerArgs};
 use warren_submitter::SubmitterArgs;
 use warren_worker::{Worker, WorkerArgs};
@@ -19,6 +20,9 @@ pub(crate) struct UpArgs {
     /// Worker settings (also the connections, namespace and drain grace of every service).
     #[command(flatten)]
     worker: WorkerArgs,
+    /// Logging of every service.
+    #[command(flatten)]
+    pub(crate) telemetry: TelemetryArgs,
     /// How many workers to run.
     #[arg(long, env = "WARREN_WORKERS", default_value_t = 2)]
     workers: usize,

@@ -26,7 +26,8 @@ struct BatchRequest {
     jobs: Vec<Value>,
 }
 
-/// The answer: one `{"id","state"}` per job, in the order they were sent.
+/// The answer: one `{"id","state"}` per job (with `warnings` as for a single job), in
+/// the order they were sent.
 #[derive(Debug, Serialize)]
 pub(super) struct BatchResponse {
     jobs: Vec<JobRef>,
@@ -59,23 +60,23 @@ pub(super) async fn submit_batch(
     }
     let created_ms = now_ms();
     let mut jobs = Vec::with_capacity(request.jobs.len());
+    let mut refs = Vec::with_capacity(request.jobs.len());
     for (index, raw) in request.jobs.into_iter().enumerate() {
         let prefix = format!("jobs[{index}]");
         let spec: JobSpec = object_from_value(raw, &prefix)?;
-        check_spec(&state, &spec, &prefix).await?;
-        jobs.push(NewJob {
+        let task = check_spec(&state, &spec, &prefix).await?;
+        let job = NewJob {
             id: JobId::new(),
             spec,
             created_ms,
-        });
-    }
-    let refs = jobs
-        .iter()
-        .map(|job| JobRef {
+        };
+        refs.push(JobRef {
             id: job.id,
             state: JobState::Queued,
-        })
-        .collect();
+            warnings: state.placement_warnings(&job.spec, &task).await,
+        });
+        jobs.push(job);
+    }
     accept_many(&state, jobs, correlation.0).await?;
     Ok((StatusCode::ACCEPTED, Json(BatchResponse { jobs: refs })))
 }

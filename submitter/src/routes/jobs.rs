@@ -11,17 +11,21 @@ use warren_store::{JobFilter, JobRecord, LogLine, Transition, TransitionOutcome}
 
 use crate::extract::{ApiQuery, JobIdParam, JsonBody, bounded_param, parse_object};
 use crate::middleware::CorrelationId;
+use crate::placement::Warning;
 use crate::problem::{ApiError, error_chain};
 use crate::state::AppState;
 use crate::submit::{Submitted, accept_one, check_spec};
 
 static IDEMPOTENCY_HEADER: HeaderName = HeaderName::from_static("idempotency-key");
 
-/// `{"id","state"}`: the answer to a submission.
+/// `{"id","state"}`: the answer to a submission, with `warnings` when no live worker could
+/// run the job at the time (it is accepted all the same: workers may join later).
 #[derive(Debug, Serialize)]
 pub(super) struct JobRef {
     pub(super) id: JobId,
     pub(super) state: JobState,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(super) warnings: Vec<Warning>,
 }
 
 /// Answers with `Location: /v1/jobs/{id}`.
@@ -58,12 +62,14 @@ pub(super) async fn submit(
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
     let spec: JobSpec = parse_object(&body)?;
-    check_spec(&state, &spec, "").await?;
+    let task = check_spec(&state, &spec, "").await?;
+    let warnings = state.placement_warnings(&spec, &task).await;
     match accept_one(&state, spec.clone(), correlation.0, key).await? {
         Submitted::Created(id) => {
             let body = JobRef {
                 id,
                 state: JobState::Queued,
+                warnings,
             };
             Ok((StatusCode::ACCEPTED, location(id), Json(body)).into_response())
         }
@@ -88,6 +94,7 @@ pub(super) async fn submit(
             let body = JobRef {
                 id,
                 state: record.state,
+                warnings: Vec::new(),
             };
             Ok((StatusCode::OK, location(id), Json(body)).into_response())
         }

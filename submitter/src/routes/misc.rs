@@ -1,6 +1,6 @@
 //! Everything that is not about one job: workers, tasks, stats, health, and the fallbacks.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use axum::Json;
@@ -8,7 +8,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Serialize;
 use serde_json::{Value, json};
-use warren_protocol::Heartbeat;
+use warren_protocol::{Heartbeat, JobId, JobState};
+use warren_store::JobFilter;
 
 use crate::problem::{ApiError, error_chain};
 use crate::state::AppState;
@@ -18,14 +19,61 @@ const READY_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Serialize)]
 pub(super) struct WorkersResponse {
-    workers: Vec<Heartbeat>,
+    workers: Vec<WorkerView>,
 }
 
-/// `GET /v1/workers`: the last heartbeat of every live worker.
+/// A worker's last heartbeat, plus the jobs the job records say it runs now.
+#[derive(Debug, Serialize)]
+struct WorkerView {
+    #[serde(flatten)]
+    heartbeat: Heartbeat,
+    /// Jobs in `running` whose `worker` is this one, from the records: unlike the
+    /// heartbeat's `busy` and `running`, this does not lag a heartbeat interval.
+    running_jobs: Vec<JobId>,
+}
+
+/// Most running jobs read to attribute them to workers (pages of [`RUNNING_PAGE`]).
+const RUNNING_MAX: usize = 10_000;
+const RUNNING_PAGE: usize = 1000;
+
+/// `GET /v1/workers`: the last heartbeat of every live worker, with the jobs it runs.
 pub(super) async fn workers(
     State(state): State<AppState>,
 ) -> Result<Json<WorkersResponse>, ApiError> {
-    let workers = state.store().live_workers().await?;
+    let store = state.store();
+    let heartbeats = store.live_workers().await?;
+    let mut running: HashMap<String, Vec<JobId>> = HashMap::new();
+    let filter = JobFilter {
+        state: Some(JobState::Running),
+        ..JobFilter::default()
+    };
+    let mut cursor = None;
+    let mut seen = 0;
+    loop {
+        let page = store.list(&filter, RUNNING_PAGE, cursor).await?;
+        seen += page.jobs.len();
+        for job in page.jobs {
+            if let Some(worker) = job.worker {
+                running.entry(worker).or_default().push(job.id);
+            }
+        }
+        let Some(next) = page.next_cursor.and_then(|c| c.parse().ok()) else {
+            break;
+        };
+        if seen >= RUNNING_MAX {
+            break;
+        }
+        cursor = Some(next);
+    }
+    let workers = heartbeats
+        .into_iter()
+        .map(|heartbeat| WorkerView {
+            running_jobs: running
+                .remove(heartbeat.worker_id.as_str())
+                .unwrap_or_default(),
+            heartbeat,
+        })
+        .collect();
     Ok(Json(WorkersResponse { workers }))
 }
 

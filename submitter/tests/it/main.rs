@@ -11,3 +11,4 @@ mod serve;
 mod submit;
 mod support;
 mod wait;
+mod warnings;
