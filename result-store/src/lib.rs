@@ -13,6 +13,7 @@ mod jobs;
 mod keys;
 mod listing;
 mod logs;
+mod observe;
 mod record;
 mod scripts;
 mod submit_ops;
@@ -24,6 +25,7 @@ pub use jobs::{ClaimOutcome, NewJob, Transition, TransitionOutcome};
 pub use keys::Keys;
 pub use listing::{JobFilter, Page};
 pub use logs::{LogLine, LogStream};
+pub use observe::{CounterSample, Resolution, SchedulerInfo, WorkerEntry};
 pub use record::JobRecord;
 
 use std::time::Duration;
