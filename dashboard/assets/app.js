@@ -42,8 +42,8 @@ function age(ms) {
   return `${Math.round(s / 3600)}h`;
 }
 
-function stateCell(state) {
-  return el('span', { class: `state state-${state}`, 'data-testid': 'job-state' }, state);
+function stateCell(state, testid = 'job-state') {
+  return el('span', { class: `state state-${state}`, 'data-testid': testid }, state);
 }
 
 function toast(text) {
@@ -327,7 +327,7 @@ function jobView(root, id) {
       el('dt', {}, 'pool'), el('dd', { class: 'mono' }, job.pool ?? ''),
       el('dt', {}, 'worker'), el('dd', { class: 'mono' }, job.worker ?? ''),
       el('dt', {}, 'pending reason'), el('dd', { 'data-testid': 'pending-reason' }, job.pending_reason ?? ''),
-      el('dt', {}, 'timeline'), el('dd', {}, el('table', {}, timeline.map(([s, ms]) => el('tr', {}, el('td', {}, stateCell(s)), el('td', {}, time(ms)))))),
+      el('dt', {}, 'timeline'), el('dd', {}, el('table', {}, timeline.map(([s, ms]) => el('tr', {}, el('td', {}, stateCell(s, 'timeline-state')), el('td', {}, time(ms)))))),
       el('dt', {}, 'exit code'), el('dd', {}, job.exit_code ?? ''),
       el('dt', {}, 'error'), el('dd', { class: 'mono', 'data-testid': 'job-error' }, job.error ?? ''),
       el('dt', {}, 'result'), el('dd', {}, job.result === undefined ? '' : el('pre', { class: 'json' }, JSON.stringify(job.result, null, 2))),
