@@ -60,8 +60,21 @@ async fn dashboard_shows_the_system_live_in_a_browser() {
     check_prerequisites();
     let ns = TestNamespace::new("dashboard_browser");
     let mut up = Command::new(WARREN)
-        .args(["up", "--http-addr", "127.0.0.1:0", "--dashboard-addr", "127.0.0.1:0"])
-        .args(["--workers", "1", "--slots", "4", "--heartbeat-interval", "500ms"])
+        .args([
+            "up",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--dashboard-addr",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--workers",
+            "1",
+            "--slots",
+            "4",
+            "--heartbeat-interval",
+            "500ms",
+        ])
         .args(["--allow-command", "echo,sleep,sh"])
         .env("WARREN_AMQP_URL", amqp_url())
         .env("WARREN_REDIS_URL", redis_url())
@@ -128,7 +141,10 @@ async fn dashboard_shows_the_system_live_in_a_browser() {
         );
     }
     let finished = store.terminal_counters().await.unwrap();
-    assert_eq!(result["finished"]["succeeded"].as_u64(), Some(finished.succeeded));
+    assert_eq!(
+        result["finished"]["succeeded"].as_u64(),
+        Some(finished.succeeded)
+    );
     assert_eq!(result["finished"]["failed"].as_u64(), Some(finished.failed));
     let cancelled = result["jobs"]["slow"].as_str().unwrap().parse().unwrap();
     let record = store.get(cancelled).await.unwrap().unwrap();

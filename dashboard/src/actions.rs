@@ -59,7 +59,11 @@ async fn tell_workers(state: &AppState, id: JobId) {
     let body = json!({ "job_id": id }).to_string();
     let exchange = state.topology().control_exchange();
     let sent = match state.publisher().await {
-        Ok(publisher) => publisher.emit(&exchange, "job.cancel", body.as_bytes()).await,
+        Ok(publisher) => {
+            publisher
+                .emit(&exchange, "job.cancel", body.as_bytes())
+                .await
+        }
         Err(error) => Err(error),
     };
     if let Err(error) = sent {
@@ -95,7 +99,8 @@ pub(crate) async fn retry(
         ));
     }
     let mut spec = record.spec;
-    spec.labels.insert(RETRY_OF_LABEL.to_owned(), id.to_string());
+    spec.labels
+        .insert(RETRY_OF_LABEL.to_owned(), id.to_string());
     let job = NewJob {
         id: JobId::new(),
         spec,
@@ -110,7 +115,10 @@ pub(crate) async fn retry(
         if let Err(delete) = state.store().delete_jobs(std::slice::from_ref(&job)).await {
             tracing::error!(job_id = %job.id, error = %crate::error::chain(&delete), "cannot delete a retried job whose publish failed");
         }
-        return Err(ApiError::unavailable("publishing a retried job failed", &*error));
+        return Err(ApiError::unavailable(
+            "publishing a retried job failed",
+            &*error,
+        ));
     }
     tracing::info!(job_id = %job.id, retry_of = %id, "job retried from the dashboard");
     metrics::counter!("warren_dashboard_actions_total", "action" => "retry").increment(1);

@@ -22,7 +22,9 @@ const LOG_POLL: Duration = Duration::from_millis(500);
 const LOG_BATCH: usize = 200;
 
 /// `GET /api/overview`.
-pub(crate) async fn get_overview(State(state): State<AppState>) -> Result<Json<Overview>, ApiError> {
+pub(crate) async fn get_overview(
+    State(state): State<AppState>,
+) -> Result<Json<Overview>, ApiError> {
     Ok(Json(overview::overview(state.store()).await?))
 }
 

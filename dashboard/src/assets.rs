@@ -12,8 +12,16 @@ const INDEX: &str = include_str!("../assets/index.html");
 
 /// Every asset by name, with its content type.
 const FILES: &[(&str, &str, &str)] = &[
-    ("app.js", "text/javascript; charset=utf-8", include_str!("../assets/app.js")),
-    ("app.css", "text/css; charset=utf-8", include_str!("../assets/app.css")),
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/app.js"),
+    ),
+    (
+        "app.css",
+        "text/css; charset=utf-8",
+        include_str!("../assets/app.css"),
+    ),
     (
         "uPlot.iife.min.js",
         "text/javascript; charset=utf-8",
@@ -30,7 +38,10 @@ const FILES: &[(&str, &str, &str)] = &[
 pub(crate) async fn index() -> Response {
     (
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            ),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
         ],
         INDEX,
@@ -41,7 +52,10 @@ pub(crate) async fn index() -> Response {
 /// `GET /assets/{name}`.
 pub(crate) async fn asset(Path(name): Path<String>) -> Result<Response, ApiError> {
     let Some((_, content_type, body)) = FILES.iter().find(|(n, _, _)| *n == name) else {
-        return Err(ApiError::not_found("not_found", format!("no asset {name:?}")));
+        return Err(ApiError::not_found(
+            "not_found",
+            format!("no asset {name:?}"),
+        ));
     };
     Ok((
         [

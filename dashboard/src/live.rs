@@ -69,7 +69,9 @@ async fn pump_events(store: Store, live: broadcast::Sender<Arc<str>>, stop: Canc
                     metrics::counter!("warren_dashboard_job_events_total", "state" => event.state.as_str())
                         .increment(1);
                     // No receivers is fine: nobody is watching right now.
-                    let _ = live.send(Arc::from(json!({ "type": "job", "job": event }).to_string()));
+                    let _ = live.send(Arc::from(
+                        json!({ "type": "job", "job": event }).to_string(),
+                    ));
                 }
                 tracing::warn!("job event subscription ended; subscribing again");
             }
@@ -96,7 +98,12 @@ async fn tick(store: Store, live: broadcast::Sender<Arc<str>>, stop: Cancellatio
         if live.receiver_count() == 0 {
             continue;
         }
-        let read = async { Ok::<_, warren_store::StoreError>((overview::overview(&store).await?, overview::workers(&store).await?)) };
+        let read = async {
+            Ok::<_, warren_store::StoreError>((
+                overview::overview(&store).await?,
+                overview::workers(&store).await?,
+            ))
+        };
         match read.await {
             Ok((overview, workers)) => {
                 let message = json!({ "type": "tick", "overview": overview, "workers": workers });

@@ -63,18 +63,23 @@ pub(crate) async fn render(State(state): State<AppState>) -> Result<Response, Ap
         metrics::counter!(name).absolute(value);
     }
     let workers = store.worker_registry().await?;
-    let live: Vec<_> = workers.iter().filter_map(|w| w.heartbeat.as_ref()).collect();
+    let live: Vec<_> = workers
+        .iter()
+        .filter_map(|w| w.heartbeat.as_ref())
+        .collect();
     metrics::gauge!("warren_workers", "status" => "live").set(live.len() as f64);
     metrics::gauge!("warren_workers", "status" => "lost").set((workers.len() - live.len()) as f64);
     let slots: u32 = live.iter().map(|h| h.slots).sum();
     let busy: u32 = live.iter().map(|h| h.busy.min(h.slots)).sum();
     metrics::gauge!("warren_worker_slots", "state" => "busy").set(f64::from(busy));
     metrics::gauge!("warren_worker_slots", "state" => "free").set(f64::from(slots - busy));
-    metrics::gauge!("warren_dashboard_live_clients")
-        .set(state.live().receiver_count() as f64);
+    metrics::gauge!("warren_dashboard_live_clients").set(state.live().receiver_count() as f64);
     let body = state.metrics().handle.render();
     Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         body,
     )
         .into_response())

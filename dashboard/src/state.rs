@@ -9,7 +9,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use warren_kit::args::safe_url;
 use warren_store::{Store, StoreOptions};
-use warren_topology::{AmqpPool, Publisher, Topology, TopologyError, TopologyOptions, connect_pool};
+use warren_topology::{
+    AmqpPool, Publisher, Topology, TopologyError, TopologyOptions, connect_pool,
+};
 
 use crate::args::DashboardArgs;
 use crate::metrics::Metrics;

@@ -122,7 +122,14 @@ fn compose_has_every_service() {
         doc.get("version").is_none(),
         "the Compose spec has no `version:` key"
     );
-    for name in ["rabbitmq", "redis", "submitter", "scheduler", "worker", "dashboard"] {
+    for name in [
+        "rabbitmq",
+        "redis",
+        "submitter",
+        "scheduler",
+        "worker",
+        "dashboard",
+    ] {
         service(&doc, name);
     }
 }

@@ -13,7 +13,12 @@ use warren_store::LogStream;
 use crate::{Harness, within};
 
 /// Reads an event stream until `done` says the text so far is enough.
-async fn read_until(h: &Harness, uri: &str, done: impl Fn(&str) -> bool, act: impl AsyncFnOnce()) -> String {
+async fn read_until(
+    h: &Harness,
+    uri: &str,
+    done: impl Fn(&str) -> bool,
+    act: impl AsyncFnOnce(),
+) -> String {
     let request = Request::builder().uri(uri).body(Body::empty()).unwrap();
     let response = within(h.app().oneshot(request)).await.unwrap();
     assert_eq!(

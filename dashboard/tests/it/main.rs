@@ -136,7 +136,12 @@ impl Harness {
         within(self.state_drain()).await;
         self.ns.cleanup().await;
         // Queues expire by themselves (x-expires); exchanges do not.
-        let _ = within(warren_topology::teardown(&self.channel, &self.topology, &[])).await;
+        let _ = within(warren_topology::teardown(
+            &self.channel,
+            &self.topology,
+            &[],
+        ))
+        .await;
     }
 
     async fn state_drain(&self) {

@@ -218,18 +218,25 @@ async fn metrics_are_prometheus_text() {
     assert_eq!(status, StatusCode::OK);
     let text = body.as_str().unwrap();
     // Every sample line is `name{labels} value` with a number for a value.
-    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
         let (series, value) = line.rsplit_once(' ').unwrap();
         assert!(value.parse::<f64>().is_ok(), "{line}");
         let name = series.split('{').next().unwrap();
         assert!(
-            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
             "{line}"
         );
     }
     assert!(text.contains("warren_jobs{state=\"queued\"}"), "{text}");
     assert!(text.contains("warren_jobs_succeeded_total"), "{text}");
-    assert!(text.contains("warren_dashboard_http_requests_total"), "{text}");
+    assert!(
+        text.contains("warren_dashboard_http_requests_total"),
+        "{text}"
+    );
     h.finish().await;
 }
 
