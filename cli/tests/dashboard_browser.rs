@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
-use warren_kit::testkit::{TestNamespace, amqp_url, redis_url};
+use warren_kit::testkit::{TestNamespace, amqp_url, block_on_cleanup, redis_url};
 use warren_protocol::{JobState, PoolName};
 use warren_store::{Store, StoreOptions};
 use warren_topology::{Topology, TopologyOptions};
@@ -58,7 +58,11 @@ fn check_prerequisites() {
 #[tokio::test(flavor = "multi_thread")]
 async fn dashboard_shows_the_system_live_in_a_browser() {
     check_prerequisites();
-    let ns = TestNamespace::new("dashboard_browser");
+    let cleanup = Cleanup {
+        ns: TestNamespace::new("dashboard_browser"),
+        done: false,
+    };
+    let ns = &cleanup.ns;
     let mut up = Command::new(WARREN)
         .args([
             "up",
@@ -150,10 +154,45 @@ async fn dashboard_shows_the_system_live_in_a_browser() {
     let record = store.get(cancelled).await.unwrap().unwrap();
     assert_eq!(record.state, JobState::Cancelled, "cancelled from the UI");
 
-    stop(up, &ns).await;
+    stop(up).await;
+    cleanup.run().await;
 }
 
-async fn stop(mut up: tokio::process::Child, ns: &TestNamespace) {
+/// Removes the namespace's keys, exchanges and queues, also when the test panicked (then in
+/// `Drop`, while `kill_on_drop` ends `warren up`).
+struct Cleanup {
+    ns: TestNamespace,
+    done: bool,
+}
+
+impl Cleanup {
+    async fn run(mut self) {
+        self.done = true;
+        remove(self.ns.clone()).await;
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if !self.done {
+            block_on_cleanup(remove(self.ns.clone()));
+        }
+    }
+}
+
+async fn remove(ns: TestNamespace) {
+    ns.cleanup().await;
+    let Ok(pool) = warren_topology::connect_pool(&amqp_url(), "dashboard-test", 1).await else {
+        return;
+    };
+    let topology = Topology::new(ns.ns().clone(), TopologyOptions::default());
+    if let Ok(channel) = Topology::channel(&pool).await {
+        let pools = [PoolName::parse_list("cpu").unwrap()];
+        let _ = warren_topology::teardown(&channel, &topology, &pools).await;
+    }
+}
+
+async fn stop(mut up: tokio::process::Child) {
     let pid = nix::unistd::Pid::from_raw(i32::try_from(up.id().unwrap()).unwrap());
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     let status = tokio::time::timeout(Duration::from_secs(30), up.wait())
@@ -161,13 +200,4 @@ async fn stop(mut up: tokio::process::Child, ns: &TestNamespace) {
         .expect("warren up stops on SIGTERM (open live streams included)")
         .unwrap();
     assert!(status.success(), "warren up exited with {status}");
-    ns.cleanup().await;
-    let pool = warren_topology::connect_pool(&amqp_url(), "dashboard-test", 1)
-        .await
-        .unwrap();
-    let topology = Topology::new(ns.ns().clone(), TopologyOptions::default());
-    let channel = Topology::channel(&pool).await.unwrap();
-    warren_topology::teardown(&channel, &topology, &[PoolName::parse_list("cpu").unwrap()])
-        .await
-        .unwrap();
 }
