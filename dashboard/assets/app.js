@@ -363,6 +363,28 @@ function workersView(root) {
   return { refresh: async () => show(await api('/api/workers')), onMessage: (m) => { if (m.type === 'tick') show(m.workers); } };
 }
 
+function queuesView(root) {
+  const body = el('tbody', { 'data-testid': 'queues-body' });
+  const note = el('p', { class: 'muted' }, 'Ready messages and consumers, from passive declares in RabbitMQ; a queue nobody has declared yet shows as missing.');
+  root.append(note, el('table', {}, el('thead', {}, el('tr', {}, ['queue', 'role', 'ready messages', 'consumers'].map((t) => el('th', {}, t)))), body));
+  let ticks = 0;
+
+  async function refresh() {
+    try {
+      const queues = await api('/api/queues');
+      body.replaceChildren(...queues.map((q) => el('tr', { 'data-queue': q.role },
+        el('td', { class: 'mono' }, q.name), el('td', {}, q.role),
+        el('td', { 'data-testid': 'queue-messages' }, q.messages ?? 'missing'), el('td', {}, q.consumers ?? ''))));
+    } catch (error) {
+      // RabbitMQ unreachable: say so here; every other view needs only Redis.
+      body.replaceChildren(el('tr', {}, el('td', { colspan: 4, class: 'muted' }, `cannot read the queues: ${error.message}`)));
+    }
+  }
+
+  // Queue depths publish no event: reread them every 2 ticks.
+  return { refresh, onMessage: (m) => { if (m.type === 'tick' && ++ticks % 2 === 0) refresh(); } };
+}
+
 function schedulerView(root) {
   const box = el('div', { 'data-testid': 'scheduler' });
   root.append(box);
@@ -397,6 +419,7 @@ function route() {
   if (name === 'jobs') view = jobsView(root, params);
   else if (name === 'job' && parts[1]) view = jobView(root, parts[1]);
   else if (name === 'workers') view = workersView(root);
+  else if (name === 'queues') view = queuesView(root);
   else if (name === 'scheduler') view = schedulerView(root);
   else view = overviewView(root);
   view.refresh().then(() => { root.dataset.ready = 'true'; }, (error) => toast(error.message));

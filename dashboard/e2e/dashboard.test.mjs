@@ -109,6 +109,11 @@ try {
   await page.locator('[data-testid=worker-status]', { hasText: 'live' }).first().waitFor(WAIT);
   await shot(page, 'workers');
 
+  // Queues: intake is there, with its consumer (the scheduler).
+  await openView(page, '#/queues');
+  await page.locator('tr[data-queue=intake] [data-testid=queue-messages]', { hasText: /^\d+$/ }).waitFor(WAIT);
+  await shot(page, 'queues');
+
   // Scheduler (renders whatever Redis holds, or says there is nothing).
   await openView(page, '#/scheduler');
   await page.locator('[data-testid=scheduler] > *').first().waitFor(WAIT);

@@ -22,6 +22,7 @@ mod error;
 mod live;
 mod metrics;
 mod overview;
+mod queues;
 mod series;
 mod state;
 
@@ -99,6 +100,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/jobs/{id}/retry", post(actions::retry))
         .route("/api/workers", get(api::get_workers))
         .route("/api/scheduler", get(api::get_scheduler))
+        .route("/api/queues", get(queues::get_queues))
         .route("/metrics", get(metrics::render))
         .route("/healthz", get(api::healthz))
         .route("/", get(assets::index))

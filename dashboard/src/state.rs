@@ -104,6 +104,10 @@ impl AppState {
         &self.inner.topology
     }
 
+    pub(crate) fn amqp(&self) -> &AmqpPool {
+        &self.inner.amqp
+    }
+
     pub(crate) fn live(&self) -> &broadcast::Sender<Arc<str>> {
         &self.inner.live
     }

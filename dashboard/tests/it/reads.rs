@@ -255,3 +255,26 @@ async fn the_page_and_its_assets_are_served() {
     assert_eq!(body["error"]["code"], "not_found");
     h.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn queues_come_from_passive_declares() {
+    let h = Harness::start("dash_queues").await;
+    within(h.store.record_heartbeat(&heartbeat("w-1", 60_000, 0)))
+        .await
+        .unwrap();
+    let queues = h.get("/api/queues").await;
+    let row = |role: &str| {
+        queues
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|q| q["role"] == role)
+            .unwrap_or_else(|| panic!("no {role} row: {queues}"))
+            .clone()
+    };
+    assert_eq!(row("intake")["messages"], 0, "{queues}");
+    // Nobody declared the cpu pool's queue in this namespace: shown as missing.
+    assert!(row("pool").get("messages").is_none(), "{queues}");
+    assert!(row("dead")["messages"].is_u64(), "{queues}");
+    h.finish().await;
+}
