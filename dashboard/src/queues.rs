@@ -11,9 +11,9 @@ use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
 use warren_protocol::PoolName;
+use warren_topology::lapin::Channel;
 use warren_topology::lapin::options::QueueDeclareOptions;
 use warren_topology::lapin::types::{FieldTable, ShortString};
-use warren_topology::lapin::Channel;
 use warren_topology::{AmqpPool, DELAY_RUNGS, Topology};
 
 use crate::error::ApiError;
