@@ -288,10 +288,13 @@ function jobView(root, id) {
     el('h2', {}, 'Log ', logState), log);
   let tail = null;
 
+  let after = '';
+  let ended = false;
+
+  // Opens the log stream from the last line seen, so a reconnect never repeats lines.
   function openTail() {
     tail?.close();
-    let after = '';
-    tail = new EventSource(`/api/jobs/${id}/logs/live`);
+    tail = new EventSource(`/api/jobs/${id}/logs/live${after ? `?after=${after}` : ''}`);
     tail.onopen = () => { logState.textContent = 'live'; };
     tail.addEventListener('lines', (event) => {
       const { lines } = JSON.parse(event.data);
@@ -302,15 +305,15 @@ function jobView(root, id) {
       log.scrollTop = log.scrollHeight;
     });
     tail.addEventListener('end', (event) => {
+      ended = true;
       logState.textContent = `ended (${event.data})`;
       tail.close();
     });
     tail.onerror = () => {
-      // Reconnect from the last line seen rather than from the start.
-      if (tail.readyState === EventSource.CLOSED) return;
+      if (ended || !tail) return;
       tail.close();
       logState.textContent = 'reconnecting…';
-      setTimeout(() => { if (tail) { tail = new EventSource(`/api/jobs/${id}/logs/live?after=${after}`); } }, 1000);
+      setTimeout(() => { if (tail && !ended) openTail(); }, 1000);
     };
   }
 
@@ -339,7 +342,7 @@ function jobView(root, id) {
     if (message.type === 'job' && message.job.id === id) refresh();
   }
 
-  return { refresh, onMessage, destroy: () => { tail?.close(); tail = null; } };
+  return { refresh, onMessage, destroy: () => { ended = true; tail?.close(); tail = null; } };
 }
 
 function workersView(root) {

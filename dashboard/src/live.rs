@@ -98,13 +98,7 @@ async fn tick(store: Store, live: broadcast::Sender<Arc<str>>, stop: Cancellatio
         if live.receiver_count() == 0 {
             continue;
         }
-        let read = async {
-            Ok::<_, warren_store::StoreError>((
-                overview::overview(&store).await?,
-                overview::workers(&store).await?,
-            ))
-        };
-        match read.await {
+        match overview::snapshot(&store).await {
             Ok((overview, workers)) => {
                 let message = json!({ "type": "tick", "overview": overview, "workers": workers });
                 let _ = live.send(Arc::from(message.to_string()));

@@ -68,6 +68,11 @@ pub(crate) struct WorkerView {
 
 /// Reads the overview.
 pub(crate) async fn overview(store: &Store) -> Result<Overview, StoreError> {
+    Ok(snapshot(store).await?.0)
+}
+
+/// Reads the overview and the workers it was computed from (the live ticker sends both).
+pub(crate) async fn snapshot(store: &Store) -> Result<(Overview, Vec<WorkerView>), StoreError> {
     let counts = store
         .count_by_state()
         .await?
@@ -83,14 +88,15 @@ pub(crate) async fn overview(store: &Store) -> Result<Overview, StoreError> {
         .await?;
     let complete: Vec<CounterSample> = recent.into_iter().filter(|s| s.at < now_s).collect();
     let last_second = rates(&complete, 1000).pop();
-    Ok(Overview {
+    let overview = Overview {
         at_ms: now_ms(),
         counts,
         finished,
         workers: summarise(&workers),
         pools: pools(&workers),
         last_second,
-    })
+    };
+    Ok((overview, workers))
 }
 
 /// Reads the Workers page: live and draining workers, then the lost ones of the last
