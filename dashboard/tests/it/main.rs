@@ -4,6 +4,7 @@
 //! would make them, and the router is driven with `oneshot` (streams are read frame by frame).
 
 mod actions;
+mod big_history;
 mod live;
 mod reads;
 
