@@ -170,7 +170,8 @@ function overviewView(root) {
   const workerCards = el('div', { class: 'cards' });
   const charts = el('div', { class: 'charts' });
   const pools = el('div');
-  root.append(el('h2', {}, 'Jobs by state'), cards, el('h2', {}, 'Workers'), workerCards,
+  const latency = el('div', { class: 'cards' });
+  root.append(el('h2', {}, 'Jobs by state'), cards, el('h2', {}, 'Latency'), latency, el('h2', {}, 'Workers'), workerCards,
     el('h2', {}, 'Jobs finished'), charts, el('h2', {}, 'Pools'), pools);
   let perSecond = null;
 
@@ -184,6 +185,13 @@ function overviewView(root) {
     workerCards.replaceChildren(card('live', w.live, 'workers-live'), card('draining', w.draining, 'workers-draining'),
       card('lost', w.lost, 'workers-lost'), card('slots busy', w.busy, 'slots-busy'), card('slots free', w.free, 'slots-free'),
       card('succeeded ever', overview.finished.succeeded, 'finished-succeeded'), card('failed ever', overview.finished.failed, 'finished-failed'));
+    const l = overview.latency;
+    const ms = (v) => (v === undefined || v === null ? '–' : v < 10_000 ? `${v} ms` : `${(v / 1000).toFixed(1)} s`);
+    if (l) {
+      latency.replaceChildren(card('wait p50', ms(l.wait_p50_ms), 'wait-p50'), card('wait p95', ms(l.wait_p95_ms), 'wait-p95'),
+        card('run p50', ms(l.run_p50_ms), 'run-p50'), card('run p95', ms(l.run_p95_ms), 'run-p95'),
+        el('div', { class: 'muted' }, `submit → start and run time of the last ${l.jobs} succeeded jobs`));
+    }
     pools.replaceChildren(el('table', {}, el('tr', {}, el('th', {}, 'pool'), el('th', {}, 'workers'), el('th', {}, 'slots'), el('th', {}, 'busy')),
       overview.pools.map((p) => el('tr', {}, el('td', { class: 'mono' }, p.pool), el('td', {}, p.workers), el('td', {}, p.slots), el('td', {}, p.busy)))));
     const last = overview.last_second;
@@ -224,6 +232,9 @@ function jobsView(root, params) {
     location.hash = `#/jobs${q.toString() ? `?${q}` : ''}`;
   } }, el('label', {}, 'state', stateSelect), el('label', {}, 'tenant', tenant), el('label', {}, 'queue', queue),
   el('button', { type: 'submit', 'data-testid': 'filter-apply' }, 'Filter'));
+  const goto = el('input', { name: 'id', placeholder: 'job id', size: 38, 'data-testid': 'goto-id' });
+  form.append(el('label', {}, 'open a job by id', goto),
+    el('button', { type: 'button', onclick: () => { if (goto.value.trim()) location.hash = `#/job/${goto.value.trim()}`; } }, 'Open'));
   const body = el('tbody', { 'data-testid': 'jobs-body' });
   const newer = el('button', { 'data-testid': 'page-newer', onclick: () => { cursors.pop(); load(); } }, '← Newer');
   const older = el('button', { 'data-testid': 'page-older', onclick: () => { cursors.push(older.dataset.cursor); load(); } }, 'Older →');

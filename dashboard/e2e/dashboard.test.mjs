@@ -126,6 +126,7 @@ try {
     await page.locator(`[data-testid=count-${state}]`, { hasText: /^0$/ }).waitFor(WAIT);
   }
   await page.locator('[data-testid=count-succeeded]', { hasText: /^3$/ }).waitFor(WAIT);
+  await page.locator('[data-testid=run-p95]', { hasText: /\d+(\.\d)? m?s$/ }).waitFor(WAIT);
   await shot(page, 'overview');
   assert.equal(await page.evaluate(() => window.noReload), true, 'the page was never reloaded');
 

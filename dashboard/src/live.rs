@@ -32,6 +32,8 @@ use crate::state::LIVE_BUFFER;
 
 /// How often the overview and workers are pushed.
 const TICK: Duration = Duration::from_secs(1);
+/// Ticks between two reads of the latency percentiles.
+const LATENCY_EVERY: u64 = 5;
 /// Longest wait between attempts to resubscribe after Redis went away.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
@@ -90,6 +92,8 @@ async fn pump_events(store: Store, live: broadcast::Sender<Arc<str>>, stop: Canc
 async fn tick(store: Store, live: broadcast::Sender<Arc<str>>, stop: CancellationToken) {
     let mut ticks = tokio::time::interval(TICK);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut tick_count: u64 = 0;
+    let mut latency = None;
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
@@ -98,7 +102,12 @@ async fn tick(store: Store, live: broadcast::Sender<Arc<str>>, stop: Cancellatio
         if live.receiver_count() == 0 {
             continue;
         }
-        match overview::snapshot(&store).await {
+        // The percentiles read a page of records: refresh them every few ticks only.
+        if tick_count % LATENCY_EVERY == 0 {
+            latency = crate::latency::recent(&store).await.ok();
+        }
+        tick_count += 1;
+        match overview::snapshot(&store, latency.clone()).await {
             Ok((overview, workers)) => {
                 let message = json!({ "type": "tick", "overview": overview, "workers": workers });
                 let _ = live.send(Arc::from(message.to_string()));

@@ -8,6 +8,7 @@ use serde::Serialize;
 use warren_protocol::{Heartbeat, JobState, now_ms};
 use warren_store::{CounterSample, Resolution, Store, StoreError, WorkerEntry};
 
+use crate::latency::{self, Latency};
 use crate::series::{Point, rates};
 
 /// How long a worker that went silent stays on the page as `lost`. The registry keeps it for
@@ -27,6 +28,9 @@ pub(crate) struct Overview {
     pub(crate) workers: WorkerSummary,
     /// Capacity per pool.
     pub(crate) pools: Vec<PoolSummary>,
+    /// Wait and run-time percentiles of recently succeeded jobs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) latency: Option<Latency>,
     /// Jobs finished in the last complete second.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) last_second: Option<Point>,
@@ -66,13 +70,18 @@ pub(crate) struct WorkerView {
     pub(crate) heartbeat: Option<Heartbeat>,
 }
 
-/// Reads the overview.
+/// Reads the overview, with fresh latency percentiles.
 pub(crate) async fn overview(store: &Store) -> Result<Overview, StoreError> {
-    Ok(snapshot(store).await?.0)
+    let latency = latency::recent(store).await?;
+    Ok(snapshot(store, Some(latency)).await?.0)
 }
 
-/// Reads the overview and the workers it was computed from (the live ticker sends both).
-pub(crate) async fn snapshot(store: &Store) -> Result<(Overview, Vec<WorkerView>), StoreError> {
+/// Reads the overview and the workers it was computed from (the live ticker sends both),
+/// with latency percentiles the caller read (the ticker rereads them only now and then).
+pub(crate) async fn snapshot(
+    store: &Store,
+    latency: Option<Latency>,
+) -> Result<(Overview, Vec<WorkerView>), StoreError> {
     let counts = store
         .count_by_state()
         .await?
@@ -94,6 +103,7 @@ pub(crate) async fn snapshot(store: &Store) -> Result<(Overview, Vec<WorkerView>
         finished,
         workers: summarise(&workers),
         pools: pools(&workers),
+        latency,
         last_second,
     };
     Ok((overview, workers))

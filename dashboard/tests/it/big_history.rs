@@ -65,7 +65,10 @@ async fn big_history() {
         }
         times.sort();
         let (median, worst) = (times[times.len() / 2], times[times.len() - 1]);
-        eprintln!("{what}: median {median:?}, worst {worst:?} over {} requests", times.len());
+        eprintln!(
+            "{what}: median {median:?}, worst {worst:?} over {} requests",
+            times.len()
+        );
         assert!(median < BUDGET, "{what} took {median:?}");
     }
     let overview = h.get("/api/overview").await;

@@ -61,6 +61,9 @@ async fn overview_counts_match_redis() {
     assert_eq!(overview["workers"]["busy"], 3);
     assert_eq!(overview["workers"]["free"], 1);
     assert_eq!(overview["pools"][0]["pool"], "cpu");
+    // Percentiles over the one succeeded job.
+    assert_eq!(overview["latency"]["jobs"], 1, "{overview}");
+    assert!(overview["latency"]["run_p95_ms"].is_u64(), "{overview}");
     h.finish().await;
 }
 
