@@ -389,3 +389,20 @@ fn durations_parse() {
     assert_eq!(duration("1h"), Duration::from_secs(3600));
     assert_eq!(duration("500ms"), Duration::from_millis(500));
 }
+
+#[test]
+fn prometheus_is_optional_and_scrapes_the_dashboard() {
+    let doc = compose();
+    let prometheus = service(&doc, "prometheus");
+    let profiles = words(&prometheus["profiles"]);
+    assert_eq!(
+        profiles,
+        ["metrics"],
+        "prometheus runs only under a profile"
+    );
+    let config = read("deploy/prometheus/prometheus.yml");
+    assert!(
+        config.contains("dashboard:8081"),
+        "prometheus must scrape the dashboard's /metrics"
+    );
+}
