@@ -239,8 +239,25 @@ function jobsView(root, params) {
   const newer = el('button', { 'data-testid': 'page-newer', onclick: () => { cursors.pop(); load(); } }, '← Newer');
   const older = el('button', { 'data-testid': 'page-older', onclick: () => { cursors.push(older.dataset.cursor); load(); } }, 'Older →');
   const pageLabel = el('span', { class: 'muted' });
+  // Bulk actions act on the jobs shown (this page of this filter), one request each, after
+  // one confirmation: what is acted on is exactly what the user sees.
+  const bulkCancel = el('button', { class: 'danger', 'data-testid': 'bulk-cancel', onclick: () => bulk('cancel') }, 'Cancel shown');
+  const bulkRetry = el('button', { 'data-testid': 'bulk-retry', onclick: () => bulk('retry') }, 'Retry shown');
+
+  async function bulk(action) {
+    const eligible = [...rows.values()].map((r) => r.job)
+      .filter((job) => (action === 'cancel' ? !TERMINAL.has(job.state) : RETRYABLE.has(job.state)));
+    if (!eligible.length) { toast(`no job shown can be ${action === 'cancel' ? 'cancelled' : 'retried'}`); return; }
+    if (!(await confirmAction(`${action === 'cancel' ? 'Cancel' : 'Retry'} the ${eligible.length} job(s) shown?`))) return;
+    let done = 0;
+    for (const job of eligible) {
+      try { await api(`/api/jobs/${job.id}/${action}`, { method: 'POST' }); done += 1; } catch { /* counted below */ }
+    }
+    toast(`${action}: ${done} of ${eligible.length} done`);
+    load();
+  }
   root.append(form, el('table', {}, el('thead', {}, el('tr', {}, ['id', 'task', 'tenant', 'queue', 'state', 'attempt', 'created', 'updated', 'worker', ''].map((t) => el('th', {}, t)))), body),
-    el('div', { class: 'pager' }, newer, older, pageLabel));
+    el('div', { class: 'pager' }, newer, older, pageLabel, bulkCancel, bulkRetry));
   const rows = new Map();
   let pending = null;
 

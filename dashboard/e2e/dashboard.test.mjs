@@ -91,6 +91,10 @@ try {
   await openView(page, '#/jobs?state=failed');
   await row(page, failing).waitFor(WAIT);
   assert.equal(await row(page, quick).count(), 0, 'a succeeded job is not listed under failed');
+  // Bulk retry of the failed jobs shown: one more failing job runs (and fails again).
+  await page.locator('[data-testid=bulk-retry]').click();
+  await page.locator('[data-testid=confirm-yes]').click();
+  await page.locator('tr[data-job-id] [data-testid=job-state]', { hasText: 'failed' }).nth(1).waitFor(WAIT);
 
   // Job detail: the live log of a running job.
   const tailed = await submit({
