@@ -103,7 +103,7 @@ async fn tick(store: Store, live: broadcast::Sender<Arc<str>>, stop: Cancellatio
             continue;
         }
         // The percentiles read a page of records: refresh them every few ticks only.
-        if tick_count % LATENCY_EVERY == 0 {
+        if tick_count.is_multiple_of(LATENCY_EVERY) {
             latency = crate::latency::recent(&store).await.ok();
         }
         tick_count += 1;
