@@ -4,7 +4,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
@@ -12,6 +12,7 @@ use warren_protocol::{JobId, JobState};
 use warren_store::{JobFilter, JobRecord, LogLine, Page, SchedulerInfo, Store};
 
 use crate::error::ApiError;
+use crate::extract::ApiQuery;
 use crate::overview::{self, Overview, WorkerView};
 use crate::state::AppState;
 
@@ -55,7 +56,7 @@ pub(crate) struct ListQuery {
 /// store's listing; `next_cursor` is absent on the last page).
 pub(crate) async fn list_jobs(
     State(state): State<AppState>,
-    Query(query): Query<ListQuery>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<Page>, ApiError> {
     let job_state = match non_empty(query.state) {
         None => None,
@@ -138,7 +139,7 @@ struct LogBatch {
 pub(crate) async fn tail_log(
     State(state): State<AppState>,
     Path(raw): Path<String>,
-    Query(query): Query<LogQuery>,
+    ApiQuery(query): ApiQuery<LogQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let id = job_id(&raw)?;
     load(state.store(), id).await?;

@@ -19,6 +19,7 @@ mod api;
 mod args;
 mod assets;
 mod error;
+mod extract;
 mod latency;
 mod live;
 mod metrics;

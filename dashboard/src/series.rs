@@ -11,12 +11,13 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use warren_protocol::now_ms;
 use warren_store::{CounterSample, Resolution, Store};
 
 use crate::error::ApiError;
+use crate::extract::ApiQuery;
 use crate::state::AppState;
 
 /// How often the counters are sampled.
@@ -112,7 +113,7 @@ pub(crate) struct SeriesResponse {
 /// per minute over the last 24 hours.
 pub(crate) async fn series(
     State(state): State<AppState>,
-    Query(query): Query<SeriesQuery>,
+    ApiQuery(query): ApiQuery<SeriesQuery>,
 ) -> Result<Json<SeriesResponse>, ApiError> {
     let (resolution, name, span) = match query.resolution.as_deref().unwrap_or("1s") {
         "1s" => (Resolution::Second, "1s", 300),

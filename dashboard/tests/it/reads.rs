@@ -107,6 +107,10 @@ async fn jobs_are_listed_filtered_and_paged() {
     assert_eq!(body["error"]["code"], "invalid_query");
     let (status, _) = h.call("GET", "/api/jobs?limit=0").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    // A malformed query string answers in the API's shape too.
+    let (status, body) = h.call("GET", "/api/jobs?state=a&state=b").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], "invalid_query", "{body}");
     h.finish().await;
 }
 
