@@ -7,9 +7,10 @@
 //! `warren-store` (job records, indexes, logs, the worker registry, the terminal counters
 //! the transition script keeps) and from the store's job event channel, so a restarted
 //! dashboard shows the same thing. It writes only the sampled history of those counters
-//! (see `series`). Its actions go through the same store transition and intake publish as
-//! the submitter's API; it does not schedule or run anything, and it never talks to another
-//! service directly.
+//! (see `series`). From RabbitMQ it reads only queue depths, with passive declares (`queues`).
+//! Its actions go through the same store transition and intake publish as the submitter's
+//! API; it does not schedule or run anything, and it never talks to another service
+//! directly.
 //!
 //! Use [`run`] from a binary; [`build_state`] + [`serve`] to bind the listener yourself
 //! (`warren up`, tests on `127.0.0.1:0`); [`app`] to drive the router without a socket.
