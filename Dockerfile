@@ -16,10 +16,11 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
         --bin warren-submitter \
         --bin warren-scheduler \
         --bin warren-worker \
+        --bin warren-dashboard \
         --bin warren \
     && mkdir -p /out \
     && cp target/release/warren-submitter target/release/warren-scheduler \
-          target/release/warren-worker target/release/warren /out/
+          target/release/warren-worker target/release/warren-dashboard target/release/warren /out/
 
 FROM debian:bookworm-slim AS runtime
 # curl for the compose healthchecks. (This build speaks plain amqp:// and redis:// only: TLS
@@ -31,10 +32,11 @@ RUN apt-get update \
 RUN groupadd --system --gid 10001 warren \
     && useradd --system --uid 10001 --gid warren --create-home --home-dir /home/warren \
         --shell /usr/sbin/nologin warren
-COPY --from=builder /out/warren-submitter /out/warren-scheduler /out/warren-worker /out/warren \
+COPY --from=builder /out/warren-submitter /out/warren-scheduler /out/warren-worker \
+    /out/warren-dashboard /out/warren \
     /usr/local/bin/
 USER 10001:10001
 WORKDIR /home/warren
-EXPOSE 8080
+EXPOSE 8080 8081
 # Compose sets the command of each service; alone, the image shows what it contains.
 CMD ["warren", "--help"]

@@ -26,6 +26,8 @@ impl Up {
                 "up",
                 "--http-addr",
                 "127.0.0.1:0",
+                "--dashboard-addr",
+                "127.0.0.1:0",
                 "--workers",
                 "1",
                 "--slots",

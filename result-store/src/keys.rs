@@ -132,4 +132,15 @@ impl Keys {
     pub fn events_channel(&self) -> String {
         format!("{}events", self.prefix)
     }
+
+    /// Samples of the terminal-state counters for the dashboard's charts, one sorted set per
+    /// resolution (`1s`, `1m`), scored by the sample's time in that unit.
+    pub fn series(&self, resolution: &str) -> String {
+        format!("{}series:{resolution}", self.prefix)
+    }
+
+    /// The scheduler's own hash (whatever it chooses to publish there).
+    pub fn scheduler(&self) -> String {
+        format!("{}scheduler", self.prefix)
+    }
 }

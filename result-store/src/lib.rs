@@ -13,6 +13,7 @@ mod jobs;
 mod keys;
 mod listing;
 mod logs;
+mod observe;
 mod pending;
 mod purge;
 mod record;
@@ -26,6 +27,7 @@ pub use jobs::{ClaimOutcome, NewJob, Transition, TransitionOutcome};
 pub use keys::Keys;
 pub use listing::{JobFilter, Page};
 pub use logs::{LogLine, LogStream};
+pub use observe::{CounterSample, Resolution, SchedulerInfo, WorkerEntry};
 pub use pending::{PendingEntry, PendingPosition};
 pub use record::JobRecord;
 

@@ -11,11 +11,12 @@ use std::time::Duration;
 
 use serde_yaml::Value;
 
-const APP_SERVICES: [&str; 3] = ["submitter", "scheduler", "worker"];
-const BINARIES: [&str; 4] = [
+const APP_SERVICES: [&str; 4] = ["submitter", "scheduler", "worker", "dashboard"];
+const BINARIES: [&str; 5] = [
     "warren-submitter",
     "warren-scheduler",
     "warren-worker",
+    "warren-dashboard",
     "warren",
 ];
 const TEST_COMMAND: &str = "cargo test --workspace --locked";
@@ -121,7 +122,14 @@ fn compose_has_every_service() {
         doc.get("version").is_none(),
         "the Compose spec has no `version:` key"
     );
-    for name in ["rabbitmq", "redis", "submitter", "scheduler", "worker"] {
+    for name in [
+        "rabbitmq",
+        "redis",
+        "submitter",
+        "scheduler",
+        "worker",
+        "dashboard",
+    ] {
         service(&doc, name);
     }
 }
@@ -175,6 +183,7 @@ fn app_services_run_their_binary_with_backend_urls() {
         ("submitter", "warren-submitter"),
         ("scheduler", "warren-scheduler"),
         ("worker", "warren-worker"),
+        ("dashboard", "warren-dashboard"),
     ] {
         let svc = service(&doc, name);
         let command = words(
@@ -206,6 +215,29 @@ fn app_services_run_their_binary_with_backend_urls() {
     }
     let submitter = environment(service(&doc, "submitter"));
     assert_eq!(submitter["WARREN_HTTP_ADDR"], "0.0.0.0:8080");
+    let dashboard = environment(service(&doc, "dashboard"));
+    assert_eq!(dashboard["WARREN_HTTP_ADDR"], "0.0.0.0:8081");
+}
+
+#[test]
+fn dashboard_is_healthchecked_and_published_on_loopback() {
+    let doc = compose();
+    let dashboard = service(&doc, "dashboard");
+    let test = healthcheck_test(dashboard, "dashboard");
+    assert!(
+        test.iter().any(|w| w.ends_with(":8081/healthz")),
+        "the dashboard's healthcheck must ask /healthz: {test:?}"
+    );
+    let ports = dashboard["ports"]
+        .as_sequence()
+        .expect("the dashboard publishes its port");
+    assert!(
+        ports
+            .iter()
+            .filter_map(Value::as_str)
+            .all(|p| p.starts_with("127.0.0.1:")),
+        "the dashboard's actions are unauthenticated: publish it on loopback only: {ports:?}"
+    );
 }
 
 #[test]
@@ -356,4 +388,21 @@ fn durations_parse() {
     assert_eq!(duration("2m"), Duration::from_secs(120));
     assert_eq!(duration("1h"), Duration::from_secs(3600));
     assert_eq!(duration("500ms"), Duration::from_millis(500));
+}
+
+#[test]
+fn prometheus_is_optional_and_scrapes_the_dashboard() {
+    let doc = compose();
+    let prometheus = service(&doc, "prometheus");
+    let profiles = words(&prometheus["profiles"]);
+    assert_eq!(
+        profiles,
+        ["metrics"],
+        "prometheus runs only under a profile"
+    );
+    let config = read("deploy/prometheus/prometheus.yml");
+    assert!(
+        config.contains("dashboard:8081"),
+        "prometheus must scrape the dashboard's /metrics"
+    );
 }

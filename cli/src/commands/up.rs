@@ -1,5 +1,5 @@
-//! `warren up`: the submitter, the scheduler and N workers in one process, for local use and
-//! for tests that want the whole system without containers.
+//! `warren up`: the submitter, the scheduler, N workers and the dashboard in one process, for
+//! local use and for tests that want the whole system without containers.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -9,6 +9,7 @@ use clap::Args;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
+use warren_dashboard::DashboardArgs;
 use warren_kit::TelemetryArgs;
 use warren_scheduler::{PolicyArgs, SchedulerArgs};
 use warren_submitter::SubmitterArgs;
@@ -29,6 +30,9 @@ pub(crate) struct UpArgs {
     /// Address the HTTP API listens on (port 0 picks a free one; the address is printed).
     #[arg(long, env = "WARREN_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     http_addr: SocketAddr,
+    /// Address the dashboard listens on (port 0 picks a free one; the address is printed).
+    #[arg(long, env = "WARREN_DASHBOARD_ADDR", default_value = "127.0.0.1:8081")]
+    dashboard_addr: SocketAddr,
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "WARREN_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     max_body_bytes: usize,
@@ -68,12 +72,31 @@ pub(crate) async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Re
             )
         })?;
     let addr = listener.local_addr()?;
+    let dashboard = DashboardArgs {
+        http_addr: args.dashboard_addr,
+        request_timeout: args.request_timeout,
+        common: common.clone(),
+    };
+    let dashboard_state = warren_dashboard::build_state(&dashboard).await?;
+    let dashboard_listener = tokio::net::TcpListener::bind(dashboard.http_addr)
+        .await
+        .with_context(|| {
+            format!(
+                "binding {} (is another Warren running? try --dashboard-addr)",
+                dashboard.http_addr
+            )
+        })?;
+    let dashboard_addr = dashboard_listener.local_addr()?;
 
     let stop = shutdown.child_token();
     let mut services = JoinSet::new();
     services.spawn(named(
         "submitter",
         warren_submitter::serve(listener, state, stop.clone()),
+    ));
+    services.spawn(named(
+        "dashboard",
+        warren_dashboard::serve(dashboard_listener, dashboard_state, stop.clone()),
     ));
     services.spawn(named(
         "scheduler",
@@ -85,6 +108,7 @@ pub(crate) async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Re
     }
     info!(
         api = %format!("http://{addr}"),
+        dashboard = %format!("http://{dashboard_addr}"),
         namespace = %common.namespace,
         workers = args.workers,
         pool = %args.worker.tags,
@@ -93,6 +117,7 @@ pub(crate) async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Re
     );
     // Machine-readable line for scripts and tests that start `warren up --http-addr 127.0.0.1:0`.
     println!("warren up: api http://{addr}");
+    println!("warren up: dashboard http://{dashboard_addr}");
 
     let mut failure = None;
     while let Some(done) = services.join_next().await {

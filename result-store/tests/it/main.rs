@@ -7,6 +7,7 @@ mod claims;
 mod events;
 mod listing;
 mod logs;
+mod observe;
 mod purge;
 mod transitions;
 mod workers;

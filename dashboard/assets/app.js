@@ -1,0 +1,461 @@
+// Warren dashboard: one page, one view at a time (picked by the URL hash), fed by the JSON
+// API and kept current by one EventSource on /api/live. No framework: the views are small.
+'use strict';
+
+const STATES = ['queued', 'scheduled', 'running', 'retrying', 'succeeded', 'failed', 'timed_out', 'cancelled'];
+const TERMINAL = new Set(['succeeded', 'failed', 'timed_out', 'cancelled']);
+const RETRYABLE = new Set(['failed', 'timed_out', 'cancelled']);
+
+// ---------- small helpers ----------
+
+// Builds an element. Text always goes in as text (never as HTML), so job data cannot inject.
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key.startsWith('on')) node.addEventListener(key.slice(2), value);
+    else if (key === 'class') node.className = value;
+    else node.setAttribute(key, value === true ? '' : value);
+  }
+  for (const child of children.flat()) {
+    if (child === undefined || child === null) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+async function api(path, options) {
+  const response = await fetch(path, options);
+  const body = await response.json().catch(() => null);
+  if (!response.ok) throw new Error(body?.error?.message || `${response.status} ${response.statusText}`);
+  return body;
+}
+
+function time(ms) {
+  return ms ? new Date(ms).toLocaleString() : '';
+}
+
+function age(ms) {
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 120) return `${s}s`;
+  if (s < 7200) return `${Math.round(s / 60)}m`;
+  return `${Math.round(s / 3600)}h`;
+}
+
+function stateCell(state, testid = 'job-state') {
+  return el('span', { class: `state state-${state}`, 'data-testid': testid }, state);
+}
+
+function toast(text) {
+  const box = document.getElementById('toast');
+  box.textContent = text;
+  box.hidden = false;
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => { box.hidden = true; }, 4000);
+}
+
+// Asks before an action; resolves to true only on an explicit "Confirm".
+function confirmAction(text) {
+  const dialog = document.getElementById('confirm');
+  document.getElementById('confirm-text').textContent = text;
+  return new Promise((resolve) => {
+    dialog.addEventListener('close', () => resolve(dialog.returnValue === 'yes'), { once: true });
+    dialog.returnValue = '';
+    dialog.showModal();
+  });
+}
+
+async function cancelJob(id) {
+  if (!(await confirmAction(`Cancel job ${id}? A running job is killed.`))) return false;
+  try {
+    const record = await api(`/api/jobs/${id}/cancel`, { method: 'POST' });
+    toast(`job ${id} is ${record.state}`);
+    return true;
+  } catch (error) {
+    toast(`cannot cancel: ${error.message}`);
+    return false;
+  }
+}
+
+async function retryJob(id) {
+  if (!(await confirmAction(`Submit job ${id} again, as a new job with the same spec?`))) return null;
+  try {
+    const job = await api(`/api/jobs/${id}/retry`, { method: 'POST' });
+    toast(`retried as job ${job.id}`);
+    return job.id;
+  } catch (error) {
+    toast(`cannot retry: ${error.message}`);
+    return null;
+  }
+}
+
+function actionButtons(job, after) {
+  const buttons = [];
+  if (!TERMINAL.has(job.state)) {
+    buttons.push(el('button', {
+      class: 'danger', 'data-testid': 'cancel',
+      onclick: async () => { if (await cancelJob(job.id)) after(); },
+    }, 'Cancel'));
+  }
+  if (RETRYABLE.has(job.state)) {
+    buttons.push(el('button', {
+      'data-testid': 'retry',
+      onclick: async () => { const id = await retryJob(job.id); if (id) after(id); },
+    }, 'Retry'));
+  }
+  return buttons;
+}
+
+// Renders any JSON as nested definition lists and tables (the scheduler's status is free-form).
+function renderJson(value) {
+  if (Array.isArray(value)) {
+    if (value.length && value.every((v) => v && typeof v === 'object' && !Array.isArray(v))) {
+      const keys = [...new Set(value.flatMap((v) => Object.keys(v)))];
+      return el('table', {}, el('tr', {}, keys.map((k) => el('th', {}, k))),
+        value.map((row) => el('tr', {}, keys.map((k) => el('td', {}, cellJson(row[k]))))));
+    }
+    return el('span', { class: 'mono' }, JSON.stringify(value));
+  }
+  if (value && typeof value === 'object') {
+    return el('dl', { class: 'kv' }, Object.entries(value).flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, renderJson(v))]));
+  }
+  return el('span', { class: 'mono' }, value === null ? 'null' : String(value));
+}
+
+function cellJson(value) {
+  return value && typeof value === 'object' ? renderJson(value) : (value ?? '');
+}
+
+// ---------- live stream ----------
+
+let view = null;
+
+function setLive(state) {
+  const badge = document.getElementById('live-status');
+  badge.dataset.state = state;
+  badge.textContent = state;
+}
+
+function connectLive() {
+  // EventSource reconnects by itself; each (re)open refetches the view, since messages sent
+  // while disconnected are gone.
+  const source = new EventSource('/api/live');
+  source.onopen = () => { setLive('live'); view?.refresh?.(); };
+  source.onerror = () => setLive('reconnecting');
+  source.onmessage = (event) => {
+    const message = JSON.parse(event.data);
+    if (message.type === 'resync') view?.refresh?.();
+    else view?.onMessage?.(message);
+  };
+  // This browser fell behind and missed messages: refetch instead of trusting the stream.
+  source.addEventListener('lagged', () => view?.refresh?.());
+}
+
+// ---------- views ----------
+
+function chart(title, points, unitLabel) {
+  const box = el('div', { class: 'chart', 'data-testid': `chart-${unitLabel}` }, el('div', { class: 'muted' }, title));
+  const data = [[], [], []];
+  for (const p of points) { data[0].push(p.at_ms / 1000); data[1].push(p.succeeded); data[2].push(p.failed); }
+  const plot = new uPlot({
+    width: 520, height: 200,
+    series: [{}, { label: `succeeded/${unitLabel}`, stroke: '#1f8f4e' }, { label: `failed/${unitLabel}`, stroke: '#c9372c' }],
+    axes: [{}, { size: 50 }],
+  }, data, box);
+  return { box, plot, data };
+}
+
+function overviewView(root) {
+  const cards = el('div', { class: 'cards', 'data-testid': 'counts' });
+  const workerCards = el('div', { class: 'cards' });
+  const charts = el('div', { class: 'charts' });
+  const pools = el('div');
+  const latency = el('div', { class: 'cards' });
+  root.append(el('h2', {}, 'Jobs by state'), cards, el('h2', {}, 'Latency'), latency, el('h2', {}, 'Workers'), workerCards,
+    el('h2', {}, 'Jobs finished'), charts, el('h2', {}, 'Pools'), pools);
+  let perSecond = null;
+
+  function card(label, n, testid) {
+    return el('div', { class: 'card' }, el('div', { class: 'n', 'data-testid': testid }, n), el('div', { class: 'l' }, label));
+  }
+
+  function show(overview) {
+    cards.replaceChildren(...STATES.map((s) => card(s.replace('_', ' '), overview.counts[s] ?? 0, `count-${s}`)));
+    const w = overview.workers;
+    workerCards.replaceChildren(card('live', w.live, 'workers-live'), card('draining', w.draining, 'workers-draining'),
+      card('lost', w.lost, 'workers-lost'), card('slots busy', w.busy, 'slots-busy'), card('slots free', w.free, 'slots-free'),
+      card('succeeded ever', overview.finished.succeeded, 'finished-succeeded'), card('failed ever', overview.finished.failed, 'finished-failed'));
+    const l = overview.latency;
+    const ms = (v) => (v === undefined || v === null ? '–' : v < 10_000 ? `${v} ms` : `${(v / 1000).toFixed(1)} s`);
+    if (l) {
+      latency.replaceChildren(card('wait p50', ms(l.wait_p50_ms), 'wait-p50'), card('wait p95', ms(l.wait_p95_ms), 'wait-p95'),
+        card('run p50', ms(l.run_p50_ms), 'run-p50'), card('run p95', ms(l.run_p95_ms), 'run-p95'),
+        el('div', { class: 'muted' }, `submit → start and run time of the last ${l.jobs} succeeded jobs`));
+    }
+    pools.replaceChildren(el('table', {}, el('tr', {}, el('th', {}, 'pool'), el('th', {}, 'workers'), el('th', {}, 'slots'), el('th', {}, 'busy')),
+      overview.pools.map((p) => el('tr', {}, el('td', { class: 'mono' }, p.pool), el('td', {}, p.workers), el('td', {}, p.slots), el('td', {}, p.busy)))));
+    const last = overview.last_second;
+    if (perSecond && last && last.at_ms / 1000 > (perSecond.data[0].at(-1) ?? 0)) {
+      perSecond.data[0].push(last.at_ms / 1000); perSecond.data[1].push(last.succeeded); perSecond.data[2].push(last.failed);
+      if (perSecond.data[0].length > 300) perSecond.data.forEach((column) => column.shift());
+      perSecond.plot.setData(perSecond.data);
+    }
+  }
+
+  async function refresh() {
+    const [overview, seconds, minutes] = await Promise.all([
+      api('/api/overview'), api('/api/series?resolution=1s'), api('/api/series?resolution=1m')]);
+    perSecond?.plot.destroy();
+    charts.replaceChildren();
+    perSecond = chart('per second, last 5 minutes', seconds.points, 's');
+    const perMinute = chart('per minute, last 24 hours', minutes.points, 'min');
+    charts.append(perSecond.box, perMinute.box);
+    show(overview);
+  }
+
+  return { refresh, onMessage: (m) => { if (m.type === 'tick') show(m.overview); } };
+}
+
+function jobsView(root, params) {
+  const filter = { state: params.get('state') || '', tenant: params.get('tenant') || '', queue: params.get('queue') || '' };
+  const cursors = [''];
+  const stateSelect = el('select', { name: 'state', 'data-testid': 'filter-state' }, el('option', { value: '' }, 'any state'),
+    STATES.map((s) => el('option', { value: s, selected: s === filter.state }, s)));
+  const tenant = el('input', { name: 'tenant', value: filter.tenant, placeholder: 'tenant', 'data-testid': 'filter-tenant' });
+  const queue = el('input', { name: 'queue', value: filter.queue, placeholder: 'queue', 'data-testid': 'filter-queue' });
+  const form = el('form', { class: 'filters', onsubmit: (e) => {
+    e.preventDefault();
+    const q = new URLSearchParams();
+    if (stateSelect.value) q.set('state', stateSelect.value);
+    if (tenant.value.trim()) q.set('tenant', tenant.value.trim());
+    if (queue.value.trim()) q.set('queue', queue.value.trim());
+    location.hash = `#/jobs${q.toString() ? `?${q}` : ''}`;
+  } }, el('label', {}, 'state', stateSelect), el('label', {}, 'tenant', tenant), el('label', {}, 'queue', queue),
+  el('button', { type: 'submit', 'data-testid': 'filter-apply' }, 'Filter'));
+  const goto = el('input', { name: 'id', placeholder: 'job id', size: 38, 'data-testid': 'goto-id' });
+  form.append(el('label', {}, 'open a job by id', goto),
+    el('button', { type: 'button', onclick: () => { if (goto.value.trim()) location.hash = `#/job/${goto.value.trim()}`; } }, 'Open'));
+  const body = el('tbody', { 'data-testid': 'jobs-body' });
+  const newer = el('button', { 'data-testid': 'page-newer', onclick: () => { cursors.pop(); load(); } }, '← Newer');
+  const older = el('button', { 'data-testid': 'page-older', onclick: () => { cursors.push(older.dataset.cursor); load(); } }, 'Older →');
+  const pageLabel = el('span', { class: 'muted' });
+  // Bulk actions act on the jobs shown (this page of this filter), one request each, after
+  // one confirmation: what is acted on is exactly what the user sees.
+  const bulkCancel = el('button', { class: 'danger', 'data-testid': 'bulk-cancel', onclick: () => bulk('cancel') }, 'Cancel shown');
+  const bulkRetry = el('button', { 'data-testid': 'bulk-retry', onclick: () => bulk('retry') }, 'Retry shown');
+
+  async function bulk(action) {
+    const eligible = [...rows.values()].map((r) => r.job)
+      .filter((job) => (action === 'cancel' ? !TERMINAL.has(job.state) : RETRYABLE.has(job.state)));
+    if (!eligible.length) { toast(`no job shown can be ${action === 'cancel' ? 'cancelled' : 'retried'}`); return; }
+    if (!(await confirmAction(`${action === 'cancel' ? 'Cancel' : 'Retry'} the ${eligible.length} job(s) shown?`))) return;
+    let done = 0;
+    for (const job of eligible) {
+      try { await api(`/api/jobs/${job.id}/${action}`, { method: 'POST' }); done += 1; } catch { /* counted below */ }
+    }
+    toast(`${action}: ${done} of ${eligible.length} done`);
+    load();
+  }
+  root.append(form, el('table', {}, el('thead', {}, el('tr', {}, ['id', 'task', 'tenant', 'queue', 'state', 'attempt', 'created', 'updated', 'worker', ''].map((t) => el('th', {}, t)))), body),
+    el('div', { class: 'pager' }, newer, older, pageLabel, bulkCancel, bulkRetry));
+  const rows = new Map();
+  let pending = null;
+
+  function row(job) {
+    const tr = el('tr', { 'data-job-id': job.id },
+      el('td', { class: 'mono' }, el('a', { href: `#/job/${job.id}`, 'data-testid': 'job-link' }, job.id)),
+      el('td', {}, job.spec.task), el('td', {}, job.spec.tenant), el('td', {}, job.spec.queue),
+      el('td', {}, stateCell(job.state)), el('td', {}, `${job.attempt}/${job.spec.max_attempts}`),
+      el('td', {}, time(job.created_ms)), el('td', { 'data-testid': 'job-updated' }, time(job.updated_ms)),
+      el('td', { class: 'mono' }, job.worker ?? ''), el('td', {}, actionButtons(job, () => load())));
+    return tr;
+  }
+
+  async function load() {
+    const q = new URLSearchParams({ limit: '25' });
+    for (const [k, v] of Object.entries(filter)) if (v) q.set(k, v);
+    const cursor = cursors.at(-1);
+    if (cursor) q.set('cursor', cursor);
+    const page = await api(`/api/jobs?${q}`);
+    rows.clear();
+    body.replaceChildren(...page.jobs.map((job) => { const tr = row(job); rows.set(job.id, { tr, job }); return tr; }));
+    if (!page.jobs.length) body.append(el('tr', {}, el('td', { colspan: 10, class: 'muted' }, 'no jobs')));
+    newer.disabled = cursors.length === 1;
+    older.disabled = !page.next_cursor;
+    older.dataset.cursor = page.next_cursor ?? '';
+    pageLabel.textContent = `page ${cursors.length}`;
+  }
+
+  // A job event moves a row we show in place; anything else may change the first page
+  // (new jobs publish no event until the scheduler takes them), so it is refetched, at most
+  // twice a second.
+  function onMessage(message) {
+    if (message.type !== 'job') return;
+    const event = message.job;
+    const shown = rows.get(event.id);
+    if (shown && !filter.state) {
+      shown.job = { ...shown.job, state: event.state, updated_ms: event.at, worker: event.worker || shown.job.worker, attempt: event.attempt || shown.job.attempt };
+      const tr = row(shown.job);
+      tr.classList.add('flash');
+      shown.tr.replaceWith(tr);
+      shown.tr = tr;
+      return;
+    }
+    if (cursors.length === 1 && !pending) pending = setTimeout(() => { pending = null; load(); }, 500);
+  }
+
+  return { refresh: load, onMessage, destroy: () => clearTimeout(pending) };
+}
+
+function jobView(root, id) {
+  const details = el('div');
+  const actions = el('div', { class: 'actions' });
+  const log = el('pre', { class: 'log', 'data-testid': 'log' });
+  const logState = el('span', { class: 'muted', 'data-testid': 'log-state' }, 'connecting…');
+  root.append(el('h2', {}, 'Job ', el('span', { class: 'mono' }, id)), actions, details,
+    el('h2', {}, 'Log ', logState), log);
+  let tail = null;
+
+  let after = '';
+  let ended = false;
+
+  // Opens the log stream from the last line seen, so a reconnect never repeats lines.
+  function openTail() {
+    tail?.close();
+    tail = new EventSource(`/api/jobs/${id}/logs/live${after ? `?after=${after}` : ''}`);
+    tail.onopen = () => { logState.textContent = 'live'; };
+    tail.addEventListener('lines', (event) => {
+      const { lines } = JSON.parse(event.data);
+      for (const line of lines) {
+        log.append(el('span', { class: line.stream }, `${line.line}\n`));
+        after = line.id;
+      }
+      log.scrollTop = log.scrollHeight;
+    });
+    tail.addEventListener('end', (event) => {
+      ended = true;
+      logState.textContent = `ended (${event.data})`;
+      tail.close();
+    });
+    tail.onerror = () => {
+      if (ended || !tail) return;
+      tail.close();
+      logState.textContent = 'reconnecting…';
+      setTimeout(() => { if (tail && !ended) openTail(); }, 1000);
+    };
+  }
+
+  async function refresh() {
+    const job = await api(`/api/jobs/${id}`);
+    actions.replaceChildren(...actionButtons(job, (newId) => { if (newId) location.hash = `#/job/${newId}`; else refresh(); }));
+    const timeline = Object.entries(job.timestamps).sort((a, b) => a[1] - b[1]);
+    details.replaceChildren(el('dl', { class: 'kv', 'data-testid': 'job-details' },
+      el('dt', {}, 'state'), el('dd', {}, stateCell(job.state)),
+      el('dt', {}, 'task'), el('dd', {}, job.spec.task),
+      el('dt', {}, 'tenant / queue'), el('dd', {}, `${job.spec.tenant} / ${job.spec.queue}`),
+      el('dt', {}, 'priority'), el('dd', {}, job.spec.priority),
+      el('dt', {}, 'attempt'), el('dd', {}, `${job.attempt} of ${job.spec.max_attempts}`),
+      el('dt', {}, 'pool'), el('dd', { class: 'mono' }, job.pool ?? ''),
+      el('dt', {}, 'worker'), el('dd', { class: 'mono' }, job.worker ?? ''),
+      el('dt', {}, 'pending reason'), el('dd', { 'data-testid': 'pending-reason' }, job.pending_reason ?? ''),
+      el('dt', {}, 'timeline'), el('dd', {}, el('table', {}, timeline.map(([s, ms]) => el('tr', {}, el('td', {}, stateCell(s, 'timeline-state')), el('td', {}, time(ms)))))),
+      el('dt', {}, 'exit code'), el('dd', {}, job.exit_code ?? ''),
+      el('dt', {}, 'error'), el('dd', { class: 'mono', 'data-testid': 'job-error' }, job.error ?? ''),
+      el('dt', {}, 'result'), el('dd', {}, job.result === undefined ? '' : el('pre', { class: 'json' }, JSON.stringify(job.result, null, 2))),
+      el('dt', {}, 'spec'), el('dd', {}, el('pre', { class: 'json' }, JSON.stringify(job.spec, null, 2)))));
+    if (!tail) openTail();
+  }
+
+  function onMessage(message) {
+    if (message.type === 'job' && message.job.id === id) refresh();
+  }
+
+  return { refresh, onMessage, destroy: () => { ended = true; tail?.close(); tail = null; } };
+}
+
+function workersView(root) {
+  const body = el('tbody', { 'data-testid': 'workers-body' });
+  root.append(el('table', {}, el('thead', {}, el('tr', {}, ['worker', 'status', 'pool', 'host', 'busy', 'free', 'cpu', 'mem MiB', 'gpus', 'running', 'load', 'heartbeat age', 'up since'].map((t) => el('th', {}, t)))), body));
+
+  function show(workers) {
+    body.replaceChildren(...workers.map((w) => {
+      const h = w.heartbeat;
+      return el('tr', { 'data-worker-id': w.id },
+        el('td', { class: 'mono' }, w.id), el('td', { class: `status-${w.status}`, 'data-testid': 'worker-status' }, w.status),
+        el('td', { class: 'mono' }, h?.pool ?? ''), el('td', {}, h?.hostname ?? ''),
+        el('td', { 'data-testid': 'worker-busy' }, h ? h.busy : ''), el('td', { 'data-testid': 'worker-free' }, h ? Math.max(0, h.slots - h.busy) : ''),
+        el('td', {}, h?.resources.cpu ?? ''), el('td', {}, h?.resources.mem_mb ?? ''), el('td', {}, h?.resources.gpus ?? ''),
+        el('td', { class: 'mono' }, (h?.running ?? []).map((id) => el('div', {}, el('a', { href: `#/job/${id}` }, id)))),
+        el('td', {}, h ? h.load1.toFixed(2) : ''), el('td', {}, age(w.heartbeat_age_ms)), el('td', {}, time(h?.started_at_ms)));
+    }));
+    if (!workers.length) body.append(el('tr', {}, el('td', { colspan: 13, class: 'muted' }, 'no workers')));
+  }
+
+  return { refresh: async () => show(await api('/api/workers')), onMessage: (m) => { if (m.type === 'tick') show(m.workers); } };
+}
+
+function queuesView(root) {
+  const body = el('tbody', { 'data-testid': 'queues-body' });
+  const note = el('p', { class: 'muted' }, 'Ready messages and consumers, from passive declares in RabbitMQ; a queue nobody has declared yet shows as missing.');
+  root.append(note, el('table', {}, el('thead', {}, el('tr', {}, ['queue', 'role', 'ready messages', 'consumers'].map((t) => el('th', {}, t)))), body));
+  let ticks = 0;
+
+  async function refresh() {
+    try {
+      const queues = await api('/api/queues');
+      body.replaceChildren(...queues.map((q) => el('tr', { 'data-queue': q.role },
+        el('td', { class: 'mono' }, q.name), el('td', {}, q.role),
+        el('td', { 'data-testid': 'queue-messages' }, q.messages ?? 'missing'), el('td', {}, q.consumers ?? ''))));
+    } catch (error) {
+      // RabbitMQ unreachable: say so here; every other view needs only Redis.
+      body.replaceChildren(el('tr', {}, el('td', { colspan: 4, class: 'muted' }, `cannot read the queues: ${error.message}`)));
+    }
+  }
+
+  // Queue depths publish no event: reread them every 2 ticks.
+  return { refresh, onMessage: (m) => { if (m.type === 'tick' && ++ticks % 2 === 0) refresh(); } };
+}
+
+function schedulerView(root) {
+  const box = el('div', { 'data-testid': 'scheduler' });
+  root.append(box);
+  let ticks = 0;
+
+  async function refresh() {
+    const info = await api('/api/scheduler');
+    const parts = [];
+    if (info.status !== undefined) parts.push(el('h2', {}, 'Status'), renderJson(info.status));
+    if (Object.keys(info.fields).length) parts.push(el('h2', {}, 'Scheduler'), renderJson(info.fields));
+    if (!parts.length) parts.push(el('p', { class: 'muted' }, 'The scheduler publishes nothing about itself in Redis yet.'));
+    box.replaceChildren(...parts);
+  }
+
+  // The scheduler's status changes slowly and publishes no event: reread it every 5 ticks.
+  return { refresh, onMessage: (m) => { if (m.type === 'tick' && ++ticks % 5 === 0) refresh(); } };
+}
+
+// ---------- routing ----------
+
+function route() {
+  const [path, query] = location.hash.replace(/^#/, '').split('?');
+  const parts = path.split('/').filter(Boolean);
+  const name = parts[0] || 'overview';
+  view?.destroy?.();
+  const root = document.getElementById('view');
+  root.replaceChildren();
+  root.dataset.view = name;
+  delete root.dataset.ready;
+  for (const link of document.querySelectorAll('nav a')) link.classList.toggle('active', link.dataset.view === name || (name === 'job' && link.dataset.view === 'jobs'));
+  const params = new URLSearchParams(query || '');
+  if (name === 'jobs') view = jobsView(root, params);
+  else if (name === 'job' && parts[1]) view = jobView(root, parts[1]);
+  else if (name === 'workers') view = workersView(root);
+  else if (name === 'queues') view = queuesView(root);
+  else if (name === 'scheduler') view = schedulerView(root);
+  else view = overviewView(root);
+  view.refresh().then(() => { root.dataset.ready = 'true'; }, (error) => toast(error.message));
+}
+
+window.addEventListener('hashchange', route);
+route();
+connectLive();

@@ -1,0 +1,148 @@
+// Browser test of the dashboard, in Debian's headless Chromium through playwright-core.
+//
+// Started by the Rust test `warren-e2e`'s `dashboard` binary, which runs `warren up` in a
+// fresh namespace and passes its addresses:
+//   DASHBOARD_URL  the dashboard (http://127.0.0.1:port)
+//   API_URL        the submitter (jobs are submitted there, as a client would)
+//   SCREENSHOTS    folder for dashboard-*.png
+//   CHROMIUM       the browser (default /usr/bin/chromium)
+// It prints one line `RESULT {json}` with the counts the Overview showed at the end, which the
+// Rust side compares with Redis. Any failed expectation throws, and node exits non-zero.
+
+import { chromium } from 'playwright-core';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+
+const DASHBOARD = process.env.DASHBOARD_URL;
+const API = process.env.API_URL;
+const SHOTS = process.env.SCREENSHOTS;
+assert.ok(DASHBOARD && API && SHOTS, 'DASHBOARD_URL, API_URL and SCREENSHOTS must be set');
+const WAIT = { timeout: 30_000 };
+
+async function submit(spec) {
+  const response = await fetch(`${API}/v1/jobs`, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(spec),
+  });
+  const body = await response.text();
+  assert.equal(response.status, 202, `submitting ${JSON.stringify(spec)}: ${body}`);
+  return JSON.parse(body).id;
+}
+
+async function jobState(id) {
+  return (await (await fetch(`${API}/v1/jobs/${id}`)).json()).state;
+}
+
+const row = (page, id) => page.locator(`tr[data-job-id="${id}"]`);
+
+async function expectRowState(page, id, state) {
+  await row(page, id).locator('[data-testid=job-state]', { hasText: state }).waitFor(WAIT);
+}
+
+async function shot(page, name) {
+  await page.screenshot({ path: path.join(SHOTS, `dashboard-${name}.png`), fullPage: true });
+}
+
+async function openView(page, hash) {
+  await page.evaluate((h) => { location.hash = h; }, hash);
+  await page.locator('#view[data-ready=true]').waitFor(WAIT);
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+});
+try {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
+  page.on('pageerror', (error) => { throw error; });
+
+  // Overview: loads, goes live, shows the worker.
+  await page.goto(`${DASHBOARD}/#/overview`);
+  await page.locator('[data-testid=live-status][data-state=live]').waitFor(WAIT);
+  await page.locator('#view[data-ready=true]').waitFor(WAIT);
+  await page.locator('[data-testid=workers-live]', { hasText: /^[1-9]/ }).waitFor(WAIT);
+  // A reload would clear this: everything below must happen without one.
+  await page.evaluate(() => { window.noReload = true; });
+
+  // Jobs: submitted jobs appear and change state live.
+  await openView(page, '#/jobs');
+  const quick = await submit({ task: 'command', args: { argv: ['echo', 'hello from warren'] }, tenant: 'alice' });
+  const logged = await submit({
+    task: 'command', tenant: 'bob',
+    args: { argv: ['sh', '-c', 'for i in 1 2 3 4 5; do echo "line $i"; sleep 0.4; done'] },
+  });
+  const slow = await submit({ task: 'command', args: { argv: ['sleep', '60'] }, tenant: 'alice' });
+  const failing = await submit({ task: 'command', args: { argv: ['sh', '-c', 'echo boom >&2; exit 3'] }, tenant: 'bob' });
+  for (const id of [quick, logged, slow, failing]) await row(page, id).waitFor(WAIT);
+  await expectRowState(page, quick, 'succeeded');
+  await expectRowState(page, failing, 'failed');
+  await expectRowState(page, slow, 'running');
+
+  // Cancel the running job from the UI, with confirmation.
+  await row(page, slow).locator('[data-testid=cancel]').click();
+  await page.locator('[data-testid=confirm-dialog][open]').waitFor(WAIT);
+  await shot(page, 'confirm');
+  await page.locator('[data-testid=confirm-yes]').click();
+  await expectRowState(page, slow, 'cancelled');
+  assert.equal(await jobState(slow), 'cancelled', 'the cancel reached Redis');
+  await expectRowState(page, logged, 'succeeded');
+  await shot(page, 'jobs');
+
+  // Filtering by state.
+  await openView(page, '#/jobs?state=failed');
+  await row(page, failing).waitFor(WAIT);
+  assert.equal(await row(page, quick).count(), 0, 'a succeeded job is not listed under failed');
+  // Bulk retry of the failed jobs shown: one more failing job runs (and fails again).
+  await page.locator('[data-testid=bulk-retry]').click();
+  await page.locator('[data-testid=confirm-yes]').click();
+  await page.locator('tr[data-job-id] [data-testid=job-state]', { hasText: 'failed' }).nth(1).waitFor(WAIT);
+
+  // Job detail: the live log of a running job.
+  const tailed = await submit({
+    task: 'command', tenant: 'bob',
+    args: { argv: ['sh', '-c', 'for i in 1 2 3 4 5 6; do echo "tick $i"; sleep 0.5; done'] },
+  });
+  await openView(page, `#/job/${tailed}`);
+  await page.locator('[data-testid=log]', { hasText: 'tick 1' }).waitFor(WAIT);
+  await page.locator('[data-testid=log]', { hasText: 'tick 6' }).waitFor(WAIT);
+  await page.locator('[data-testid=log-state]', { hasText: 'ended (succeeded)' }).waitFor(WAIT);
+  await page.locator('[data-testid=job-details] [data-testid=job-state]', { hasText: 'succeeded' }).waitFor(WAIT);
+  await shot(page, 'job');
+
+  // Workers.
+  await openView(page, '#/workers');
+  await page.locator('[data-testid=worker-status]', { hasText: 'live' }).first().waitFor(WAIT);
+  await shot(page, 'workers');
+
+  // Queues: intake is there, with its consumer (the scheduler).
+  await openView(page, '#/queues');
+  await page.locator('tr[data-queue=intake] [data-testid=queue-messages]', { hasText: /^\d+$/ }).waitFor(WAIT);
+  await shot(page, 'queues');
+
+  // Scheduler (renders whatever Redis holds, or says there is nothing).
+  await openView(page, '#/scheduler');
+  await page.locator('[data-testid=scheduler] > *').first().waitFor(WAIT);
+  await shot(page, 'scheduler');
+
+  // Overview once everything has finished: its numbers go to the Rust side, which checks
+  // them against Redis.
+  await openView(page, '#/overview');
+  for (const state of ['queued', 'scheduled', 'running', 'retrying']) {
+    await page.locator(`[data-testid=count-${state}]`, { hasText: /^0$/ }).waitFor(WAIT);
+  }
+  await page.locator('[data-testid=count-succeeded]', { hasText: /^3$/ }).waitFor(WAIT);
+  await page.locator('[data-testid=run-p95]', { hasText: /\d+(\.\d)? m?s$/ }).waitFor(WAIT);
+  await shot(page, 'overview');
+  assert.equal(await page.evaluate(() => window.noReload), true, 'the page was never reloaded');
+
+  const counts = {};
+  for (const state of ['queued', 'scheduled', 'running', 'retrying', 'succeeded', 'failed', 'timed_out', 'cancelled']) {
+    counts[state] = Number(await page.locator(`[data-testid=count-${state}]`).textContent());
+  }
+  const finished = {
+    succeeded: Number(await page.locator('[data-testid=finished-succeeded]').textContent()),
+    failed: Number(await page.locator('[data-testid=finished-failed]').textContent()),
+  };
+  console.log(`RESULT ${JSON.stringify({ counts, finished, jobs: { quick, logged, slow, failing, tailed } })}`);
+} finally {
+  await browser.close();
+}

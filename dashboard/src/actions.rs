@@ -1,0 +1,146 @@
+//! Actions from the UI: cancel and retry. Both go through the same store calls as the
+//! submitter's API, so the state machine (invariant I1) decides, not the dashboard.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Serialize;
+use serde_json::json;
+use warren_protocol::{JobEnvelope, JobId, JobState, now_ms};
+use warren_store::{JobRecord, NewJob, Transition, TransitionOutcome};
+
+use crate::api::{job_id, job_not_found, load};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// How long RabbitMQ may take to confirm a retried job into intake.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
+/// The label a retried job carries: the id of the job it retries.
+const RETRY_OF_LABEL: &str = "retry_of";
+
+/// `POST /api/jobs/{id}/cancel`: cancels a job that has not finished, like the submitter's
+/// `POST /v1/jobs/{id}/cancel`; a running job's worker is told to kill it. Answers the record,
+/// 404, or 409 when the job has already finished.
+pub(crate) async fn cancel(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Json<JobRecord>, ApiError> {
+    let id = job_id(&raw)?;
+    let outcome = state
+        .store()
+        .transition(&Transition::new(id, JobState::Cancelled))
+        .await?;
+    match outcome {
+        TransitionOutcome::Done(previous) => {
+            tracing::info!(job_id = %id, %previous, "job cancelled from the dashboard");
+            metrics::counter!("warren_dashboard_actions_total", "action" => "cancel").increment(1);
+            if previous == JobState::Running {
+                tell_workers(&state, id).await;
+            }
+        }
+        TransitionOutcome::Missing => return Err(job_not_found(id)),
+        TransitionOutcome::Illegal(current)
+        | TransitionOutcome::NotOwner(current)
+        | TransitionOutcome::Stale(current) => {
+            return Err(ApiError::conflict(
+                "job_finished",
+                format!("job {id} is already {current} and cannot be cancelled"),
+            ));
+        }
+    }
+    load(state.store(), id).await.map(Json)
+}
+
+/// Broadcasts `job.cancel` so the worker running the job kills it. Best effort: the job is
+/// already cancelled in Redis, and a worker never records a result over a terminal state.
+async fn tell_workers(state: &AppState, id: JobId) {
+    let body = json!({ "job_id": id }).to_string();
+    let exchange = state.topology().control_exchange();
+    let sent = match state.publisher().await {
+        Ok(publisher) => {
+            publisher
+                .emit(&exchange, "job.cancel", body.as_bytes())
+                .await
+        }
+        Err(error) => Err(error),
+    };
+    if let Err(error) = sent {
+        tracing::warn!(job_id = %id, error = %crate::error::chain(&error), "cannot tell workers to cancel a running job");
+    }
+}
+
+/// The answer to a retry: the new job.
+#[derive(Debug, Serialize)]
+pub(crate) struct Retried {
+    id: JobId,
+    state: JobState,
+    retry_of: JobId,
+}
+
+/// `POST /api/jobs/{id}/retry`: submits a finished job that did not succeed (failed, timed
+/// out, cancelled) again, as a new job with the same spec and the label `retry_of`. The old
+/// job keeps its outcome: a terminal state is never overwritten. Answers 202 with the new
+/// job once it is in Redis and confirmed into intake (invariant I2, as in the submitter).
+pub(crate) async fn retry(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<(StatusCode, Json<Retried>), ApiError> {
+    let id = job_id(&raw)?;
+    let record = load(state.store(), id).await?;
+    if !record.state.is_terminal() || record.state == JobState::Succeeded {
+        return Err(ApiError::conflict(
+            "not_retryable",
+            format!(
+                "job {id} is {}: only failed, timed out or cancelled jobs can be retried",
+                record.state
+            ),
+        ));
+    }
+    let mut spec = record.spec;
+    spec.labels
+        .insert(RETRY_OF_LABEL.to_owned(), id.to_string());
+    let job = NewJob {
+        id: JobId::new(),
+        spec,
+        created_ms: now_ms(),
+    };
+    let jobs = [job];
+    // Redis first, then intake; if the publish fails the record goes again (as in the
+    // submitter), so nothing half-made stays.
+    state.store().create_jobs(&jobs).await?;
+    let [job] = jobs;
+    if let Err(error) = publish(&state, &job).await {
+        if let Err(delete) = state.store().delete_jobs(std::slice::from_ref(&job)).await {
+            tracing::error!(job_id = %job.id, error = %crate::error::chain(&delete), "cannot delete a retried job whose publish failed");
+        }
+        return Err(ApiError::unavailable(
+            "publishing a retried job failed",
+            &*error,
+        ));
+    }
+    tracing::info!(job_id = %job.id, retry_of = %id, "job retried from the dashboard");
+    metrics::counter!("warren_dashboard_actions_total", "action" => "retry").increment(1);
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Retried {
+            id: job.id,
+            state: JobState::Queued,
+            retry_of: id,
+        }),
+    ))
+}
+
+async fn publish(
+    state: &AppState,
+    job: &NewJob,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let envelope = JobEnvelope::first_attempt(job.id, job.spec.clone(), job.created_ms, None);
+    let publisher = state.publisher().await?;
+    let pending = publisher.send_intake(&envelope).await?;
+    tokio::time::timeout(CONFIRM_TIMEOUT, pending.confirmed())
+        .await
+        .map_err(|_| format!("no publisher confirm within {CONFIRM_TIMEOUT:?}"))??;
+    Ok(())
+}

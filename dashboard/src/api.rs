@@ -1,0 +1,214 @@
+//! The read API behind the pages: JSON over what Redis holds.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use warren_protocol::{JobId, JobState};
+use warren_store::{JobFilter, JobRecord, LogLine, Page, SchedulerInfo, Store};
+
+use crate::error::ApiError;
+use crate::extract::ApiQuery;
+use crate::overview::{self, Overview, WorkerView};
+use crate::state::AppState;
+
+/// How often an open log tail looks for new lines. Log lines publish no event, so the tail
+/// reads the stream (one `XRANGE` from the last id seen) on this beat, per open tail.
+const LOG_POLL: Duration = Duration::from_millis(500);
+/// Most log lines sent in one message.
+const LOG_BATCH: usize = 200;
+
+/// `GET /api/overview`.
+pub(crate) async fn get_overview(
+    State(state): State<AppState>,
+) -> Result<Json<Overview>, ApiError> {
+    Ok(Json(overview::overview(state.store()).await?))
+}
+
+/// `GET /api/workers`: live, draining and recently lost workers.
+pub(crate) async fn get_workers(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<WorkerView>>, ApiError> {
+    Ok(Json(overview::workers(state.store()).await?))
+}
+
+/// `GET /api/scheduler`: what the scheduler publishes in Redis, as stored.
+pub(crate) async fn get_scheduler(
+    State(state): State<AppState>,
+) -> Result<Json<SchedulerInfo>, ApiError> {
+    Ok(Json(state.store().scheduler_info().await?))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct ListQuery {
+    state: Option<String>,
+    tenant: Option<String>,
+    queue: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// `GET /api/jobs?state=&tenant=&queue=&limit=&cursor=`: a page of jobs, newest first (the
+/// store's listing; `next_cursor` is absent on the last page).
+pub(crate) async fn list_jobs(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<Page>, ApiError> {
+    let job_state = match non_empty(query.state) {
+        None => None,
+        Some(raw) => Some(
+            raw.parse::<JobState>()
+                .map_err(|e| ApiError::bad_request("invalid_query", e.to_string()))?,
+        ),
+    };
+    let limit = match non_empty(query.limit) {
+        None => 25,
+        Some(raw) => raw
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=500).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request("invalid_query", "limit must be a number from 1 to 500")
+            })?,
+    };
+    let cursor = match non_empty(query.cursor) {
+        None => None,
+        Some(raw) => Some(raw.parse::<JobId>().map_err(|_| {
+            ApiError::bad_request(
+                "invalid_query",
+                "cursor must be the next_cursor of a previous page",
+            )
+        })?),
+    };
+    let filter = JobFilter {
+        state: job_state,
+        tenant: non_empty(query.tenant),
+        queue: non_empty(query.queue),
+    };
+    Ok(Json(state.store().list(&filter, limit, cursor).await?))
+}
+
+fn non_empty(raw: Option<String>) -> Option<String> {
+    raw.map(|r| r.trim().to_owned()).filter(|r| !r.is_empty())
+}
+
+/// Parses a job id from the path, answering 400 in the API's shape.
+pub(crate) fn job_id(raw: &str) -> Result<JobId, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::bad_request("invalid_job_id", format!("{raw:?} is not a job id")))
+}
+
+/// Reads a job or answers 404.
+pub(crate) async fn load(store: &Store, id: JobId) -> Result<JobRecord, ApiError> {
+    store.get(id).await?.ok_or_else(|| job_not_found(id))
+}
+
+/// 404 for a job id nobody knows.
+pub(crate) fn job_not_found(id: JobId) -> ApiError {
+    ApiError::not_found(
+        "job_not_found",
+        format!("no job {id}: it never existed or has expired"),
+    )
+}
+
+/// `GET /api/jobs/{id}`: the job record (spec, timestamps, pending reason, result, error).
+pub(crate) async fn get_job(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Json<JobRecord>, ApiError> {
+    load(state.store(), job_id(&raw)?).await.map(Json)
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct LogQuery {
+    after: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct LogBatch {
+    lines: Vec<LogLine>,
+}
+
+/// `GET /api/jobs/{id}/logs/live?after=`: the job's log as server-sent events: `lines`
+/// events (`{"lines":[…]}`) as lines arrive, then one `end` event (data: the final state)
+/// once the job has finished and every line has been sent.
+pub(crate) async fn tail_log(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    ApiQuery(query): ApiQuery<LogQuery>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let id = job_id(&raw)?;
+    load(state.store(), id).await?;
+    let tail = Tail {
+        store: state.store().clone(),
+        id,
+        after: non_empty(query.after),
+        done: false,
+    };
+    let stream = futures_util::stream::unfold(tail, |mut tail| async move {
+        let event = tail.next_event().await?;
+        Some((Ok(event), tail))
+    })
+    .take_until(state.stopping().clone().cancelled_owned());
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+struct Tail {
+    store: Store,
+    id: JobId,
+    after: Option<String>,
+    done: bool,
+}
+
+impl Tail {
+    /// Waits for the next event; `None` once `end` has been sent.
+    async fn next_event(&mut self) -> Option<Event> {
+        if self.done {
+            return None;
+        }
+        loop {
+            // The state is read before the lines: lines written before a terminal state are
+            // then always read before `end` is sent.
+            let job_state = self.store.state(self.id).await;
+            let lines = self
+                .store
+                .read_log(self.id, self.after.as_deref(), LOG_BATCH)
+                .await;
+            match (job_state, lines) {
+                (_, Ok(lines)) if !lines.is_empty() => {
+                    self.after = lines.last().map(|l| l.id.clone());
+                    let event = Event::default()
+                        .event("lines")
+                        .json_data(LogBatch { lines })
+                        .unwrap_or_else(|_| Event::default().event("lines").data("{\"lines\":[]}"));
+                    return Some(event);
+                }
+                (Ok(state), Ok(_)) if state.is_none_or(JobState::is_terminal) => {
+                    self.done = true;
+                    let state = state.map_or("expired", JobState::as_str);
+                    return Some(Event::default().event("end").data(state));
+                }
+                (Err(error), _) | (_, Err(error)) => {
+                    tracing::debug!(job_id = %self.id, error = %crate::error::chain(&error), "log tail read failed");
+                }
+                _ => {}
+            }
+            tokio::time::sleep(LOG_POLL).await;
+        }
+    }
+}
+
+/// `GET /healthz`: the process answers and Redis does.
+pub(crate) async fn healthz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
+    state.store().ping().await?;
+    Ok("ok")
+}
+
+/// Any path no route matches.
+pub(crate) async fn not_found() -> ApiError {
+    ApiError::not_found("not_found", "no such page or endpoint")
+}
