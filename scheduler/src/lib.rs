@@ -15,6 +15,7 @@ mod heartbeats;
 mod intake;
 pub mod policy;
 mod runtime;
+pub mod simulate;
 
 pub use args::SchedulerArgs;
 
