@@ -1,6 +1,1 @@
-pub(crate) async fn run(
-    _a: crate::SchedulerArgs,
-    _s: tokio_util::sync::CancellationToken,
-) -> anyhow::Result<()> {
-    Ok(())
-}
+pub(crate) async fn run(_a: crate::SchedulerArgs, _s: tokio_util::sync::CancellationToken) -> anyhow::Result<()> { Ok(()) }

@@ -358,13 +358,7 @@ impl Scheduler {
     }
 
     /// Picks the worker for the head of class `idx`, or says why it must wait.
-    fn place(
-        &mut self,
-        idx: usize,
-        job: JobId,
-        est_ms: u64,
-        now_ms: u64,
-    ) -> Result<WorkerId, Reason> {
+    fn place(&mut self, idx: usize, job: JobId, est_ms: u64, now_ms: u64) -> Result<WorkerId, Reason> {
         let class = &self.classes[idx].class;
         let limits = &self.config.limits;
         if let Some(cap) = limits.tenant_concurrency.get(&class.tenant)

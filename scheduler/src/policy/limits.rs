@@ -74,8 +74,7 @@ impl Buckets {
 
     /// Milliseconds until the next token of a blocked bucket, for a timely retry.
     pub(crate) fn next_token_ms(&self, limits: &Limits) -> Option<u64> {
-        let wait = |map: &HashMap<String, Bucket>,
-                    rates: &std::collections::BTreeMap<String, Rate>| {
+        let wait = |map: &HashMap<String, Bucket>, rates: &std::collections::BTreeMap<String, Rate>| {
             map.iter()
                 .filter(|(_, b)| b.tokens < 1.0)
                 .filter_map(|(name, b)| {
@@ -84,12 +83,9 @@ impl Buckets {
                 })
                 .min()
         };
-        [
-            wait(&self.tasks, &limits.task_rate),
-            wait(&self.queues, &limits.queue_rate),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        [wait(&self.tasks, &limits.task_rate), wait(&self.queues, &limits.queue_rate)]
+            .into_iter()
+            .flatten()
+            .min()
     }
 }

@@ -37,10 +37,7 @@ impl fmt::Display for Reason {
 }
 
 /// Says why no live worker can run jobs of `class`, naming the first requirement nobody meets.
-pub fn no_match<'w>(
-    workers: impl IntoIterator<Item = &'w WorkerState>,
-    class: &JobClass,
-) -> Reason {
+pub fn no_match<'w>(workers: impl IntoIterator<Item = &'w WorkerState>, class: &JobClass) -> Reason {
     let workers: Vec<&WorkerState> = workers.into_iter().collect();
     if workers.is_empty() {
         return Reason::NoMatchingPool("no live workers".into());

@@ -83,17 +83,9 @@ impl Status {
             .map(|(tenant, usage, running, weight)| TenantStatus {
                 tenant: tenant.to_owned(),
                 usage,
-                usage_share: if total_usage > 0.0 {
-                    usage / total_usage
-                } else {
-                    0.0
-                },
+                usage_share: if total_usage > 0.0 { usage / total_usage } else { 0.0 },
                 weight,
-                weight_share: if total_weight > 0.0 {
-                    weight / total_weight
-                } else {
-                    0.0
-                },
+                weight_share: if total_weight > 0.0 { weight / total_weight } else { 0.0 },
                 running,
             })
             .collect();

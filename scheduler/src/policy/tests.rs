@@ -68,10 +68,7 @@ fn priority_orders_everything_pending() {
     let urgent = job(2000, 9, 10);
     s.add(&class("b", &[], 0, 0), urgent);
     let round = s.decide(3000);
-    assert_eq!(
-        round.dispatches[0].job, urgent.id,
-        "the priority-9 job goes first"
-    );
+    assert_eq!(round.dispatches[0].job, urgent.id, "the priority-9 job goes first");
 }
 
 #[test]
@@ -92,10 +89,7 @@ fn fifo_ignores_priority_and_fair_serves_the_light_tenant() {
     }
     // Tenant a has used the worker before: under fair share, b goes first.
     let first = fair.decide(6000).dispatches[0].clone();
-    assert_eq!(
-        first.class.tenant, "a",
-        "nobody has usage yet: the oldest goes"
-    );
+    assert_eq!(first.class.tenant, "a", "nobody has usage yet: the oldest goes");
     assert!(fair.finished(first.job, 6010));
     assert_eq!(fair.decide(6020).dispatches[0].job, late.id);
     let first = fifo.decide(6000).dispatches[0].clone();
@@ -117,27 +111,12 @@ fn gpus_are_capacity_not_a_filter() {
         s.add(&cpu, job(i, 4, 1000));
     }
     let round = s.decide(100);
-    let on = |w: &str| {
-        round
-            .dispatches
-            .iter()
-            .filter(|d| d.worker.as_str() == w)
-            .count()
-    };
-    let gpu_jobs = round
-        .dispatches
-        .iter()
-        .filter(|d| d.class.requires.gpus == 1)
-        .count();
+    let on = |w: &str| round.dispatches.iter().filter(|d| d.worker.as_str() == w).count();
+    let gpu_jobs = round.dispatches.iter().filter(|d| d.class.requires.gpus == 1).count();
     assert_eq!(gpu_jobs, 1, "one GPU, one GPU job at a time");
     // CPU jobs prefer the CPU worker (best fit), and use the GPU machine's spare cores.
     assert_eq!(on("cpu"), 4);
-    assert!(
-        round
-            .waiting
-            .iter()
-            .any(|(_, r)| *r == Reason::WaitingForCapacity)
-    );
+    assert!(round.waiting.iter().any(|(_, r)| *r == Reason::WaitingForCapacity));
 }
 
 #[test]
@@ -166,30 +145,16 @@ fn backfill_lets_short_jobs_run_only_before_the_reservation() {
     s.add(&class("c", &[], 1, 0), long);
     let round = s.decide(10);
     let sent: Vec<JobId> = round.dispatches.iter().map(|d| d.job).collect();
-    assert_eq!(
-        sent,
-        vec![short.id],
-        "only the short job ends before the reservation"
-    );
+    assert_eq!(sent, vec![short.id], "only the short job ends before the reservation");
     assert_eq!(s.reservation().map(|r| r.job), Some(big.id));
-    assert!(
-        round
-            .waiting
-            .contains(&(long.id, Reason::ReservedFor(big.id)))
-    );
+    assert!(round.waiting.contains(&(long.id, Reason::ReservedFor(big.id))));
 }
 
 #[test]
 fn concurrency_and_rate_limits_hold_jobs_and_say_so() {
     let mut config = PolicyConfig::preset(Preset::Fifo);
     config.limits.tenant_concurrency.insert("a".into(), 2);
-    config.limits.task_rate.insert(
-        "sleep".into(),
-        Rate {
-            per_s: 1.0,
-            burst: 3,
-        },
-    );
+    config.limits.task_rate.insert("sleep".into(), Rate { per_s: 1.0, burst: 3 });
     let mut s = Scheduler::new(config);
     s.upsert_worker(worker("w", "cpu", 16, 16, 0));
     for i in 0..5 {
@@ -197,24 +162,12 @@ fn concurrency_and_rate_limits_hold_jobs_and_say_so() {
         s.add(&class("b", &[], 0, 0), job(i, 4, 10));
     }
     let round = s.decide(0);
-    let of = |t: &str| {
-        round
-            .dispatches
-            .iter()
-            .filter(|d| d.class.tenant == t)
-            .count()
-    };
+    let of = |t: &str| round.dispatches.iter().filter(|d| d.class.tenant == t).count();
     assert_eq!(of("a"), 2);
     assert_eq!(of("a") + of("b"), 3, "the burst of the task's bucket");
     let reasons: Vec<String> = round.waiting.iter().map(|(_, r)| r.to_string()).collect();
-    assert!(
-        reasons.iter().any(|r| r == "concurrency_limit tenant:a"),
-        "{reasons:?}"
-    );
-    assert!(
-        reasons.iter().any(|r| r == "rate_limit task:sleep"),
-        "{reasons:?}"
-    );
+    assert!(reasons.iter().any(|r| r == "concurrency_limit tenant:a"), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r == "rate_limit task:sleep"), "{reasons:?}");
     assert!(s.next_token_ms().is_some());
     // A second later one more token.
     assert_eq!(s.decide(1000).dispatches.len(), 1);
