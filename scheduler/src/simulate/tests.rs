@@ -46,3 +46,196 @@ fn seed_sjf_example() {
     // Responses 6, 7, 8.
     assert_eq!(outcome.summary.mean_response_ms, 7000.0);
 }
+
+#[test]
+fn sjf_beats_fifo_on_a_heavy_tailed_trace() {
+    let trace = traces::heavy_tailed(7, 3000, 4, 0.9);
+    let fifo = run(Preset::Fifo, 4, &trace);
+    let sjf = run(Preset::Sjf, 4, &trace);
+    eprintln!(
+        "heavy-tailed mean response: fifo {:.0} ms, sjf {:.0} ms",
+        fifo.summary.mean_response_ms, sjf.summary.mean_response_ms
+    );
+    assert!(sjf.summary.mean_response_ms < fifo.summary.mean_response_ms);
+}
+
+fn fair(weights: &[(&str, f64)]) -> PolicyConfig {
+    let mut config = PolicyConfig::preset(Preset::Fair);
+    for (tenant, weight) in weights {
+        config.tenant_weights.insert((*tenant).to_owned(), *weight);
+    }
+    config
+}
+
+#[test]
+fn weighted_fair_share_follows_the_weights() {
+    let trace = traces::saturating(&["a", "b", "c"], 700, 1000);
+    let config = fair(&[("a", 1.0), ("b", 2.0), ("c", 4.0)]);
+    let outcome = simulate(&config, &[WorkerSpec::slots(8)], &trace).unwrap();
+    assert!(!outcome.summary.fairness_over_whole_run);
+    for t in &outcome.tenants {
+        eprintln!(
+            "{}: share {:.4}, weight share {:.4}",
+            t.tenant, t.share, t.weight_share
+        );
+        let off = (t.share - t.weight_share).abs() / t.weight_share;
+        assert!(
+            off <= 0.05,
+            "{} is {:.1} % off its weight's share",
+            t.tenant,
+            off * 100.0
+        );
+    }
+    assert!(outcome.summary.jain > 0.99, "{}", outcome.summary.jain);
+}
+
+#[test]
+fn equal_weights_share_equally() {
+    let trace = traces::saturating(&["a", "b", "c", "d"], 300, 700);
+    let outcome = run(Preset::Fair, 6, &trace);
+    eprintln!("equal weights: Jain {:.4}", outcome.summary.jain);
+    assert!(outcome.summary.jain >= 0.98);
+}
+
+/// The aging bound. Under `priority` a job's key is `arrival − priority × W` (W =
+/// `priority_weight_ms`), and jobs run in key order. A job J (arrival a, priority p) can be
+/// overtaken only by jobs whose key is smaller, and since priorities are at most 9 those
+/// arrived before `T = a + (9 − p)·W`: after T nothing new gets ahead of J. From T on, while
+/// J waits, every one of the S slots is busy (the pool is work-conserving and J fits any
+/// slot) with a job that was running at T (at most `r_max` left) or a job ranked ahead of
+/// J that started at or after T. So
+///
+/// `wait(J) ≤ (9 − p)·W + r_max + Q / S`, Q = the runtime of jobs ranked ahead of J that
+/// started at or after T: the bound the configuration implies, whatever arrives later.
+#[test]
+fn aging_bounds_every_wait() {
+    const W: u64 = 1000;
+    // Priority-9 jobs arrive at twice what one slot can run; a few priority-0 jobs among them.
+    let mut trace: Vec<TraceJob> = (0..600)
+        .map(|n| TraceJob::new(format!("hi{n}"), n * 50, 100).priority(9))
+        .collect();
+    trace.extend((0..6).map(|n| TraceJob::new(format!("lo{n}"), 500 + n * 5000, 100).priority(0)));
+    trace.sort_by_key(|j| j.arrival_ms);
+    let mut config = PolicyConfig::preset(Preset::Priority);
+    config.priority_weight_ms = W;
+    let outcome = simulate(&config, &[WorkerSpec::slots(1)], &trace).unwrap();
+    let key = |j: &JobOutcome| j.arrival_ms as i64 - i64::from(j.priority) * W as i64;
+    let r_max = trace.iter().map(|j| j.runtime_ms).max().unwrap();
+    for (n, job) in outcome.jobs.iter().enumerate() {
+        let t = job.arrival_ms + (9 - u64::from(job.priority)) * W;
+        let ahead: u64 = outcome
+            .jobs
+            .iter()
+            .enumerate()
+            .filter(|(m, other)| (key(other), *m) < (key(job), n) && other.start_ms >= t)
+            .map(|(_, other)| other.completion_ms - other.start_ms)
+            .sum();
+        let bound = (9 - u64::from(job.priority)) * W + r_max + ahead;
+        assert!(
+            job.wait_ms() <= bound,
+            "{} waited {} ms > {bound}",
+            job.id,
+            job.wait_ms()
+        );
+    }
+    // Without aging (one level worth more than the whole trace), the same low-priority
+    // jobs wait for the whole stream of high-priority ones.
+    let lo_wait = |o: &Outcome| {
+        o.jobs
+            .iter()
+            .filter(|j| j.priority == 0)
+            .map(JobOutcome::wait_ms)
+            .max()
+            .unwrap()
+    };
+    config.priority_weight_ms = 1_000_000_000;
+    let starved = simulate(&config, &[WorkerSpec::slots(1)], &trace).unwrap();
+    eprintln!(
+        "max low-priority wait: aging {} ms, none {} ms",
+        lo_wait(&outcome),
+        lo_wait(&starved)
+    );
+    // Without aging a low-priority job runs only once the overload is over (the stream
+    // ends at 30 s and its backlog drains at 60 s); with aging the first one is served
+    // about (9 − 0)·W after it arrived, plus what was ahead of it.
+    assert!(lo_wait(&starved) > lo_wait(&outcome));
+    let first_lo = |o: &Outcome| o.jobs.iter().find(|j| j.id == "lo0").unwrap().wait_ms();
+    assert!(first_lo(&starved) > 50_000, "{}", first_lo(&starved));
+    assert!(first_lo(&outcome) < 20_000, "{}", first_lo(&outcome));
+}
+
+/// A 4-core worker, a 1-core job running 10 s, a whole-worker job arriving at 1 s, and
+/// (optionally) a stream of 1-core 1 s jobs.
+fn backfill_trace(with_small: bool) -> Vec<TraceJob> {
+    let mut trace = vec![
+        TraceJob::new("long", 0, 10_000).cpu(1),
+        TraceJob::new("big", 1000, 5000).cpu(4),
+    ];
+    if with_small {
+        trace.extend((0..80).map(|n| TraceJob::new(format!("s{n}"), n * 250, 1000).cpu(1)));
+    }
+    trace.sort_by_key(|j| j.arrival_ms);
+    trace
+}
+
+#[test]
+fn backfill_runs_small_jobs_without_delaying_the_big_one() {
+    let worker: WorkerSpec = "cpu=4,slots=4".parse().unwrap();
+    let start_of_big = |o: &Outcome| o.jobs.iter().find(|j| j.id == "big").unwrap().start_ms;
+    let fifo = PolicyConfig::preset(Preset::Fifo);
+    let alone = simulate(&fifo, std::slice::from_ref(&worker), &backfill_trace(false)).unwrap();
+    let with = simulate(&fifo, std::slice::from_ref(&worker), &backfill_trace(true)).unwrap();
+    let no_backfill = PolicyConfig {
+        backfill: false,
+        ..fifo
+    };
+    let without = simulate(&no_backfill, &[worker], &backfill_trace(true)).unwrap();
+    eprintln!(
+        "big starts: alone {} ms, backfill {} ms, none {} ms; utilisation {:.3} vs {:.3}",
+        start_of_big(&alone),
+        start_of_big(&with),
+        start_of_big(&without),
+        with.summary.utilisation,
+        without.summary.utilisation
+    );
+    assert!(start_of_big(&with) <= start_of_big(&alone));
+    assert!(with.summary.utilisation > without.summary.utilisation);
+}
+
+#[test]
+fn traces_parse_and_reports_render() {
+    let text = r#"
+        # a comment
+        {"id": 1, "arrival_ms": 0, "runtime_ms": 3000, "tenant": "a"}
+        {"id": "two", "arrival_ms": 1000, "runtime_ms": 6000, "estimated_runtime_ms": 10, "requires": {"cpu": 1}}
+    "#;
+    let trace = read_trace(text.as_bytes()).unwrap();
+    assert_eq!(trace[0].id, "1");
+    assert_eq!(trace[1].estimate_ms(), 10);
+    assert_eq!(trace[1].priority, 4);
+    let bad = read_trace(r#"{"id": 1, "arrival_ms": 0}"#.as_bytes()).unwrap_err();
+    assert!(bad.to_string().starts_with("trace line 1"), "{bad}");
+    let twice = "{\"id\":1,\"arrival_ms\":0,\"runtime_ms\":1}\n".repeat(2);
+    assert!(matches!(
+        read_trace(twice.as_bytes()),
+        Err(SimError::DuplicateId(_))
+    ));
+    let outcome = run(Preset::Fifo, 1, &trace);
+    let json: serde_json::Value =
+        serde_json::from_str(&Report::new(&outcome, true).json().unwrap()).unwrap();
+    assert_eq!(json["jobs"][1]["completion_ms"], 9000);
+    assert!(json["summary"]["jain"].is_number());
+    let text = Report::new(&outcome, true).to_string();
+    assert!(text.contains("makespan  9.000 s"), "{text}");
+}
+
+#[test]
+fn a_job_no_worker_can_run_is_reported() {
+    let trace = vec![TraceJob::new("huge", 0, 10).cpu(64)];
+    let err = simulate(&PolicyConfig::default(), &[WorkerSpec::slots(2)], &trace).unwrap_err();
+    assert!(err.to_string().contains("huge"), "{err}");
+    assert!(matches!(
+        simulate(&PolicyConfig::default(), &[], &trace),
+        Err(SimError::NoWorkers)
+    ));
+}
