@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use warren_kit::TelemetryArgs;
 
-use crate::commands::{bench, jobs, submit, up, workers};
+use crate::commands::{bench, jobs, simulate, submit, up, workers};
 
 /// Warren: a job system on RabbitMQ and Redis.
 #[derive(Debug, Parser)]
@@ -51,6 +51,8 @@ enum Command {
     Up(Box<up::UpArgs>),
     /// Measure end-to-end throughput and latency of a running system.
     Bench(bench::BenchArgs),
+    /// Run a trace through a scheduling policy on a virtual clock.
+    Simulate(simulate::SimulateArgs),
 }
 
 #[tokio::main]
@@ -74,6 +76,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<bool> {
         up::run(*args, shutdown).await?;
         return Ok(true);
     }
+    if let Command::Simulate(args) = cli.command {
+        // Pure computation, possibly long on a big trace: off the async threads.
+        return tokio::task::spawn_blocking(move || simulate::run(args)).await?;
+    }
     let api = client::Api::new(&cli.url)?;
     match cli.command {
         Command::Submit(args) => submit::run(&api, args).await,
@@ -84,7 +90,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<bool> {
         Command::Cancel(args) => jobs::cancel(&api, args).await,
         Command::Workers(args) => workers::run(&api, args).await,
         Command::Bench(args) => bench::run(&api, args).await,
-        Command::Up(_) => Ok(true),
+        Command::Up(_) | Command::Simulate(_) => Ok(true),
     }
 }
 

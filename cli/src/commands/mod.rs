@@ -1,5 +1,6 @@
 pub(crate) mod bench;
 pub(crate) mod jobs;
+pub(crate) mod simulate;
 pub(crate) mod submit;
 pub(crate) mod up;
 pub(crate) mod workers;
