@@ -43,33 +43,6 @@ impl JobOutcome {
     }
 }
 
-/// A set of disjoint time intervals, `[from, to)` in ms, sorted.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Window {
-    /// The intervals.
-    pub intervals: Vec<(u64, u64)>,
-}
-
-impl Window {
-    /// Total length (ms).
-    pub fn span_ms(&self) -> u64 {
-        self.intervals.iter().map(|(a, b)| b - a).sum()
-    }
-
-    /// Resource-time (unit-ms) of `job` that falls inside the window.
-    fn overlap(&self, job: &JobOutcome) -> f64 {
-        let first = self
-            .intervals
-            .partition_point(|(_, to)| *to <= job.start_ms);
-        let inside: u64 = self.intervals[first..]
-            .iter()
-            .take_while(|(from, _)| *from < job.completion_ms)
-            .map(|(from, to)| to.min(&job.completion_ms) - from.max(&job.start_ms))
-            .sum();
-        inside as f64 * job.units
-    }
-}
-
 /// The figures of one run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Summary {
@@ -87,15 +60,16 @@ pub struct Summary {
     pub makespan_ms: u64,
     /// Resource-time used over resource-time offered across the makespan (0–1).
     pub utilisation: f64,
-    /// Jain's index over tenants of (share of resource-time ÷ share of weight), measured
-    /// over [`Summary::fairness_window`]: 1 is perfectly weighted-fair, 1/n is one tenant
-    /// taking everything.
+    /// Jain's index over tenants of received ÷ entitled resource-time while they competed
+    /// (see [`TenantShare::fair_ratio`]): 1 is perfectly weighted-fair, 1/n is one tenant
+    /// taking everything. 1 when tenants never competed.
     pub jain: f64,
-    /// When every tenant had a job waiting (all of them competing): the period shares and
-    /// Jain's index are measured over. The whole run when there was no such moment.
-    pub fairness_window: Window,
-    /// Whether the fairness window is the whole run because tenants never all competed.
-    pub fairness_over_whole_run: bool,
+    /// How long at least two tenants had jobs waiting at once (ms): the time fairness is
+    /// measured over.
+    pub contended_ms: u64,
+    /// How long every tenant had jobs waiting at once (ms): the saturated period over which
+    /// [`TenantShare::share`] is measured.
+    pub saturated_ms: u64,
 }
 
 /// One tenant's use against its weight.
@@ -111,8 +85,14 @@ pub struct TenantShare {
     pub jobs: usize,
     /// Resource-seconds it used over the whole run.
     pub resource_s: f64,
-    /// Its fraction of the resource-time used inside the fairness window.
+    /// Its fraction of the resource-time used while every tenant had jobs waiting (0 when
+    /// that never happened).
     pub share: f64,
+    /// Resource-time it received while it and at least one other tenant had jobs waiting,
+    /// over what its weight entitled it to then: at each moment the tenants with jobs
+    /// waiting are entitled to what they hold together, split by their weights. 1 is its
+    /// fair share exactly; 1 also when it never competed.
+    pub fair_ratio: f64,
     /// Its mean response time (ms).
     pub mean_response_ms: f64,
 }
@@ -134,17 +114,8 @@ pub(crate) fn measure(
         .map(|j| (j.completion_ms - j.start_ms) as f64 * j.units)
         .sum();
     let offered = capacity * makespan_ms as f64;
-    let contended = contended_window(jobs);
-    let fairness_over_whole_run = contended.span_ms() == 0;
-    let fairness_window = if fairness_over_whole_run {
-        Window {
-            intervals: vec![(first, last.max(first + 1))],
-        }
-    } else {
-        contended
-    };
-    let tenants = shares(jobs, &fairness_window, policy);
-    let ratios: Vec<f64> = tenants.iter().map(|t| t.share / t.weight_share).collect();
+    let competition = compete(jobs, policy);
+    let ratios: Vec<f64> = competition.tenants.iter().map(|t| t.fair_ratio).collect();
     let summary = Summary {
         jobs: jobs.len(),
         mean_response_ms: mean(responses.iter().map(|r| *r as f64)),
@@ -154,10 +125,10 @@ pub(crate) fn measure(
         makespan_ms,
         utilisation: if offered > 0.0 { used / offered } else { 0.0 },
         jain: jain(&ratios),
-        fairness_window,
-        fairness_over_whole_run,
+        contended_ms: competition.contended_ms,
+        saturated_ms: competition.saturated_ms,
     };
-    (summary, tenants)
+    (summary, competition.tenants)
 }
 
 fn mean(values: impl Iterator<Item = f64>) -> f64 {
@@ -184,97 +155,117 @@ pub fn jain(values: &[f64]) -> f64 {
     sum * sum / (values.len() as f64 * squares)
 }
 
-/// The times at which every tenant of the trace had at least one job waiting (arrived, not
-/// started). Only then do the tenants compete, so only then is a share a policy's doing
-/// rather than a tenant's lack of work.
-fn contended_window(jobs: &[JobOutcome]) -> Window {
-    let mut tenant_ids: BTreeMap<&str, usize> = BTreeMap::new();
+struct Competition {
+    tenants: Vec<TenantShare>,
+    contended_ms: u64,
+    saturated_ms: u64,
+}
+
+/// Sweeps the run once, tracking per tenant the jobs waiting and the units running. Only
+/// while tenants have jobs waiting do they compete, so only then is a share the policy's
+/// doing rather than a tenant's lack of work.
+fn compete(jobs: &[JobOutcome], policy: &PolicyConfig) -> Competition {
+    let mut names: BTreeMap<&str, usize> = BTreeMap::new();
     for job in jobs {
-        let next = tenant_ids.len();
-        tenant_ids.entry(&job.tenant).or_insert(next);
+        let next = names.len();
+        names.entry(&job.tenant).or_insert(next);
     }
-    let tenants = tenant_ids.len();
-    if tenants < 2 {
-        return Window::default();
+    let n = names.len();
+    let weights: Vec<f64> = {
+        let mut w = vec![1.0; n];
+        for (name, &i) in &names {
+            w[i] = policy.tenant_weight(name);
+        }
+        w
+    };
+    // (time, tenant, change in jobs waiting, change in units running).
+    let mut events: Vec<(u64, usize, i64, f64)> = Vec::with_capacity(jobs.len() * 3);
+    for job in jobs {
+        let t = names[job.tenant.as_str()];
+        if job.start_ms > job.arrival_ms {
+            events.push((job.arrival_ms, t, 1, 0.0));
+            events.push((job.start_ms, t, -1, 0.0));
+        }
+        if job.completion_ms > job.start_ms {
+            events.push((job.start_ms, t, 0, job.units));
+            events.push((job.completion_ms, t, 0, -job.units));
+        }
     }
-    // (time, tenant, +1 when a job starts waiting, −1 when it stops).
-    let mut events: Vec<(u64, usize, i64)> = jobs
-        .iter()
-        .filter(|j| j.start_ms > j.arrival_ms)
-        .flat_map(|j| {
-            let t = tenant_ids[j.tenant.as_str()];
-            [(j.arrival_ms, t, 1), (j.start_ms, t, -1)]
-        })
-        .collect();
-    events.sort_unstable();
-    let mut waiting = vec![0i64; tenants];
-    let mut backlogged = 0usize;
-    let mut intervals: Vec<(u64, u64)> = Vec::new();
-    let mut open: Option<u64> = None;
+    events.sort_unstable_by_key(|e| e.0);
+    let mut waiting = vec![0i64; n];
+    let mut running = vec![0.0f64; n];
+    let mut received = vec![0.0f64; n];
+    let mut entitled = vec![0.0f64; n];
+    let mut saturated = vec![0.0f64; n];
+    let (mut contended_ms, mut saturated_ms) = (0u64, 0u64);
     let mut i = 0;
     while i < events.len() {
         let now = events[i].0;
         while i < events.len() && events[i].0 == now {
-            let (_, t, delta) = events[i];
-            let before = waiting[t] > 0;
-            waiting[t] += delta;
-            match (before, waiting[t] > 0) {
-                (false, true) => backlogged += 1,
-                (true, false) => backlogged -= 1,
-                _ => {}
-            }
+            let (_, t, dw, du) = events[i];
+            waiting[t] += dw;
+            running[t] += du;
             i += 1;
         }
-        match (open, backlogged == tenants) {
-            (None, true) => open = Some(now),
-            (Some(from), false) => {
-                if now > from {
-                    intervals.push((from, now));
-                }
-                open = None;
+        let Some(&(next, ..)) = events.get(i) else {
+            break;
+        };
+        let dt = (next - now) as f64;
+        let backlogged: Vec<usize> = (0..n).filter(|&t| waiting[t] > 0).collect();
+        if backlogged.len() < 2 {
+            continue;
+        }
+        contended_ms += next - now;
+        let held: f64 = backlogged.iter().map(|&t| running[t]).sum();
+        let weight: f64 = backlogged.iter().map(|&t| weights[t]).sum();
+        for &t in &backlogged {
+            received[t] += running[t] * dt;
+            entitled[t] += held * weights[t] / weight * dt;
+        }
+        if backlogged.len() == n {
+            saturated_ms += next - now;
+            for t in 0..n {
+                saturated[t] += running[t] * dt;
             }
-            _ => {}
         }
     }
-    Window { intervals }
-}
-
-fn shares(jobs: &[JobOutcome], window: &Window, policy: &PolicyConfig) -> Vec<TenantShare> {
-    #[derive(Default)]
-    struct Acc {
-        jobs: usize,
-        unit_ms: f64,
-        in_window: f64,
-        response_ms: f64,
-    }
-    let mut acc: BTreeMap<&str, Acc> = BTreeMap::new();
+    let total_weight: f64 = weights.iter().sum();
+    let total_saturated: f64 = saturated.iter().sum();
+    let mut count = vec![0usize; n];
+    let mut unit_ms = vec![0.0f64; n];
+    let mut response_ms = vec![0.0f64; n];
     for job in jobs {
-        let a = acc.entry(&job.tenant).or_default();
-        a.jobs += 1;
-        a.unit_ms += (job.completion_ms - job.start_ms) as f64 * job.units;
-        a.in_window += window.overlap(job);
-        a.response_ms += job.response_ms() as f64;
+        let t = names[job.tenant.as_str()];
+        count[t] += 1;
+        unit_ms[t] += (job.completion_ms - job.start_ms) as f64 * job.units;
+        response_ms[t] += job.response_ms() as f64;
     }
-    let total_weight: f64 = acc.keys().map(|t| policy.tenant_weight(t)).sum();
-    let total_in_window: f64 = acc.values().map(|a| a.in_window).sum();
-    acc.into_iter()
-        .map(|(tenant, a)| {
-            let weight = policy.tenant_weight(tenant);
-            TenantShare {
-                tenant: tenant.to_owned(),
-                weight,
-                weight_share: weight / total_weight,
-                jobs: a.jobs,
-                resource_s: a.unit_ms / 1000.0,
-                share: if total_in_window > 0.0 {
-                    a.in_window / total_in_window
-                } else {
-                    0.0
-                },
-                mean_response_ms: a.response_ms / a.jobs as f64,
-            }
+    let tenants: Vec<TenantShare> = names
+        .iter()
+        .map(|(name, &t)| TenantShare {
+            tenant: (*name).to_owned(),
+            weight: weights[t],
+            weight_share: weights[t] / total_weight,
+            jobs: count[t],
+            resource_s: unit_ms[t] / 1000.0,
+            share: if total_saturated > 0.0 {
+                saturated[t] / total_saturated
+            } else {
+                0.0
+            },
+            fair_ratio: if entitled[t] > 0.0 {
+                received[t] / entitled[t]
+            } else {
+                1.0
+            },
+            mean_response_ms: response_ms[t] / count[t] as f64,
         })
-        .collect()
+        .collect();
+    Competition {
+        tenants,
+        contended_ms,
+        saturated_ms,
+    }
 }
 
 #[cfg(test)]
@@ -302,15 +293,19 @@ mod tests {
     }
 
     #[test]
-    fn the_window_is_when_every_tenant_waits() {
-        // a waits over [0, 10), b over [5, 20): both wait over [5, 10).
+    fn fairness_counts_only_while_tenants_compete() {
+        // a waits over [0, 10) and b over [5, 20): they compete over [5, 10), while a job
+        // of a holds the one unit; b is entitled to half of it then.
         let jobs = [
+            job("a", 0, 0, 10),
             job("a", 0, 10, 12),
             job("b", 5, 20, 21),
             job("a", 30, 30, 31),
         ];
-        let window = contended_window(&jobs);
-        assert_eq!(window.intervals, vec![(5, 10)]);
-        assert_eq!(window.overlap(&job("x", 0, 0, 7)), 2.0);
+        let c = compete(&jobs, &PolicyConfig::default());
+        assert_eq!((c.contended_ms, c.saturated_ms), (5, 5));
+        assert_eq!(c.tenants[0].fair_ratio, 2.0);
+        assert_eq!(c.tenants[1].fair_ratio, 0.0);
+        assert_eq!(c.tenants[0].share, 1.0);
     }
 }

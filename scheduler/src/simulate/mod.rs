@@ -21,7 +21,7 @@ pub mod traces;
 mod tests;
 
 pub use cluster::WorkerSpec;
-pub use metrics::{JobOutcome, Summary, TenantShare, Window};
+pub use metrics::{JobOutcome, Summary, TenantShare};
 pub use report::Report;
 pub use run::{Outcome, simulate};
 pub use trace::{TraceJob, read_trace};

@@ -1,6 +1,6 @@
 //! `warren simulate`'s output: a table of jobs and the figures as text, or one JSON document.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 
 use serde::Serialize;
 
@@ -124,32 +124,43 @@ impl fmt::Display for Report<'_> {
             seconds(s.makespan_ms),
             s.utilisation * 100.0
         )?;
-        let mut over = String::new();
-        if s.fairness_over_whole_run {
-            over.push_str("the whole run (tenants never all waited at once)");
+        if s.contended_ms == 0 {
+            writeln!(
+                f,
+                "fairness  tenants never had jobs waiting at the same time"
+            )?;
         } else {
-            let _ = write!(
-                over,
-                "{} s while every tenant had work waiting",
-                seconds(s.fairness_window.span_ms())
-            );
+            writeln!(
+                f,
+                "fairness  Jain {:.4} over {} s with two or more tenants waiting ({} s all of them)",
+                s.jain,
+                seconds(s.contended_ms),
+                seconds(s.saturated_ms)
+            )?;
         }
-        writeln!(f, "fairness  Jain {:.4} over {over}", s.jain)?;
         writeln!(
             f,
-            "{:<12} {:>7} {:>8} {:>6} {:>12} {:>7} {:>13}",
-            "TENANT", "WEIGHT", "W-SHARE", "JOBS", "RESOURCE-S", "SHARE", "MEAN RESP s"
+            "{:<12} {:>7} {:>8} {:>6} {:>12} {:>10} {:>10} {:>12}",
+            "TENANT",
+            "WEIGHT",
+            "W-SHARE",
+            "JOBS",
+            "RESOURCE-S",
+            "SAT-SHARE",
+            "FAIR-RATIO",
+            "MEAN RESP s"
         )?;
         for t in &outcome.tenants {
             writeln!(
                 f,
-                "{:<12} {:>7} {:>7.1}% {:>6} {:>12.1} {:>6.1}% {:>13.3}",
+                "{:<12} {:>7} {:>7.1}% {:>6} {:>12.1} {:>9.1}% {:>10.3} {:>12.3}",
                 t.tenant,
                 t.weight,
                 t.weight_share * 100.0,
                 t.jobs,
                 t.resource_s,
                 t.share * 100.0,
+                t.fair_ratio,
                 t.mean_response_ms / 1000.0
             )?;
         }

@@ -63,9 +63,10 @@ pub fn heavy_tailed(seed: u64, jobs: usize, slots: u32, load: f64) -> Vec<TraceJ
 }
 
 /// Three tenants over `duration_s` seconds on `slots` slots: `steady` submits a Poisson
-/// stream of 1 s jobs at half the capacity; `bursty` drops 40 jobs per slot (0.5 s each)
-/// at once every minute; `batch` submits 10 jobs per slot of 5 s at 30 s and 150 s. The
-/// bursts overload the pool, so the policy decides who waits.
+/// stream of 1 s jobs at half the capacity; `bursty` drops 20 jobs per slot (0.5 s each)
+/// at once every minute; `batch` submits 5 jobs per slot of 5 s at 30 s and 150 s. About
+/// 85 % load on average, but each burst overloads the pool for a while, and then the
+/// policy decides who waits.
 pub fn multi_tenant_bursty(seed: u64, slots: u32, duration_s: u64) -> Vec<TraceJob> {
     let mut rng = StdRng::seed_from_u64(seed);
     let end_ms = duration_s * 1000;
@@ -87,7 +88,7 @@ pub fn multi_tenant_bursty(seed: u64, slots: u32, duration_s: u64) -> Vec<TraceJ
         );
     }
     for burst in 0..duration_s.div_ceil(60) {
-        for n in 0..40 * slots {
+        for n in 0..20 * slots {
             let at = burst * 60_000 + 5_000 + u64::from(n) * 10;
             let runtime_ms = exponential(&mut rng, 500.0).round().max(1.0) as u64;
             let priority = rng.random_range(0..=9u8);
@@ -103,7 +104,7 @@ pub fn multi_tenant_bursty(seed: u64, slots: u32, duration_s: u64) -> Vec<TraceJ
         if at >= end_ms {
             continue;
         }
-        for n in 0..10 * slots {
+        for n in 0..5 * slots {
             let runtime_ms = exponential(&mut rng, 5000.0).round().max(1.0) as u64;
             let priority = rng.random_range(0..=9u8);
             let id = format!("c{batch}-{n}");
