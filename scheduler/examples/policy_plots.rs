@@ -83,9 +83,18 @@ fn main() -> anyhow::Result<()> {
         println!("### {}\n\n{}.\n", workload.name, workload.about);
         table(&outcomes);
         if workload.file == "bursty" {
-            tenant_table(&outcomes);
+            // Fair share with a short memory, next to the preset's hour: the preset also
+            // evens out usage from before the burst.
+            let short = PolicyConfig {
+                half_life_s: 30,
+                ..PolicyConfig::preset(Preset::Fair)
+            };
+            let workers = [WorkerSpec::slots(workload.slots)];
+            let mut all = outcomes.clone();
+            all.push(simulate(&short, &workers, &workload.trace)?);
+            tenant_table(&all);
             let path = dir.join("sched-bursty-shares.png");
-            shares_plot(&path, &outcomes[0], &outcomes[3])?;
+            shares_plot(&path, &[&outcomes[0], &outcomes[3], &all[5]])?;
             println!("![cores in use per tenant](img/sched-bursty-shares.png)\n");
         }
         if workload.file == "uniform" {
@@ -112,8 +121,8 @@ fn table(outcomes: &[Outcome]) {
     for o in outcomes {
         let s = &o.summary;
         println!(
-            "| `{}` | {:.2} s | {:.2} s | {:.2} s | {:.1} s | {:.1} s | {:.1} % | {:.3} |",
-            o.policy.preset,
+            "| {} | {:.2} s | {:.2} s | {:.2} s | {:.1} s | {:.1} s | {:.1} % | {:.3} |",
+            label(o),
             s.mean_response_ms / 1000.0,
             s.p95_response_ms as f64 / 1000.0,
             s.mean_wait_ms / 1000.0,
@@ -126,6 +135,16 @@ fn table(outcomes: &[Outcome]) {
     println!();
 }
 
+/// The policy's name, and its half-life when not the preset's.
+fn label(outcome: &Outcome) -> String {
+    let preset = outcome.policy.preset;
+    if outcome.policy.half_life_s == PolicyConfig::preset(preset).half_life_s {
+        format!("`{preset}`")
+    } else {
+        format!("`{preset}`, half-life {} s", outcome.policy.half_life_s)
+    }
+}
+
 fn tenant_table(outcomes: &[Outcome]) {
     let Some(first) = outcomes.first() else {
         return;
@@ -133,47 +152,27 @@ fn tenant_table(outcomes: &[Outcome]) {
     let names: Vec<&str> = first.tenants.iter().map(|t| t.tenant.as_str()).collect();
     let header: Vec<String> = names
         .iter()
-        .map(|n| format!("`{n}` share / mean response"))
+        .map(|n| format!("`{n}` fair ratio / mean response"))
         .collect();
-    println!("| policy | {} |", header.join(" | "));
-    println!("|---|{}", "---|".repeat(names.len()));
+    println!("| policy | {} | Jain |", header.join(" | "));
+    println!("|---|{}---|", "---|".repeat(names.len()));
     for o in outcomes {
         let cells: Vec<String> = o
             .tenants
             .iter()
-            .map(|t| {
-                format!(
-                    "{:.1} % / {:.2} s",
-                    t.share * 100.0,
-                    t.mean_response_ms / 1000.0
-                )
-            })
+            .map(|t| format!("{:.2} / {:.2} s", t.fair_ratio, t.mean_response_ms / 1000.0))
             .collect();
-        println!("| `{}` | {} |", o.policy.preset, cells.join(" | "));
+        println!(
+            "| {} | {} | {:.3} |",
+            label(o),
+            cells.join(" | "),
+            o.summary.jain
+        );
     }
     println!(
-        "\nShare: of the resource-time used while all three tenants had jobs waiting ({:.1} s under `fifo`). Fair ratio: resource-time received ÷ entitled by weight while two or more tenants had jobs waiting ({:.1} s under `fifo`); Jain's index in the table above is over these ratios.\n",
-        first.summary.saturated_ms as f64 / 1000.0,
+        "\nFair ratio: resource-time a tenant received ÷ what its weight entitled it to, over the moments when two or more tenants had jobs waiting ({:.1} s of the run under `fifo`; the tenants waiting then are entitled to what they hold together, split by weight). Jain's index is over these ratios.\n",
         first.summary.contended_ms as f64 / 1000.0
     );
-    println!(
-        "| policy | {} |",
-        names
-            .iter()
-            .map(|n| format!("`{n}` fair ratio"))
-            .collect::<Vec<_>>()
-            .join(" | ")
-    );
-    println!("|---|{}", "---|".repeat(names.len()));
-    for o in outcomes {
-        let cells: Vec<String> = o
-            .tenants
-            .iter()
-            .map(|t| format!("{:.3}", t.fair_ratio))
-            .collect();
-        println!("| `{}` | {} |", o.policy.preset, cells.join(" | "));
-    }
-    println!();
 }
 
 /// The big job of the backfill scenario (see the simulator's tests) with and without
@@ -357,18 +356,22 @@ fn priority_plot(path: &Path, outcomes: &[Outcome]) -> anyhow::Result<()> {
 /// Width of the bins of the shares plot (s).
 const BIN_S: u64 = 5;
 
-/// Cores in use per tenant over time, `fifo` beside `fair`.
-fn shares_plot(path: &Path, fifo: &Outcome, fair: &Outcome) -> anyhow::Result<()> {
-    let root = BitMapBackend::new(path, (1200, 500)).into_drawing_area();
+/// Cores in use per tenant over time, one panel per outcome.
+fn shares_plot(path: &Path, outcomes: &[&Outcome]) -> anyhow::Result<()> {
+    let panels = u32::try_from(outcomes.len())?;
+    let root = BitMapBackend::new(path, (600 * panels, 480)).into_drawing_area();
     root.fill(&WHITE)?;
-    let (left, right) = root.split_horizontally(600);
-    for (area, outcome) in [(left, fifo), (right, fair)] {
+    for (area, outcome) in root
+        .split_evenly((1, outcomes.len()))
+        .into_iter()
+        .zip(outcomes)
+    {
         let end_s = outcome.summary.makespan_ms / 1000 + 1;
         // The pool has 8 cores: the most any tenant can hold.
         let top = 8.0;
         let mut chart = ChartBuilder::on(&area)
             .caption(
-                format!("Cores in use per tenant: {}", outcome.policy.preset),
+                format!("Cores per tenant: {}", label(outcome).replace('`', "")),
                 ("sans-serif", 22),
             )
             .margin(12)
