@@ -3,7 +3,8 @@
 //! Steady state: 16 workers × 8 slots are full; each iteration finishes the oldest running
 //! job, adds a new pending job (so 100,000 stay pending) and calls `decide`, which picks
 //! the best head among the 1,000 tenants' queues and places it. One iteration is one
-//! decision. `cargo bench -p warren-scheduler --bench decide`.
+//! decision. A second group runs the same with one worker of 128 slots, to show what the
+//! per-worker scan of a decision costs. `cargo bench -p warren-scheduler --bench decide`.
 
 use std::collections::VecDeque;
 use std::hint::black_box;
@@ -17,19 +18,20 @@ use warren_scheduler::policy::{JobClass, PendingJob, PolicyConfig, Preset, Sched
 
 const PENDING: usize = 100_000;
 const TENANTS: usize = 1_000;
-const WORKERS: u32 = 16;
-const SLOTS: u32 = 8;
+/// Worker layouts: (workers, slots each), 128 slots in all.
+const SPREAD: (u32, u32) = (16, 8);
+const ONE_BIG: (u32, u32) = (1, 128);
 
-fn worker(n: u32, pool: &PoolName) -> Heartbeat {
+fn worker(n: u32, slots: u32, pool: &PoolName) -> Heartbeat {
     Heartbeat {
         worker_id: WorkerId::from_raw(format!("w{n}")),
         pool: pool.clone(),
         hostname: "bench".into(),
-        slots: SLOTS,
+        slots,
         busy: 0,
         running: Vec::new(),
         resources: WorkerResources {
-            cpu: SLOTS,
+            cpu: slots,
             mem_mb: 64_000,
             gpus: 0,
         },
@@ -67,7 +69,7 @@ impl Bench {
         self.scheduler.add(&self.classes[class], job);
     }
 
-    fn new(preset: Preset) -> Self {
+    fn new(preset: Preset, (workers, slots): (u32, u32)) -> Self {
         let config = PolicyConfig {
             slack: 0,
             ..PolicyConfig::preset(preset)
@@ -76,8 +78,8 @@ impl Bench {
         let Ok(pool) = PoolName::parse_list("cpu") else {
             unreachable!("cpu is a valid tag");
         };
-        for n in 0..WORKERS {
-            scheduler.upsert_worker(worker(n, &pool));
+        for n in 0..workers {
+            scheduler.upsert_worker(worker(n, slots, &pool));
         }
         let classes = (0..TENANTS)
             .map(|t| JobClass {
@@ -97,7 +99,7 @@ impl Bench {
             rng: StdRng::seed_from_u64(1),
             now: 1,
         };
-        for _ in 0..PENDING + (WORKERS * SLOTS) as usize {
+        for _ in 0..PENDING + (workers * slots) as usize {
             bench.add();
         }
         let round = bench.scheduler.decide(bench.now);
@@ -118,20 +120,14 @@ impl Bench {
     }
 }
 
-fn decide(c: &mut Criterion) {
-    let mut group = c.benchmark_group("decide_100k_pending_1k_tenants");
+fn group(c: &mut Criterion, name: &str, layout: (u32, u32), presets: &[Preset]) {
+    let mut group = c.benchmark_group(name);
     group.throughput(Throughput::Elements(1));
     group.sample_size(30);
     group.warm_up_time(Duration::from_secs(1));
     group.measurement_time(Duration::from_secs(4));
-    for preset in [
-        Preset::Fifo,
-        Preset::Priority,
-        Preset::Sjf,
-        Preset::Fair,
-        Preset::RoundRobin,
-    ] {
-        let mut bench = Bench::new(preset);
+    for preset in presets {
+        let mut bench = Bench::new(*preset, layout);
         assert_eq!(bench.scheduler.pending_count(), PENDING);
         group.bench_function(BenchmarkId::from_parameter(preset), |b| {
             b.iter(|| black_box(bench.step()));
@@ -139,6 +135,23 @@ fn decide(c: &mut Criterion) {
         assert_eq!(bench.scheduler.pending_count(), PENDING, "steady state");
     }
     group.finish();
+}
+
+fn decide(c: &mut Criterion) {
+    let all = [
+        Preset::Fifo,
+        Preset::Priority,
+        Preset::Sjf,
+        Preset::Fair,
+        Preset::RoundRobin,
+    ];
+    group(c, "decide_100k_pending_1k_tenants_16_workers", SPREAD, &all);
+    group(
+        c,
+        "decide_100k_pending_1k_tenants_1_worker",
+        ONE_BIG,
+        &[Preset::Fifo, Preset::Fair],
+    );
 }
 
 criterion_group!(benches, decide);
