@@ -100,6 +100,7 @@ fn main() -> anyhow::Result<()> {
         if workload.file == "uniform" {
             let path = dir.join("sched-priority-wait.png");
             priority_plot(&path, &outcomes)?;
+            priority_table(&outcomes);
             println!("![mean wait by priority](img/sched-priority-wait.png)\n");
         }
         let path = dir.join(format!("sched-{}-response.png", workload.file));
@@ -277,26 +278,59 @@ fn cdf_plot(path: &Path, name: &str, outcomes: &[Outcome]) -> anyhow::Result<()>
                 PathElement::new(vec![(x, y), (x + 24, y)], colour.stroke_width(3))
             });
     }
-    legend(&mut chart)?;
+    legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     root.present()?;
     Ok(())
 }
 
 fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
     chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
 ) -> anyhow::Result<()>
 where
     DB::ErrorType: 'static,
 {
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
+        .position(position)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .label_font(("sans-serif", 16))
         .draw()
         .map_err(|e| anyhow!("drawing the legend: {e}"))?;
     Ok(())
+}
+
+/// Mean wait (ms) of the jobs of each priority level.
+fn waits_by_priority(outcome: &Outcome) -> Vec<f64> {
+    (0..=9u8)
+        .map(|p| {
+            let of: Vec<u64> = outcome
+                .jobs
+                .iter()
+                .filter(|j| j.priority == p)
+                .map(|j| j.wait_ms())
+                .collect();
+            of.iter().sum::<u64>() as f64 / of.len().max(1) as f64
+        })
+        .collect()
+}
+
+fn priority_table(outcomes: &[Outcome]) {
+    println!("| policy | mean wait, priority 0 | 3 | 6 | 9 |");
+    println!("|---|---|---|---|---|");
+    for o in outcomes.iter().take(3) {
+        let w = waits_by_priority(o);
+        println!(
+            "| {} | {:.2} s | {:.2} s | {:.2} s | {:.2} s |",
+            label(o),
+            w[0] / 1000.0,
+            w[3] / 1000.0,
+            w[6] / 1000.0,
+            w[9] / 1000.0
+        );
+    }
+    println!();
 }
 
 /// Mean wait per priority level under each policy.
@@ -306,17 +340,10 @@ fn priority_plot(path: &Path, outcomes: &[Outcome]) -> anyhow::Result<()> {
     let waits: Vec<Vec<(f64, f64)>> = outcomes
         .iter()
         .map(|o| {
-            (0..=9u8)
-                .map(|p| {
-                    let of: Vec<u64> = o
-                        .jobs
-                        .iter()
-                        .filter(|j| j.priority == p)
-                        .map(|j| j.wait_ms())
-                        .collect();
-                    let mean = of.iter().sum::<u64>() as f64 / of.len().max(1) as f64;
-                    (f64::from(p), mean / 1000.0)
-                })
+            waits_by_priority(o)
+                .into_iter()
+                .enumerate()
+                .map(|(p, w)| (p as f64, w / 1000.0))
                 .collect()
         })
         .collect();
@@ -348,7 +375,7 @@ fn priority_plot(path: &Path, outcomes: &[Outcome]) -> anyhow::Result<()> {
                 PathElement::new(vec![(x, y), (x + 24, y)], colour.stroke_width(3))
             });
     }
-    legend(&mut chart)?;
+    legend(&mut chart, SeriesLabelPosition::UpperRight)?;
     root.present()?;
     Ok(())
 }
