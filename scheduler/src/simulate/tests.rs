@@ -246,3 +246,23 @@ fn a_job_no_worker_can_run_is_reported() {
         Err(SimError::NoWorkers)
     ));
 }
+
+#[test]
+fn rate_limited_jobs_start_when_their_token_comes() {
+    // Three jobs at once, a start rate of 1/s for the simulated task: no event is due when
+    // the second and third tokens come, so the simulator must wake itself.
+    let trace: Vec<TraceJob> = (0..3)
+        .map(|n| TraceJob::new(format!("r{n}"), 0, 10))
+        .collect();
+    let mut config = PolicyConfig::preset(Preset::Fifo);
+    config.limits.task_rate.insert(
+        "simulated".into(),
+        crate::policy::Rate {
+            per_s: 1.0,
+            burst: 1,
+        },
+    );
+    let outcome = simulate(&config, &[WorkerSpec::slots(4)], &trace).unwrap();
+    let starts: Vec<u64> = outcome.jobs.iter().map(|j| j.start_ms).collect();
+    assert_eq!(starts, [0, 1000, 2000]);
+}
