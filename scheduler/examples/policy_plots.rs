@@ -1,7 +1,10 @@
 //! Compares the policies in the simulator on the standard traces: prints the Markdown tables
 //! of `docs/scheduling.md` and renders its plots to `docs/img/sched-*.png`.
 //!
-//! `cargo run -p warren-scheduler --example policy_plots --release`
+//! `cargo run -p warren-scheduler --example policy_plots --release [-- --write-traces DIR]`
+//!
+//! With `--write-traces DIR` it also writes the traces as JSONL files (`uniform.jsonl`,
+//! `heavy.jsonl`, `bursty.jsonl`) for `warren simulate`.
 //!
 //! Text is drawn with DejaVu Sans from the `dejavu` crate (plotters' `ab_glyph` backend), so
 //! the plots render the same everywhere, without system fonts or fontconfig.
@@ -71,7 +74,19 @@ fn main() -> anyhow::Result<()> {
         .map_err(|_| anyhow!("the DejaVu font does not load"))?;
     let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/img"));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let args: Vec<String> = std::env::args().collect();
+    let traces_dir = args
+        .iter()
+        .position(|a| a == "--write-traces")
+        .and_then(|i| args.get(i + 1))
+        .map(PathBuf::from);
     for workload in workloads() {
+        if let Some(traces_dir) = &traces_dir {
+            write_trace(
+                &traces_dir.join(format!("{}.jsonl", workload.file)),
+                &workload.trace,
+            )?;
+        }
         let outcomes = POLICIES
             .iter()
             .map(|preset| {
@@ -112,6 +127,15 @@ fn main() -> anyhow::Result<()> {
     }
     backfill_table()?;
     Ok(())
+}
+
+fn write_trace(path: &Path, trace: &[TraceJob]) -> anyhow::Result<()> {
+    let mut text = String::new();
+    for job in trace {
+        text.push_str(&serde_json::to_string(job)?);
+        text.push('\n');
+    }
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
 fn table(outcomes: &[Outcome]) {

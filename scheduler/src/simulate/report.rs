@@ -151,15 +151,21 @@ impl fmt::Display for Report<'_> {
             "MEAN RESP s"
         )?;
         for t in &outcome.tenants {
+            // A share of the saturated period means nothing when there was none.
+            let share = if s.saturated_ms == 0 {
+                "–".to_owned()
+            } else {
+                format!("{:.1}%", t.share * 100.0)
+            };
             writeln!(
                 f,
-                "{:<12} {:>7} {:>7.1}% {:>6} {:>12.1} {:>9.1}% {:>10.3} {:>12.3}",
+                "{:<12} {:>7} {:>7.1}% {:>6} {:>12.1} {:>10} {:>10.3} {:>12.3}",
                 t.tenant,
                 t.weight,
                 t.weight_share * 100.0,
                 t.jobs,
                 t.resource_s,
-                t.share * 100.0,
+                share,
                 t.fair_ratio,
                 t.mean_response_ms / 1000.0
             )?;
