@@ -29,6 +29,8 @@ pub struct JobOutcome {
     pub completion_ms: u64,
     /// Resource units it held while running.
     pub units: f64,
+    /// The worker it ran on (`w{spec}-{n}`: the n-th worker of the spec-th `--worker`).
+    pub worker: String,
 }
 
 impl JobOutcome {
@@ -281,6 +283,7 @@ mod tests {
             start_ms,
             completion_ms,
             units: 1.0,
+            worker: "w0-0".into(),
         }
     }
 

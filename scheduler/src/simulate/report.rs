@@ -22,6 +22,7 @@ struct JobLine<'a> {
     start_ms: u64,
     completion_ms: u64,
     response_ms: u64,
+    worker: &'a str,
 }
 
 #[derive(Serialize)]
@@ -44,7 +45,7 @@ impl<'o> Report<'o> {
     }
 
     /// The JSON document: `{policy, backfill, jobs: [{id, tenant, arrival_ms, start_ms,
-    /// completion_ms, response_ms}], summary, tenants}`.
+    /// completion_ms, response_ms, worker}], summary, tenants}`.
     ///
     /// # Errors
     /// Fails only if serialisation fails (it does not for these types).
@@ -72,6 +73,7 @@ fn job_line(job: &JobOutcome) -> JobLine<'_> {
         start_ms: job.start_ms,
         completion_ms: job.completion_ms,
         response_ms: job.response_ms(),
+        worker: &job.worker,
     }
 }
 

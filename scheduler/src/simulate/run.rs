@@ -69,7 +69,7 @@ pub fn simulate(
     let mut arrivals: Vec<usize> = (0..trace.len()).collect();
     arrivals.sort_by_key(|&i| (trace[i].arrival_ms, i));
     let mut next_arrival = 0;
-    let mut starts: Vec<Option<u64>> = vec![None; trace.len()];
+    let mut starts: Vec<Option<(u64, String)>> = vec![None; trace.len()];
     let mut completions: BinaryHeap<Reverse<(u64, usize)>> = BinaryHeap::new();
     // A rate-limited job needs a decision when its token comes, even with no event then.
     let mut wake_ms: Option<u64> = None;
@@ -97,7 +97,7 @@ pub fn simulate(
             let Some(&i) = index.get(&dispatch.job) else {
                 continue;
             };
-            starts[i] = Some(now);
+            starts[i] = Some((now, dispatch.worker.to_string()));
             completions.push(Reverse((now.saturating_add(trace[i].runtime_ms), i)));
         }
         wake_ms = match scheduler.pending_count() {
@@ -110,7 +110,7 @@ pub fn simulate(
     }
     let mut jobs = Vec::with_capacity(trace.len());
     for (i, job) in trace.iter().enumerate() {
-        let Some(start_ms) = starts[i] else {
+        let Some((start_ms, worker)) = starts[i].clone() else {
             let reason = last_waiting
                 .iter()
                 .find(|(id, _)| {
@@ -134,6 +134,7 @@ pub fn simulate(
             start_ms,
             completion_ms: start_ms.saturating_add(job.runtime_ms),
             units: usage_units(&job.requires),
+            worker,
         });
     }
     let capacity: f64 = workers.iter().map(WorkerSpec::capacity_units).sum();

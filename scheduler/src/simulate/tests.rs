@@ -266,3 +266,79 @@ fn rate_limited_jobs_start_when_their_token_comes() {
     let starts: Vec<u64> = outcome.jobs.iter().map(|j| j.start_ms).collect();
     assert_eq!(starts, [0, 1000, 2000]);
 }
+
+/// Random jobs needing cores, memory and GPUs on three workers of two kinds, under every
+/// policy: every job runs, GPU jobs only where there are GPUs, and no worker ever holds more
+/// cores, memory, GPUs or jobs than it has.
+#[test]
+fn no_worker_ever_runs_more_than_it_has() {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    use warren_protocol::ResourceTag;
+
+    let mut rng = StdRng::seed_from_u64(11);
+    let gpu = ResourceTag::new("gpu").unwrap();
+    let trace: Vec<TraceJob> = (0..400)
+        .map(|n| {
+            let mut job = TraceJob::new(format!("j{n}"), n * 100, rng.random_range(100..3000))
+                .tenant(["a", "b", "c"][n as usize % 3])
+                .priority(rng.random_range(0..=9))
+                .cpu(rng.random_range(0..=4));
+            job.requires.mem_mb = rng.random_range(0..=8000);
+            if rng.random_range(0..5) == 0 {
+                job.requires.gpus = 1;
+                job.requires.tags.insert(gpu.clone());
+            }
+            job
+        })
+        .collect();
+    let specs: Vec<WorkerSpec> = [
+        "cpu=8,mem_mb=16000,slots=4,count=2",
+        "cpu=4,mem_mb=32000,gpus=1,slots=4,tags=cpu+gpu",
+    ]
+    .iter()
+    .map(|s| s.parse().unwrap())
+    .collect();
+    for preset in [
+        Preset::Fifo,
+        Preset::Priority,
+        Preset::Sjf,
+        Preset::Fair,
+        Preset::RoundRobin,
+    ] {
+        let outcome = simulate(&PolicyConfig::preset(preset), &specs, &trace).unwrap();
+        for (n, spec) in specs.iter().enumerate() {
+            for k in 0..spec.count {
+                let name = format!("w{n}-{k}");
+                let here: Vec<(&JobOutcome, &TraceJob)> = outcome
+                    .jobs
+                    .iter()
+                    .zip(&trace)
+                    .filter(|(o, _)| o.worker == name)
+                    .collect();
+                for (started, _) in &here {
+                    let t = started.start_ms;
+                    let running: Vec<&TraceJob> = here
+                        .iter()
+                        .filter(|(o, _)| o.start_ms <= t && t < o.completion_ms)
+                        .map(|(_, j)| *j)
+                        .collect();
+                    let cpu: u32 = running.iter().map(|j| j.requires.cpu).sum();
+                    let mem: u64 = running.iter().map(|j| j.requires.mem_mb).sum();
+                    let gpus: u32 = running.iter().map(|j| j.requires.gpus).sum();
+                    assert!(
+                        running.len() <= spec.slots as usize,
+                        "{preset} {name} at {t}: jobs"
+                    );
+                    assert!(
+                        cpu <= spec.cpu && mem <= spec.mem_mb && gpus <= spec.gpus,
+                        "{preset} {name} at {t}"
+                    );
+                }
+                if spec.gpus == 0 {
+                    assert!(here.iter().all(|(_, j)| j.requires.gpus == 0));
+                }
+            }
+        }
+    }
+}
