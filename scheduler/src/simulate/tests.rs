@@ -126,25 +126,12 @@ fn aging_bounds_every_wait() {
     let mut config = PolicyConfig::preset(Preset::Priority);
     config.priority_weight_ms = W;
     let outcome = simulate(&config, &[WorkerSpec::slots(1)], &trace).unwrap();
-    let key = |j: &JobOutcome| j.arrival_ms as i64 - i64::from(j.priority) * W as i64;
-    let r_max = trace.iter().map(|j| j.runtime_ms).max().unwrap();
-    for (n, job) in outcome.jobs.iter().enumerate() {
-        let t = job.arrival_ms + (9 - u64::from(job.priority)) * W;
-        let ahead: u64 = outcome
-            .jobs
-            .iter()
-            .enumerate()
-            .filter(|(m, other)| (key(other), *m) < (key(job), n) && other.start_ms >= t)
-            .map(|(_, other)| other.completion_ms - other.start_ms)
-            .sum();
-        let bound = (9 - u64::from(job.priority)) * W + r_max + ahead;
-        assert!(
-            job.wait_ms() <= bound,
-            "{} waited {} ms > {bound}",
-            job.id,
-            job.wait_ms()
-        );
-    }
+    assert_aging_bound(
+        &outcome,
+        1,
+        |j| j.arrival_ms as i64 - i64::from(j.priority) * W as i64,
+        |j| (9 - u64::from(j.priority)) * W,
+    );
     // Without aging (one level worth more than the whole trace), the same low-priority
     // jobs wait for the whole stream of high-priority ones.
     let lo_wait = |o: &Outcome| {
@@ -169,6 +156,55 @@ fn aging_bounds_every_wait() {
     let first_lo = |o: &Outcome| o.jobs.iter().find(|j| j.id == "lo0").unwrap().wait_ms();
     assert!(first_lo(&starved) > 50_000, "{}", first_lo(&starved));
     assert!(first_lo(&outcome) < 20_000, "{}", first_lo(&outcome));
+}
+
+/// Checks `wait(J) ≤ horizon(J) + r_max + Q_J / S` for every job (see
+/// `aging_bounds_every_wait`): `key` is the policy's key of a job and `horizon` how long
+/// after its arrival a job can still be overtaken by jobs arriving later.
+fn assert_aging_bound(
+    outcome: &Outcome,
+    slots: u64,
+    key: impl Fn(&JobOutcome) -> i64,
+    horizon: impl Fn(&JobOutcome) -> u64,
+) {
+    let r_max = outcome
+        .jobs
+        .iter()
+        .map(|j| j.completion_ms - j.start_ms)
+        .max()
+        .unwrap();
+    for (n, job) in outcome.jobs.iter().enumerate() {
+        let t = job.arrival_ms + horizon(job);
+        let ahead: u64 = outcome
+            .jobs
+            .iter()
+            .enumerate()
+            .filter(|(m, other)| (key(other), *m) < (key(job), n) && other.start_ms >= t)
+            .map(|(_, other)| other.completion_ms - other.start_ms)
+            .sum();
+        let bound = horizon(job) + r_max + ahead / slots;
+        assert!(
+            job.wait_ms() <= bound,
+            "{} waited {} ms > {bound}",
+            job.id,
+            job.wait_ms()
+        );
+    }
+}
+
+/// SJF ages too: a job's key is `arrival + estimate`, so jobs arriving more than its own
+/// estimate after it never overtake it, and the same bound holds with the estimate as the
+/// horizon. A heavy-tailed trace slightly overloading one slot for a while.
+#[test]
+fn sjf_aging_bounds_every_wait() {
+    let trace = traces::heavy_tailed(5, 1500, 1, 1.05);
+    let outcome = run(Preset::Sjf, 1, &trace);
+    let estimates: std::collections::HashMap<&str, u64> = trace
+        .iter()
+        .map(|j| (j.id.as_str(), j.estimate_ms()))
+        .collect();
+    let est = |j: &JobOutcome| estimates[j.id.as_str()];
+    assert_aging_bound(&outcome, 1, |j| (j.arrival_ms + est(j)) as i64, est);
 }
 
 /// A 4-core worker, a 1-core job running 10 s, a whole-worker job arriving at 1 s, and
