@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use warren_kit::args::LogFormat;
 
-use crate::commands::{admin, bench, jobs, submit, up, wait, workers};
+use crate::commands::{admin, bench, jobs, simulate, submit, up, wait, workers};
 
 /// Where the client commands find the API when neither `--url` nor `WARREN_URL` says.
 const DEFAULT_URL: &str = "http://127.0.0.1:8080";
@@ -105,6 +105,8 @@ enum Command {
     /// Operate on a deployment's RabbitMQ and Redis directly (not through the API).
     #[command(subcommand)]
     Admin(admin::AdminCommand),
+    /// Run a trace through a scheduling policy on a virtual clock.
+    Simulate(simulate::SimulateArgs),
 }
 
 #[tokio::main]
@@ -151,6 +153,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             warren_kit::shutdown::spawn_signal_listener(shutdown.clone())?;
             up::run(*args, shutdown).await?;
             Ok(0)
+        }
+        Command::Simulate(args) => {
+            // Pure computation, possibly long on a big trace: off the async threads.
+            tokio::task::spawn_blocking(move || simulate::run(args))
+                .await?
+                .map(ok)
         }
         Command::Admin(command) => admin::run(command).await.map(ok),
         Command::Submit { client, args } => submit::run(&api(client)?, args).await,

@@ -17,6 +17,7 @@ mod intake;
 pub mod policy;
 mod runtime;
 mod session;
+pub mod simulate;
 mod sweep;
 
 pub use args::{PolicyArgs, SchedulerArgs};
