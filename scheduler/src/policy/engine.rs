@@ -51,11 +51,40 @@ pub(super) type StatusParts<'a> = (
     BTreeMap<String, u32>,
 );
 
+/// A pending job's factors without its id, packed: 16 bytes a job instead of 40, which
+/// matters at a million pending jobs.
+#[derive(Debug, Clone, Copy)]
+struct Factors {
+    arrival_ms: u64,
+    /// Estimated runtime in ms, saturated at ~49 days.
+    est_ms: u32,
+    priority: u8,
+}
+
+impl Factors {
+    fn of(job: &PendingJob) -> Self {
+        Self {
+            arrival_ms: job.arrival_ms,
+            est_ms: u32::try_from(job.est_ms).unwrap_or(u32::MAX),
+            priority: job.priority,
+        }
+    }
+
+    fn job(self, id: JobId) -> PendingJob {
+        PendingJob {
+            id,
+            arrival_ms: self.arrival_ms,
+            priority: self.priority,
+            est_ms: u64::from(self.est_ms),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct ClassQueue {
     class: JobClass,
-    /// (key, job) → the job's factors.
-    jobs: BTreeMap<(i64, JobId), PendingJob>,
+    /// (key, job) → the job's other factors (the id is in the key: kept once).
+    jobs: BTreeMap<(i64, JobId), Factors>,
     rank: Option<Rank>,
 }
 
@@ -145,12 +174,18 @@ pub struct Scheduler {
     tenants: HashMap<String, TenantState>,
     queues: HashMap<String, QueueState>,
     workers: BTreeMap<WorkerId, WorkerState>,
-    pending: HashMap<JobId, (usize, i64)>,
+    /// Pending job → (class index, key): where to find it in `classes`.
+    pending: HashMap<JobId, (u32, i64)>,
     running: HashMap<JobId, Running>,
     buckets: Buckets,
     reservation: Option<Reservation>,
     turn: u64,
-    decayed_at_ms: u64,
+    decayed_at_ms: Option<u64>,
+}
+
+/// Class indexes are stored as `u32` (four billion classes is beyond any deployment).
+fn index_u32(idx: usize) -> u32 {
+    u32::try_from(idx).unwrap_or(u32::MAX)
 }
 
 /// How often usage decays (the decay itself is exact; this only bounds the re-keying).
@@ -172,7 +207,7 @@ impl Scheduler {
             buckets: Buckets::default(),
             reservation: None,
             turn: 0,
-            decayed_at_ms: 0,
+            decayed_at_ms: None,
         }
     }
 
@@ -187,10 +222,10 @@ impl Scheduler {
         self.config = config;
         for queue in &mut self.classes {
             let jobs = std::mem::take(&mut queue.jobs);
-            for (_, job) in jobs {
-                let key = job.key(&self.config);
-                queue.jobs.insert((key, job.id), job);
-                if let Some(entry) = self.pending.get_mut(&job.id) {
+            for ((_, id), factors) in jobs {
+                let key = factors.job(id).key(&self.config);
+                queue.jobs.insert((key, id), factors);
+                if let Some(entry) = self.pending.get_mut(&id) {
                     entry.1 = key;
                 }
             }
@@ -205,8 +240,10 @@ impl Scheduler {
         }
         let idx = self.class_index(class);
         let key = job.key(&self.config);
-        self.classes[idx].jobs.insert((key, job.id), job);
-        self.pending.insert(job.id, (idx, key));
+        self.classes[idx]
+            .jobs
+            .insert((key, job.id), Factors::of(&job));
+        self.pending.insert(job.id, (index_u32(idx), key));
         self.rerank(idx);
         true
     }
@@ -219,9 +256,10 @@ impl Scheduler {
     /// Removes a pending job and returns its class and factors.
     pub fn remove_pending(&mut self, job: JobId) -> Option<(JobClass, PendingJob)> {
         let (idx, key) = self.pending.remove(&job)?;
+        let idx = idx as usize;
         let factors = self.classes[idx].jobs.remove(&(key, job))?;
         self.rerank(idx);
-        Some((self.classes[idx].class.clone(), factors))
+        Some((self.classes[idx].class.clone(), factors.job(job)))
     }
 
     /// Tells whether a job is pending here.
@@ -347,7 +385,7 @@ impl Scheduler {
             let Some((&(key, job), pending)) = self.classes[idx].jobs.first_key_value() else {
                 continue;
             };
-            let factors = *pending;
+            let factors = pending.job(job);
             let est_ms = factors.est_ms;
             match self.place(idx, job, est_ms, now_ms) {
                 Ok(worker) => {
@@ -538,15 +576,15 @@ impl Scheduler {
 
     /// Halves usage every half-life (applied at most once a second).
     fn decay(&mut self, now_ms: u64) {
-        if self.decayed_at_ms == 0 {
-            self.decayed_at_ms = now_ms;
+        let Some(last) = self.decayed_at_ms else {
+            self.decayed_at_ms = Some(now_ms);
             return;
-        }
-        let elapsed = now_ms.saturating_sub(self.decayed_at_ms);
+        };
+        let elapsed = now_ms.saturating_sub(last);
         if elapsed < DECAY_EVERY_MS {
             return;
         }
-        self.decayed_at_ms = now_ms;
+        self.decayed_at_ms = Some(now_ms);
         let factor = 0.5f64.powf(elapsed as f64 / 1000.0 / self.config.half_life_s as f64);
         for tenant in self.tenants.values_mut() {
             tenant.usage *= factor;
@@ -691,6 +729,7 @@ impl Scheduler {
     /// Tells how a pending job stands: what is ahead of it in its class and among classes.
     pub fn standing(&self, job: JobId) -> Option<Standing> {
         let (idx, key) = *self.pending.get(&job)?;
+        let idx = idx as usize;
         let queue = &self.classes[idx];
         let ahead_in_class = queue.jobs.range(..(key, job)).count();
         let classes_ahead = queue
