@@ -31,6 +31,9 @@ fn bin_dir() -> &'static PathBuf {
                 "warren-scheduler",
                 "-p",
                 "warren-worker",
+                // A worker with an application task (issue 10: it must run beside others).
+                "--example",
+                "custom_task",
             ])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
@@ -60,6 +63,10 @@ pub(crate) struct WorkerSpec {
     pub(crate) gpus: u32,
     /// `WARREN_SHUTDOWN_GRACE` of this worker.
     pub(crate) grace: &'static str,
+    /// The binary, relative to the target dir (`examples/custom_task` for the example).
+    pub(crate) binary: &'static str,
+    /// Cores it offers (`WARREN_CPU`; default 8).
+    pub(crate) cpu: u32,
 }
 
 impl Default for WorkerSpec {
@@ -70,6 +77,8 @@ impl Default for WorkerSpec {
             allow: "echo,sleep,sh,false",
             gpus: 0,
             grace: "10s",
+            binary: "warren-worker",
+            cpu: 8,
         }
     }
 }
@@ -109,6 +118,15 @@ impl System {
     /// Starts a submitter, a scheduler and the given workers, and waits until the API is
     /// ready and the workers are registered.
     pub(crate) async fn start(name: &str, workers: &[WorkerSpec]) -> Self {
+        Self::start_with(name, workers, &[]).await
+    }
+
+    /// Starts the system with extra settings for the scheduler (`WARREN_POLICY`, …).
+    pub(crate) async fn start_with(
+        name: &str,
+        workers: &[WorkerSpec],
+        scheduler_env: &[(&str, String)],
+    ) -> Self {
         let ns = TestNamespace::new(name);
         let logs = log_dir(ns.ns().as_str());
         let port = free_port();
@@ -120,7 +138,7 @@ impl System {
             &[("WARREN_HTTP_ADDR", format!("127.0.0.1:{port}"))],
             "submitter",
         );
-        let scheduler = spawn(&ns, &logs, "warren-scheduler", &[], "scheduler");
+        let scheduler = spawn(&ns, &logs, "warren-scheduler", scheduler_env, "scheduler");
         let mut system = Self {
             ns,
             base,
@@ -160,9 +178,10 @@ impl System {
         let child = spawn(
             &self.ns,
             &self.logs,
-            "warren-worker",
+            spec.binary,
             &[
                 ("WARREN_TAGS", spec.tags.to_owned()),
+                ("WARREN_CPU", spec.cpu.to_string()),
                 ("WARREN_SLOTS", spec.slots.to_string()),
                 ("WARREN_ALLOW_COMMANDS", spec.allow.to_owned()),
                 ("WARREN_GPUS", spec.gpus.to_string()),
@@ -228,6 +247,26 @@ impl System {
         self.get_json(&format!("/v1/jobs/{id}"))
             .await
             .expect("GET /v1/jobs/{id}")
+    }
+
+    /// Submits jobs in one batch request; returns their ids in order.
+    pub(crate) async fn submit_batch(&self, jobs: Vec<Value>) -> Vec<String> {
+        let response = self
+            .http
+            .post(format!("{}/v1/jobs/batch", self.base))
+            .json(&json!({ "jobs": jobs }))
+            .send()
+            .await
+            .expect("POST /v1/jobs/batch");
+        let status = response.status();
+        let body: Value = response.json().await.expect("JSON answer");
+        assert_eq!(status.as_u16(), 202, "batch answered {status}: {body}");
+        body["jobs"]
+            .as_array()
+            .expect("jobs")
+            .iter()
+            .map(|j| j["id"].as_str().expect("id").to_owned())
+            .collect()
     }
 
     /// Waits until a job is in `state` (panics after `timeout`).

@@ -6,4 +6,5 @@ mod commands;
 mod crash;
 mod flow;
 mod harness;
+mod policies;
 mod routing;

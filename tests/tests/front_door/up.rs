@@ -64,7 +64,7 @@ impl Drop for Up {
 }
 
 impl Up {
-    /// Starts `warren up` with `args` (plus a free port), in a fresh namespace, and waits
+    /// Starts `warren up` with `args` (plus free ports), in a fresh namespace, and waits
     /// until a worker has registered.
     pub(crate) async fn start(name: &str, args: &[&str]) -> Self {
         let ns = TestNamespace::new(name);
@@ -74,7 +74,13 @@ impl Up {
         let mut child = Command::new(bin_dir().join("warren"))
             .arg("up")
             .args(args)
-            .args(["--http-addr", "127.0.0.1:0"])
+            // Free ports, so tests (and a Warren the developer runs) never collide.
+            .args([
+                "--http-addr",
+                "127.0.0.1:0",
+                "--dashboard-addr",
+                "127.0.0.1:0",
+            ])
             .env("WARREN_AMQP_URL", amqp_url())
             .env("WARREN_REDIS_URL", redis_url())
             .env("WARREN_NAMESPACE", ns.ns().as_str())

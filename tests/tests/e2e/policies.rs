@@ -1,0 +1,168 @@
+//! The scheduler's policies with real processes: the scheduler, not the broker, decides the
+//! order; fair share follows the weights; GPUs and caps are capacity; a worker that has a
+//! task runs it whatever its neighbours have.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::harness::{System, WorkerSpec, spec};
+
+fn sleep_job(tenant: &str, priority: u8, ms: u64) -> Value {
+    json!({
+        "task": "sleep",
+        "args": { "ms": ms },
+        "tenant": tenant,
+        "priority": priority,
+        "estimated_runtime_ms": ms,
+    })
+}
+
+/// When each job started and ended (ms), from its record.
+async fn interval(sys: &System, id: &str) -> (u64, u64) {
+    let job = sys.wait_done(id).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let start = job["timestamps"]["running"].as_u64().expect("running time");
+    let end = job["timestamps"]["succeeded"].as_u64().expect("end time");
+    (start, end)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn priority_overtakes_a_saturated_backlog() {
+    let one_slot = WorkerSpec {
+        slots: 1,
+        ..WorkerSpec::default()
+    };
+    let env = [
+        ("WARREN_POLICY", "priority".to_owned()),
+        ("WARREN_CREDIT_SLACK", "0".to_owned()),
+    ];
+    let sys = System::start_with("e2e_priority", &[one_slot], &env).await;
+    let backlog = sys
+        .submit_batch((0..30).map(|_| sleep_job("a", 1, 100)).collect())
+        .await;
+    let urgent = sys.submit(sleep_job("b", 9, 100)).await;
+    let (urgent_start, _) = interval(&sys, &urgent).await;
+    let mut after = 0;
+    for id in &backlog {
+        let (start, _) = interval(&sys, id).await;
+        after += usize::from(start > urgent_start);
+    }
+    // At most the job running when it arrived (and one being dispatched) goes before it.
+    assert!(
+        after >= 28,
+        "only {after} of 30 earlier jobs ran after the priority-9 one"
+    );
+    sys.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fair_share_among_three_tenants_follows_the_weights() {
+    let workers = [
+        WorkerSpec {
+            slots: 4,
+            ..WorkerSpec::default()
+        },
+        WorkerSpec {
+            slots: 4,
+            ..WorkerSpec::default()
+        },
+    ];
+    let env = [
+        ("WARREN_POLICY", "fair".to_owned()),
+        ("WARREN_TENANT_WEIGHTS", "a=1,b=2,c=4".to_owned()),
+    ];
+    let sys = System::start_with("e2e_fair", &workers, &env).await;
+    // Every tenant keeps a backlog through the measured window (224 starts: c needs 128).
+    let mut jobs = Vec::new();
+    for tenant in ["a", "b", "c"] {
+        jobs.extend((0..160).map(|_| sleep_job(tenant, 4, 50)));
+    }
+    let ids = sys.submit_batch(jobs).await;
+    let mut starts = Vec::new();
+    for (n, id) in ids.iter().enumerate() {
+        let tenant = ["a", "b", "c"][n / 160];
+        let job = sys
+            .wait_state(id, "succeeded", Duration::from_secs(120))
+            .await;
+        starts.push((job["timestamps"]["running"].as_u64().unwrap(), tenant));
+    }
+    starts.sort();
+    let mut count: HashMap<&str, f64> = HashMap::new();
+    for (_, tenant) in starts.iter().take(224) {
+        *count.entry(tenant).or_default() += 1.0;
+    }
+    for (tenant, weight) in [("a", 1.0), ("b", 2.0), ("c", 4.0)] {
+        let share = count.get(tenant).copied().unwrap_or(0.0) / 224.0;
+        let want = weight / 7.0;
+        assert!(
+            (share - want).abs() <= 0.1 * want,
+            "tenant {tenant}: {share:.3} of the starts, want {want:.3} ± 10 % ({count:?})"
+        );
+    }
+    sys.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_gpu_runs_one_gpu_job_at_a_time_and_caps_hold() {
+    let gpu_worker = WorkerSpec {
+        tags: "cpu,gpu",
+        slots: 4,
+        gpus: 1,
+        cpu: 4,
+        ..WorkerSpec::default()
+    };
+    let env = [("WARREN_TENANT_LIMITS", "capped=1".to_owned())];
+    let sys = System::start_with("e2e_gpu", &[gpu_worker], &env).await;
+    let gpu = |n: u64| {
+        json!({
+            "task": "sleep", "args": {"ms": 300}, "tenant": format!("g{n}"),
+            "requires": {"tags": ["gpu"], "gpus": 1},
+        })
+    };
+    let gpu_ids = sys.submit_batch((0..3).map(gpu).collect()).await;
+    let capped = sys
+        .submit_batch((0..3).map(|_| sleep_job("capped", 4, 300)).collect())
+        .await;
+    for group in [&gpu_ids, &capped] {
+        let mut spans = Vec::new();
+        for id in group {
+            spans.push(interval(&sys, id).await);
+        }
+        spans.sort();
+        for pair in spans.windows(2) {
+            assert!(
+                pair[1].0 >= pair[0].1,
+                "two of them ran at once: {spans:?} (one GPU, and a cap of 1)"
+            );
+        }
+    }
+    // A job asking for more than the worker has waits and says why.
+    let too_big = sys
+        .submit(json!({"task": "noop", "requires": {"gpus": 2}}))
+        .await;
+    let job = sys.wait_reason(&too_big).await;
+    let reason = job["pending_reason"].as_str().unwrap();
+    assert!(reason.contains("gpus=2"), "{reason}");
+    sys.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_with_a_task_runs_it_beside_workers_without_it() {
+    // The `warren up` situation of issue 10: two plain workers and the custom-task example,
+    // all tagged `cpu`. Only one worker has `word_count`; it must still get the job.
+    let plain = WorkerSpec::default();
+    let custom = WorkerSpec {
+        binary: "examples/custom_task",
+        ..WorkerSpec::default()
+    };
+    let sys = System::start("e2e_custom", &[plain.clone(), plain, custom]).await;
+    let id = sys
+        .submit(spec("word_count", json!({"text": "to be or not to be"})))
+        .await;
+    let job = sys.wait_done(&id).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["result"]["words"], 6, "{job}");
+    sys.stop().await;
+}
