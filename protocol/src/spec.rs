@@ -16,6 +16,8 @@ pub const DEFAULT_PRIORITY: u8 = 4;
 pub const MAX_ATTEMPTS: u32 = 100;
 /// Longest timeout a job may ask for: one week.
 pub const MAX_TIMEOUT_S: u64 = 7 * 24 * 3600;
+/// Longest a job may ask to wait for placement: 30 days.
+pub const MAX_SCHEDULE_TIMEOUT_S: u64 = 30 * 24 * 3600;
 const MAX_LABELS: usize = 32;
 
 /// A job spec that failed validation: which field, and what to fix.
@@ -110,6 +112,10 @@ pub struct JobSpec {
     /// Wall-clock limit of one attempt; the worker's default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_s: Option<u64>,
+    /// How long the job may wait to be placed before it fails with `schedule_timeout`
+    /// (no worker could run it, or none had room); no limit when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_timeout_s: Option<u64>,
     /// How many times the job may run before it fails for good (1 = no retries).
     #[serde(default = "default_attempts")]
     pub max_attempts: u32,
@@ -134,6 +140,7 @@ impl JobSpec {
             requires: Requirements::default(),
             estimated_runtime_ms: None,
             timeout_s: None,
+            schedule_timeout_s: None,
             max_attempts: 1,
             labels: BTreeMap::new(),
         }
@@ -160,6 +167,14 @@ impl JobSpec {
             return Err(ValidationError::new(
                 "timeout_s",
                 format!("must be 1 to {MAX_TIMEOUT_S} seconds, got {timeout}"),
+            ));
+        }
+        if let Some(timeout) = self.schedule_timeout_s
+            && !(1..=MAX_SCHEDULE_TIMEOUT_S).contains(&timeout)
+        {
+            return Err(ValidationError::new(
+                "schedule_timeout_s",
+                format!("must be 1 to {MAX_SCHEDULE_TIMEOUT_S} seconds, got {timeout}"),
             ));
         }
         if !(1..=MAX_ATTEMPTS).contains(&self.max_attempts) {
@@ -225,6 +240,10 @@ mod tests {
         let cases = [
             (json!({"task": "noop", "priority": 10}), "priority"),
             (json!({"task": "noop", "timeout_s": 0}), "timeout_s"),
+            (
+                json!({"task": "noop", "schedule_timeout_s": 0}),
+                "schedule_timeout_s",
+            ),
             (json!({"task": "noop", "max_attempts": 0}), "max_attempts"),
             (json!({"task": "noop", "queue": ""}), "queue"),
             (json!({"task": "noop", "tenant": "a b"}), "tenant"),

@@ -38,6 +38,8 @@ pub struct Transition {
     pub release_lease: bool,
     /// Fields to set with the move.
     pub fields: Vec<(&'static str, String)>,
+    /// Only from these states (within the legal ones); `None`: any legal source.
+    pub only_from: Option<Vec<JobState>>,
 }
 
 impl Transition {
@@ -50,7 +52,15 @@ impl Transition {
             attempt: None,
             release_lease: false,
             fields: Vec::new(),
+            only_from: None,
         }
+    }
+
+    /// Allows the move only from `states` (among the legal sources): a scheduler failing a
+    /// job that waited too long must not fail one that has just started.
+    pub fn only_from(mut self, states: &[JobState]) -> Self {
+        self.only_from = Some(states.to_vec());
+        self
     }
 
     /// Requires the job's worker to be `worker`.
@@ -251,7 +261,7 @@ impl Store {
             .arg(t.id.to_string())
             .arg(t.to.as_str())
             .arg(now_ms())
-            .arg(state_list(t.to.legal_sources()))
+            .arg(state_list(&sources(t)))
             .arg(t.worker.as_ref().map_or("", WorkerId::as_str))
             .arg(t.attempt.map(|a| a.to_string()).unwrap_or_default())
             .arg(if t.to.is_terminal() { "1" } else { "0" })
@@ -359,5 +369,14 @@ impl Store {
             .await
             .map_err(|e| StoreError::redis("setting a pending reason", e))?;
         Ok(())
+    }
+}
+
+/// The states a transition may start from: the legal ones, narrowed by `only_from`.
+fn sources(t: &Transition) -> Vec<JobState> {
+    let legal = t.to.legal_sources();
+    match &t.only_from {
+        None => legal.to_vec(),
+        Some(only) => legal.iter().copied().filter(|s| only.contains(s)).collect(),
     }
 }

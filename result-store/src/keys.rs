@@ -51,6 +51,11 @@ impl Keys {
         format!("{}pending:where", self.prefix)
     }
 
+    /// Sorted set of pending jobs with a `schedule_timeout_s`, scored by when they fail.
+    pub fn pending_deadlines(&self) -> String {
+        format!("{}pending:deadlines", self.prefix)
+    }
+
     /// Hash of class id → why its first job waits.
     pub fn pending_reasons(&self) -> String {
         format!("{}pending:reasons", self.prefix)

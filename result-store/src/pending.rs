@@ -39,6 +39,8 @@ pub struct PendingEntry {
     pub member: String,
     /// Its key under the policy in force (smaller first).
     pub score: i64,
+    /// When it fails if still waiting (ms since the epoch), from `schedule_timeout_s`.
+    pub deadline_ms: Option<u64>,
 }
 
 /// Where a pending job stands in the index, for "why is my job waiting?".
@@ -91,6 +93,14 @@ impl Store {
                 format!("{}\t{}", entry.class_id, entry.member),
             )
             .ignore();
+            if let Some(deadline) = entry.deadline_ms {
+                pipe.zadd(
+                    self.keys.pending_deadlines(),
+                    entry.job.to_string(),
+                    deadline,
+                )
+                .ignore();
+            }
         }
         pipe.query_async::<()>(&mut self.conn())
             .await
@@ -115,6 +125,30 @@ impl Store {
         pipe.query_async::<()>(&mut self.conn())
             .await
             .map_err(|e| StoreError::redis("removing from the pending index", e))
+    }
+
+    /// Returns up to `limit` pending jobs whose placement deadline has passed.
+    ///
+    /// # Errors
+    /// Returns [`StoreError`] when Redis fails.
+    pub async fn due_deadlines(&self, now_ms: u64, limit: isize) -> Result<Vec<JobId>, StoreError> {
+        let raw: Vec<String> = self
+            .conn()
+            .zrangebyscore_limit(self.keys.pending_deadlines(), "-inf", now_ms, 0, limit)
+            .await
+            .map_err(|e| StoreError::redis("reading placement deadlines", e))?;
+        Ok(raw.iter().filter_map(|id| id.parse().ok()).collect())
+    }
+
+    /// Forgets a job's placement deadline.
+    ///
+    /// # Errors
+    /// Returns [`StoreError`] when Redis fails.
+    pub async fn drop_deadline(&self, job: JobId) -> Result<(), StoreError> {
+        self.conn()
+            .zrem::<_, _, ()>(self.keys.pending_deadlines(), job.to_string())
+            .await
+            .map_err(|e| StoreError::redis("dropping a placement deadline", e))
     }
 
     /// Sets new keys for pending jobs of a class (after a policy change).

@@ -18,6 +18,8 @@ use crate::policy::{JobClass, PendingJob, PolicyConfig, TaskNeed};
 pub(crate) struct Admitted {
     pub(crate) class: JobClass,
     pub(crate) job: PendingJob,
+    /// When it fails if still waiting (`schedule_timeout_s`), ms since the epoch.
+    pub(crate) deadline_ms: Option<u64>,
 }
 
 /// Names a class in Redis: a digest of its JSON, stable across restarts and instances.
@@ -63,6 +65,7 @@ pub(crate) fn entry(
             class_id: class_id.clone(),
             member: member(&admitted.job),
             score: admitted.job.key(config),
+            deadline_ms: admitted.deadline_ms,
         },
         (class_id, class_json),
     )
@@ -114,6 +117,11 @@ pub(crate) fn classify(
             priority: spec.priority,
             est_ms: estimates.of(spec),
         },
+        // From admission, not submission: a retry back from the delay ladder gets the whole
+        // allowance again.
+        deadline_ms: spec
+            .schedule_timeout_s
+            .map(|s| warren_protocol::now_ms().saturating_add(s.saturating_mul(1000))),
     }
 }
 

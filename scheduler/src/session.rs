@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use warren_protocol::{JobId, JobState, WorkerId, now_ms};
-use warren_store::{JobEvent, Store};
+use warren_store::{JobEvent, Store, Transition, TransitionOutcome};
 use warren_topology::lapin::message::Delivery;
 use warren_topology::lapin::options::{BasicConsumeOptions, BasicQosOptions};
 use warren_topology::lapin::types::FieldTable;
@@ -256,6 +256,7 @@ impl Session {
                         Err(error) => warn!(%error, "could not renew the leader lease"),
                     }
                     self.expire_workers();
+                    self.spawn_deadline_check();
                     for (job, class, reason) in self.core.head_reasons() {
                         self.note_reason(job, &class, &reason);
                     }
@@ -324,6 +325,7 @@ impl Session {
                 let admitted = Admitted {
                     class: dispatch.class,
                     job: dispatch.factors,
+                    deadline_ms: None,
                 };
                 tokio::spawn(async move {
                     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -476,6 +478,41 @@ impl Session {
         tokio::spawn(async move {
             if let Err(error) = store.set_class_reasons(&changed).await {
                 debug!(%error, "could not record class reasons");
+            }
+        });
+    }
+
+    /// Fails jobs that waited longer than their `schedule_timeout_s`. Only from `queued`: a
+    /// job dispatched meanwhile runs. The failure's event removes it from the index.
+    fn spawn_deadline_check(&self) {
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            let Ok(due) = store.due_deadlines(now_ms(), 100).await else {
+                return;
+            };
+            for id in due {
+                let reason = match store.pending_position(id).await {
+                    Ok(Some(place)) => place.class_reason,
+                    _ => None,
+                };
+                let error = format!(
+                    "schedule_timeout: not placed within its schedule_timeout_s ({})",
+                    reason.as_deref().unwrap_or("no reason recorded")
+                );
+                let fail = Transition::new(id, JobState::Failed)
+                    .only_from(&[JobState::Queued])
+                    .set("error", &error);
+                match store.transition(&fail).await {
+                    Ok(outcome) => {
+                        if matches!(outcome, TransitionOutcome::Done(_)) {
+                            info!(job_id = %id, "job failed: schedule timeout");
+                        }
+                        // Failed now, or no longer waiting: either way the deadline is done.
+                        let _ = store.drop_deadline(id).await;
+                    }
+                    // Kept: the next check tries again.
+                    Err(error) => debug!(job_id = %id, %error, "could not fail a timed-out job"),
+                }
             }
         });
     }

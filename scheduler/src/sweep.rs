@@ -63,7 +63,9 @@ async fn reclaim(
         return None;
     }
     let task = record.spec.validate().ok()?;
-    let admitted = intake::classify(id, &record.spec, &task, record.created_ms, estimates);
+    let mut admitted = intake::classify(id, &record.spec, &task, record.created_ms, estimates);
+    // It was placed once: waiting for placement again is not what `schedule_timeout_s` bounds.
+    admitted.deadline_ms = None;
     // Index first, then the state: if the transition fails (the job moved on), the entry is
     // dropped at dispatch, where the record is read again.
     intake::persist(store, std::slice::from_ref(&admitted), config)

@@ -21,10 +21,10 @@ pub(crate) struct BenchArgs {
     jobs: usize,
     /// Jobs per batch request.
     #[arg(long, default_value_t = 500)]
-    batch: usize,
+    pub(crate) batch: usize,
     /// Batch requests in flight at once.
     #[arg(long, default_value_t = 4)]
-    concurrency: usize,
+    pub(crate) concurrency: usize,
     /// Sequential jobs for the latency run (0 skips it).
     #[arg(long, default_value_t = 500)]
     latency_jobs: usize,
@@ -33,10 +33,24 @@ pub(crate) struct BenchArgs {
     timeout: Duration,
     /// Tenant of the benchmark's jobs.
     #[arg(long, default_value = "bench")]
-    tenant: String,
+    pub(crate) tenant: String,
     /// Print the figures as JSON.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
+    /// Sleep jobs for the efficiency run: how close short jobs come to keeping every slot
+    /// busy (ideal time ÷ measured time; 0 skips it).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) sleep_jobs: usize,
+    /// How long each job of the efficiency run sleeps.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) sleep_ms: u64,
+    /// Jobs of one tenant queued before two probes (another tenant's job, and a priority-9
+    /// job) whose wait is measured: does the policy let them past the backlog? (0 skips it.)
+    #[arg(long, default_value_t = 0)]
+    pub(crate) backlog: usize,
+    /// How long each backlog job sleeps.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) backlog_ms: u64,
 }
 
 #[derive(Deserialize)]
@@ -62,6 +76,14 @@ pub(crate) async fn run(api: &Api, args: BenchArgs) -> anyhow::Result<bool> {
         let figures = latency(api, &args).await?;
         report.insert("latency".into(), figures);
     }
+    if args.sleep_jobs > 0 {
+        let figures = super::bench_sched::sleep_efficiency(api, &args).await?;
+        report.insert("sleep".into(), figures);
+    }
+    if args.backlog > 0 {
+        let figures = super::bench_sched::backlog_probes(api, &args).await?;
+        report.insert("backlog".into(), figures);
+    }
     if args.json {
         println!("{}", Value::Object(report));
     }
@@ -82,29 +104,7 @@ async fn throughput(api: &Api, args: &BenchArgs) -> anyhow::Result<Value> {
     let before = succeeded_count(api).await?;
     let spec = json!({"task": "noop", "tenant": args.tenant, "queue": "bench"});
     let started = Instant::now();
-    let mut ids: Vec<String> = Vec::with_capacity(args.jobs);
-    let batches: Vec<usize> = (0..args.jobs)
-        .step_by(args.batch)
-        .map(|start| args.batch.min(args.jobs - start))
-        .collect();
-    let body = Arc::new(spec);
-    let mut in_flight = FuturesUnordered::new();
-    let mut next = batches.into_iter();
-    loop {
-        while in_flight.len() < args.concurrency {
-            let Some(size) = next.next() else { break };
-            let (api, body) = (api.clone(), body.clone());
-            in_flight.push(async move {
-                let jobs: Vec<&Value> = std::iter::repeat_n(body.as_ref(), size).collect();
-                api.post::<BatchAccepted, _>("/v1/jobs/batch", &json!({ "jobs": jobs }))
-                    .await
-            });
-        }
-        let Some(done) = in_flight.next().await else {
-            break;
-        };
-        ids.extend(done?.jobs.into_iter().map(|a| a.id));
-    }
+    let ids = submit_many(api, spec, args.jobs, args.batch, args.concurrency).await?;
     let submitted = started.elapsed();
     let target = before + args.jobs as u64;
     let deadline = started + args.timeout;
@@ -151,8 +151,43 @@ async fn throughput(api: &Api, args: &BenchArgs) -> anyhow::Result<Value> {
     }))
 }
 
+/// Submits `count` copies of `spec` in batches of `batch`, `concurrency` requests at once;
+/// returns the ids in submission order of the batches' completion.
+pub(crate) async fn submit_many(
+    api: &Api,
+    spec: Value,
+    count: usize,
+    batch: usize,
+    concurrency: usize,
+) -> anyhow::Result<Vec<String>> {
+    let mut ids: Vec<String> = Vec::with_capacity(count);
+    let batches: Vec<usize> = (0..count)
+        .step_by(batch.max(1))
+        .map(|start| batch.min(count - start))
+        .collect();
+    let body = Arc::new(spec);
+    let mut in_flight = FuturesUnordered::new();
+    let mut next = batches.into_iter();
+    loop {
+        while in_flight.len() < concurrency.max(1) {
+            let Some(size) = next.next() else { break };
+            let (api, body) = (api.clone(), body.clone());
+            in_flight.push(async move {
+                let jobs: Vec<&Value> = std::iter::repeat_n(body.as_ref(), size).collect();
+                api.post::<BatchAccepted, _>("/v1/jobs/batch", &json!({ "jobs": jobs }))
+                    .await
+            });
+        }
+        let Some(done) = in_flight.next().await else {
+            break;
+        };
+        ids.extend(done?.jobs.into_iter().map(|a| a.id));
+    }
+    Ok(ids)
+}
+
 /// Counts the jobs among `ids` that did not succeed.
-async fn verify(api: &Api, ids: &[String]) -> anyhow::Result<usize> {
+pub(crate) async fn verify(api: &Api, ids: &[String]) -> anyhow::Result<usize> {
     let mut failed = 0;
     let mut checks = FuturesUnordered::new();
     let mut pending = ids.iter();

@@ -1,5 +1,6 @@
 pub(crate) mod admin;
 pub(crate) mod bench;
+pub(crate) mod bench_sched;
 pub(crate) mod jobs;
 pub(crate) mod simulate;
 pub(crate) mod submit;

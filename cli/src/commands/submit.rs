@@ -52,6 +52,10 @@ pub(crate) struct SubmitArgs {
     /// Timeout of one attempt, in seconds.
     #[arg(long)]
     timeout_s: Option<u64>,
+    /// Fail the job if it is not placed within this many seconds (no worker can run it, or
+    /// none has room).
+    #[arg(long)]
+    schedule_timeout_s: Option<u64>,
     /// Attempts before the job fails for good.
     #[arg(long)]
     max_attempts: Option<u32>,
@@ -130,6 +134,10 @@ impl SubmitArgs {
         set("tenant", self.tenant.as_ref().map(|v| json!(v)));
         set("priority", self.priority.map(|v| json!(v)));
         set("timeout_s", self.timeout_s.map(|v| json!(v)));
+        set(
+            "schedule_timeout_s",
+            self.schedule_timeout_s.map(|v| json!(v)),
+        );
         set("max_attempts", self.max_attempts.map(|v| json!(v)));
         set(
             "estimated_runtime_ms",

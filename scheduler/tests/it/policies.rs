@@ -192,3 +192,33 @@ async fn a_standby_takes_over_with_the_pending_index_intact() {
     assert_eq!(got, ids, "every pending job, in order, from the standby");
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_nobody_can_place_fails_after_its_schedule_timeout() {
+    let mut h = Harness::start("sched_deadline", 0).await;
+    h.worker("w1", "cpu", 1, 0).await;
+    let mut gpu = JobSpec::new("noop", Value::Null);
+    gpu.requires = serde_json::from_value(json!({"tags": ["gpu"]})).unwrap();
+    gpu.schedule_timeout_s = Some(1);
+    let stuck = h.submit(gpu).await;
+    let mut patient = JobSpec::new("noop", Value::Null);
+    patient.schedule_timeout_s = Some(60);
+    let placed = h.submit(patient).await;
+    let store = h.store.clone();
+    let failed = wait_until("the schedule timeout", Duration::from_secs(15), || {
+        let store = store.clone();
+        async move {
+            let job = store.get(stuck).await.ok()??;
+            (job.state == JobState::Failed).then_some(job)
+        }
+    })
+    .await;
+    let error = failed.error.unwrap_or_default();
+    assert!(error.starts_with("schedule_timeout"), "{error}");
+    assert!(error.contains("no live worker has tags [gpu]"), "{error}");
+    // A job placed in time is not touched by its deadline.
+    let envelope = h.take("w1").await;
+    assert_eq!(envelope.job_id, placed);
+    assert_ne!(h.store.state(placed).await.unwrap(), Some(JobState::Failed));
+    h.stop().await;
+}
