@@ -155,7 +155,17 @@ pub(crate) async fn run(worker: Worker, shutdown: CancellationToken) -> anyhow::
                     // It had been working: this is a fresh outage, retry quickly at first.
                     backoff = Duration::from_millis(200);
                 }
-                warn!(error = format!("{error:#}"), retry_in = ?backoff, "worker lost its broker session");
+                let error = format!("{error:#}");
+                if is_consumer_timeout(&error) {
+                    warn!(
+                        "RabbitMQ closed the channel because a job ran longer than its consumer_timeout; \
+                         running jobs go on and finish once (the job record in Redis owns them), but \
+                         raise the broker's setting above your longest job timeout to avoid this: \
+                         `consumer_timeout = 86400000` in rabbitmq.conf, or at run time \
+                         `rabbitmqctl eval 'application:set_env(rabbit, consumer_timeout, 86400000).'`"
+                    );
+                }
+                warn!(error, retry_in = ?backoff, "worker lost its broker session");
                 tokio::select! {
                     () = shutdown.cancelled() => break,
                     () = tokio::time::sleep(backoff) => {},
@@ -248,6 +258,14 @@ async fn session(
     outcome
 }
 
+/// Tells whether a channel error is RabbitMQ's `consumer_timeout` (a delivery unacked for
+/// longer than the broker allows). AMQP gives it only as text.
+fn is_consumer_timeout(error: &str) -> bool {
+    error.contains("PRECONDITION_FAILED")
+        && error.contains("acknowledgement")
+        && error.contains("timed out")
+}
+
 /// Deletes this worker's queue if nothing waits in it, so stopped workers leave nothing
 /// behind. If jobs wait there (sent just before the drain), the queue stays until it
 /// expires, and the scheduler's sweeper sends those jobs elsewhere once this worker's
@@ -292,5 +310,21 @@ async fn drain(rt: &Arc<Runtime>, tracker: &TaskTracker) {
     let bound = rt.args.kill_grace + Duration::from_secs(5);
     if tokio::time::timeout(bound, tracker.wait()).await.is_err() {
         warn!("some jobs did not stop in time; the broker will redeliver them");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_consumer_timeout;
+
+    #[test]
+    fn the_consumer_timeout_is_recognised_by_its_text() {
+        // What lapin reports when RabbitMQ closes the channel (3.10 and later).
+        let closed = "pool queue consumer failed: protocol error: AMQP soft error: \
+            PRECONDITION_FAILED - delivery acknowledgement on channel 1 timed out. \
+            Timeout value used: 1800000 ms. This timeout value can be configured, see \
+            consumers doc guide to learn more";
+        assert!(is_consumer_timeout(closed));
+        assert!(!is_consumer_timeout("connection reset by peer"));
     }
 }
