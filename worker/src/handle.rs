@@ -52,6 +52,15 @@ async fn handle(rt: Arc<Runtime>, delivery: Delivery, envelope: JobEnvelope) {
         bounce(&rt, &delivery, &envelope, &reason).await;
         return;
     }
+    // Wait for a free slot (in delivery order: the semaphore is fair).
+    let Ok(_slot) = rt.slots.acquire().await else {
+        nack_requeue(&delivery).await;
+        return;
+    };
+    if rt.is_draining() {
+        bounce(&rt, &delivery, &envelope, "its worker is shutting down").await;
+        return;
+    }
     let Some(cancel) = rt.start_job(envelope.job_id) else {
         debug!("already running here; dropping the duplicate delivery");
         ack(&delivery).await;

@@ -15,7 +15,7 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli: Cli = warren_kit::cli::parse().unwrap_or_else(|error| error.exit());
     warren_kit::telemetry::init(&cli.telemetry);
     let shutdown = CancellationToken::new();
     warren_kit::shutdown::spawn_signal_listener(shutdown.clone())?;

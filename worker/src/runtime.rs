@@ -35,6 +35,11 @@ pub(crate) struct Runtime {
     running: Mutex<HashMap<JobId, CancellationToken>>,
     /// Set when the drain grace has run out: stopped jobs are requeued, not failed.
     aborting: AtomicBool,
+    /// One permit per slot: deliveries beyond the slots wait here, in order, already in
+    /// this process, so a finishing job's successor starts without a broker round trip.
+    pub(crate) slots: tokio::sync::Semaphore,
+    /// Set when shutdown begins: deliveries still waiting for a slot go back to the scheduler.
+    draining: AtomicBool,
 }
 
 impl Runtime {
@@ -75,6 +80,10 @@ impl Runtime {
 
     pub(crate) fn running_ids(&self) -> Vec<JobId> {
         lock(&self.running).keys().copied().collect()
+    }
+
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
     }
 
     pub(crate) fn is_aborting(&self) -> bool {
@@ -127,6 +136,7 @@ pub(crate) async fn run(worker: Worker, shutdown: CancellationToken) -> anyhow::
         .await
         .context("registering tasks")?;
 
+    let args_slots = usize::try_from(args.slots).unwrap_or(1);
     let rt = Arc::new(Runtime {
         id,
         hostname,
@@ -138,6 +148,8 @@ pub(crate) async fn run(worker: Worker, shutdown: CancellationToken) -> anyhow::
         publisher: Mutex::new(publisher),
         running: Mutex::new(HashMap::new()),
         aborting: AtomicBool::new(false),
+        slots: tokio::sync::Semaphore::new(args_slots),
+        draining: AtomicBool::new(false),
     });
     info!(worker_id = %rt.id, pool = %rt.args.tags, slots = rt.args.slots, "worker ready");
 
@@ -216,11 +228,13 @@ async fn session(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     let channel = Topology::channel(pool).await?;
-    // Per-consumer prefetch (global = false): RabbitMQ 4.3 refuses global QoS, and the
-    // prefetch is what limits this worker to `slots` jobs at once.
-    let slots = u16::try_from(rt.args.slots).unwrap_or(u16::MAX);
+    // Per-consumer prefetch (global = false): RabbitMQ 4.3 refuses global QoS. The slots
+    // semaphore limits the jobs running at once; the prefetch lets a few more wait here, so
+    // the next job is already local when one finishes (the scheduler sends at most slots +
+    // its credit slack, and never beyond this worker's capacity).
+    let prefetch = u16::try_from(rt.args.slots + PREFETCH_AHEAD).unwrap_or(u16::MAX);
     channel
-        .basic_qos(slots, BasicQosOptions { global: false })
+        .basic_qos(prefetch, BasicQosOptions { global: false })
         .await
         .context("setting prefetch")?;
     let tag = format!("{}-jobs", rt.id);
@@ -240,7 +254,9 @@ async fn session(
     let outcome = loop {
         tokio::select! {
             () = shutdown.cancelled() => {
-                // No new deliveries; those already prefetched are in `tracker`.
+                // No new deliveries; those already prefetched are in `tracker`, and those not
+                // yet running go back to the scheduler.
+                rt.draining.store(true, Ordering::SeqCst);
                 let _ = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
                 break Ok(());
             }
@@ -257,6 +273,9 @@ async fn session(
     let _ = control.await;
     outcome
 }
+
+/// Deliveries taken beyond the slots, waiting in this process for a free slot.
+const PREFETCH_AHEAD: u32 = 2;
 
 /// Tells whether a channel error is RabbitMQ's `consumer_timeout` (a delivery unacked for
 /// longer than the broker allows). AMQP gives it only as text.

@@ -51,6 +51,10 @@ pub(crate) struct BenchArgs {
     /// How long each backlog job sleeps.
     #[arg(long, default_value_t = 1000)]
     pub(crate) backlog_ms: u64,
+    /// Leave the backlog queued afterwards (default: cancel it); for a throwaway namespace
+    /// that `warren admin purge` removes faster.
+    #[arg(long)]
+    pub(crate) leave_backlog: bool,
 }
 
 #[derive(Deserialize)]

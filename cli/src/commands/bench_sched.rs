@@ -128,6 +128,9 @@ pub(crate) async fn backlog_probes(api: &Api, args: &BenchArgs) -> anyhow::Resul
         }
         report.insert(format!("{name}_start_seconds"), figure);
     }
+    if args.leave_backlog {
+        return Ok(Value::Object(report));
+    }
     // Leave the system as we found it: cancel what is still waiting (32 at a time).
     futures_util::stream::iter(backlog.iter())
         .for_each_concurrent(32, |id| async move {
