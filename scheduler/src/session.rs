@@ -27,6 +27,10 @@ use crate::policy::{PolicyConfig, Reason, Scheduler};
 const TICK: Duration = Duration::from_millis(500);
 /// How often jobs of lost workers are looked for.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
+/// Silence after which a worker gets no new work (or three heartbeat intervals, if longer).
+const SUSPEND_AFTER: Duration = Duration::from_secs(2);
+/// Silence after which a worker is forgotten (or ten heartbeat intervals, if longer).
+const FORGET_AFTER: Duration = Duration::from_secs(10);
 /// How long the status document outlives its writer.
 const STATUS_TTL: Duration = Duration::from_secs(10);
 
@@ -362,16 +366,20 @@ impl Session {
         self.core.upsert_worker(heartbeat);
     }
 
-    /// Forgets workers that missed three heartbeats. Their jobs are no longer counted
-    /// against them; the sweeper returns them to the index once their leases lapse.
+    /// A worker that missed three heartbeats (and at least `SUSPEND_AFTER`) gets no new work
+    /// but keeps its placements: a loaded machine can be late. One silent for `FORGET_AFTER`
+    /// is forgotten; the sweeper returns its jobs to the index once their leases lapse.
     fn expire_workers(&mut self) {
-        let gone: Vec<WorkerId> = self
-            .last_seen
-            .iter()
-            .filter(|(_, (at, interval))| at.elapsed() > *interval * 3)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in gone {
+        let mut forget = Vec::new();
+        for (id, (at, interval)) in &self.last_seen {
+            let silent = at.elapsed();
+            if silent > FORGET_AFTER.max(*interval * 10) {
+                forget.push(id.clone());
+            } else if silent > SUSPEND_AFTER.max(*interval * 3) {
+                self.core.suspend_worker(id);
+            }
+        }
+        for id in forget {
             info!(worker = %id, "worker stopped sending heartbeats");
             self.last_seen.remove(&id);
             self.declared.remove(&id);
@@ -383,18 +391,26 @@ impl Session {
         let Ok(id) = event.id.parse::<JobId>() else {
             return;
         };
+        if event.state == JobState::Running {
+            self.core.started(id, event.at);
+            if let Some(entry) = self.dispatched.get_mut(&id) {
+                entry.1 = event.at;
+            }
+        }
         let leaves_worker = event.state.is_terminal()
             || event.state == JobState::Retrying
             || (event.state == JobState::Queued && event.from != JobState::Queued);
         if leaves_worker {
-            let now = now_ms();
             if let Some((task, started)) = self.dispatched.remove(&id)
                 && event.state == JobState::Succeeded
             {
-                self.estimates.observe(&task, now.saturating_sub(started));
+                // Run time: from its `running` event (or its dispatch) to its end.
+                self.estimates
+                    .observe(&task, event.at.saturating_sub(started));
                 lock(&self.shared).0 = self.estimates.clone();
             }
-            self.core.finished(id, now);
+            // The event's own time: it was stamped where the job ended.
+            self.core.finished(id, event.at.max(1));
         }
         if event.state.is_terminal() && event.from == JobState::Queued {
             // Cancelled (or failed by an operator) while it waited: it must never start.

@@ -113,6 +113,9 @@ struct Running {
     queue: String,
     units: f64,
     started_ms: u64,
+    /// When it really started on the worker (its `running` event), once known: usage counts
+    /// run time, not time spent waiting at the worker.
+    ran_from_ms: Option<u64>,
     est_ms: u64,
 }
 
@@ -287,11 +290,13 @@ impl Scheduler {
         match self.workers.get_mut(&heartbeat.worker_id) {
             Some(state) => {
                 let old = &state.heartbeat;
-                let changed = old.resources != heartbeat.resources
+                let changed = state.suspended
+                    || old.resources != heartbeat.resources
                     || old.slots != heartbeat.slots
                     || old.allowed_commands != heartbeat.allowed_commands
                     || old.tasks != heartbeat.tasks;
                 state.heartbeat = heartbeat;
+                state.suspended = false;
                 changed
             }
             None => {
@@ -299,6 +304,14 @@ impl Scheduler {
                     .insert(heartbeat.worker_id.clone(), WorkerState::new(heartbeat));
                 true
             }
+        }
+    }
+
+    /// Stops sending work to a silent worker but keeps what is placed there, so that if it
+    /// comes back (its next heartbeat) its capacity is still accounted.
+    pub fn suspend_worker(&mut self, worker: &WorkerId) {
+        if let Some(state) = self.workers.get_mut(worker) {
+            state.suspended = true;
         }
     }
 
@@ -343,11 +356,18 @@ impl Scheduler {
         let Some(run) = self.running.get(&job).cloned() else {
             return false;
         };
-        let actual_ms = now_ms.saturating_sub(run.started_ms);
+        let actual_ms = now_ms.saturating_sub(run.ran_from_ms.unwrap_or(run.started_ms));
         let correction = run.units * (actual_ms as f64 - run.est_ms as f64) / 1000.0;
         self.charge(&run.tenant, correction);
         self.forget_running(job);
         true
+    }
+
+    /// Records when a dispatched job really started running on its worker.
+    pub fn started(&mut self, job: JobId, at_ms: u64) {
+        if let Some(run) = self.running.get_mut(&job) {
+            run.ran_from_ms = Some(at_ms);
+        }
     }
 
     fn forget_running(&mut self, job: JobId) {
@@ -538,6 +558,7 @@ impl Scheduler {
                 queue: class.queue.clone(),
                 units,
                 started_ms: now_ms,
+                ran_from_ms: None,
                 est_ms,
             },
         );

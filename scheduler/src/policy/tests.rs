@@ -272,3 +272,26 @@ fn removing_a_worker_frees_its_jobs() {
     assert_eq!(s.remove_worker(&WorkerId::from_raw("w")), vec![j.id]);
     assert_eq!(s.running_count(), 0);
 }
+
+#[test]
+fn a_silent_worker_gets_no_work_but_keeps_its_placements() {
+    let mut s = Scheduler::new(PolicyConfig {
+        slack: 0,
+        ..PolicyConfig::preset(Preset::Fifo)
+    });
+    s.upsert_worker(worker("w", "cpu", 2, 2, 0));
+    let class = class("a", &[], 1, 0);
+    for i in 0..4 {
+        s.add(&class, job(i, 4, 10));
+    }
+    assert_eq!(s.decide(0).dispatches.len(), 2);
+    s.suspend_worker(&WorkerId::from_raw("w"));
+    assert!(
+        s.decide(1).dispatches.is_empty(),
+        "no new work while it is silent"
+    );
+    // It was only slow: back, with its two jobs still counted against its two cores.
+    s.upsert_worker(worker("w", "cpu", 2, 2, 0));
+    assert!(s.decide(2).dispatches.is_empty(), "still full");
+    assert_eq!(s.running_count(), 2);
+}

@@ -33,6 +33,9 @@ pub struct WorkerState {
     pub heartbeat: Heartbeat,
     /// Jobs placed there.
     pub placed: HashMap<JobId, Placed>,
+    /// Silent for a while: sent nothing new, but its placements are kept in case it is only
+    /// slow (a busy machine can miss heartbeats) and comes back.
+    pub suspended: bool,
     used_cpu: u64,
     used_mem: u64,
     used_gpus: u64,
@@ -44,6 +47,7 @@ impl WorkerState {
         Self {
             heartbeat,
             placed: HashMap::new(),
+            suspended: false,
             used_cpu: 0,
             used_mem: 0,
             used_gpus: 0,
@@ -54,7 +58,8 @@ impl WorkerState {
     /// resources within what the machine has).
     pub fn eligible(&self, class: &JobClass) -> bool {
         let have = &self.heartbeat.resources;
-        self.heartbeat.pool.covers(&class.requires.tags)
+        !self.suspended
+            && self.heartbeat.pool.covers(&class.requires.tags)
             && class.task.met_by(&self.heartbeat)
             && have.covers(&class.requires)
     }
@@ -72,7 +77,8 @@ impl WorkerState {
 
     /// Tells whether the worker has room for one more job of any kind.
     pub fn has_free_slot(&self, slack: u32) -> bool {
-        (self.placed.len() as u64) < u64::from(self.heartbeat.slots) + u64::from(slack)
+        !self.suspended
+            && (self.placed.len() as u64) < u64::from(self.heartbeat.slots) + u64::from(slack)
     }
 
     /// Free slots (may be negative while slack jobs wait there).
@@ -136,6 +142,7 @@ impl WorkerState {
         let mut probe = Self {
             heartbeat: self.heartbeat.clone(),
             placed: HashMap::new(),
+            suspended: false,
             used_cpu: self.used_cpu,
             used_mem: self.used_mem,
             used_gpus: self.used_gpus,

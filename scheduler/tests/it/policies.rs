@@ -143,7 +143,8 @@ async fn the_job_of_a_lost_worker_is_dispatched_again() {
         .unwrap();
     h.silence("w-dead");
     h.worker("w-live", "cpu", 1, 0).await;
-    let again = h.take("w-live").await;
+    // Forgotten after 10 s of silence, swept within 5 s more.
+    let again = h.take_within("w-live", Duration::from_secs(30)).await;
     assert_eq!(again.job_id, id);
     h.stop().await;
 }

@@ -239,21 +239,22 @@ impl Harness {
 
     /// Takes the next message off a worker's queue, as the worker would (and acks it).
     pub(crate) async fn take(&self, worker: &str) -> JobEnvelope {
+        self.take_within(worker, Duration::from_secs(10)).await
+    }
+
+    /// [`take`](Self::take), waiting up to `timeout`.
+    pub(crate) async fn take_within(&self, worker: &str, timeout: Duration) -> JobEnvelope {
         let queue = self.topology.worker_queue(&WorkerId::from_raw(worker));
         let channel = self.publisher.channel().clone();
-        let message = wait_until(
-            "a message in the worker's queue",
-            Duration::from_secs(10),
-            || {
-                let (channel, queue) = (channel.clone(), queue.clone());
-                async move {
-                    channel
-                        .basic_get(queue.as_str().into(), BasicGetOptions::default())
-                        .await
-                        .ok()?
-                }
-            },
-        )
+        let message = wait_until("a message in the worker's queue", timeout, || {
+            let (channel, queue) = (channel.clone(), queue.clone());
+            async move {
+                channel
+                    .basic_get(queue.as_str().into(), BasicGetOptions::default())
+                    .await
+                    .ok()?
+            }
+        })
         .await;
         message
             .delivery
