@@ -74,25 +74,31 @@ async fn fair_share_among_three_tenants_follows_the_weights() {
         ("WARREN_TENANT_WEIGHTS", "a=1,b=2,c=4".to_owned()),
     ];
     let sys = System::start_with("e2e_fair", &workers, &env).await;
+    // Twice each tenant's share of 980 starts, so all three still wait at the 980th.
+    let counts = [("a", 150), ("b", 300), ("c", 600)];
     let mut jobs = Vec::new();
-    for tenant in ["a", "b", "c"] {
-        jobs.extend((0..160).map(|_| sleep_job(tenant, 4, 50)));
+    let mut tenant_of = Vec::new();
+    for (tenant, n) in counts {
+        jobs.extend((0..n).map(|_| sleep_job(tenant, 4, 50)));
+        tenant_of.extend(std::iter::repeat_n(tenant, n));
     }
-    let ids = sys.submit_batch(jobs).await;
+    let mut ids = Vec::new();
+    for chunk in jobs.chunks(1000) {
+        ids.extend(sys.submit_batch(chunk.to_vec()).await);
+    }
     let mut starts = Vec::new();
-    for (n, id) in ids.iter().enumerate() {
-        let tenant = ["a", "b", "c"][n / 160];
+    for (id, tenant) in ids.iter().zip(&tenant_of) {
         let job = sys
-            .wait_state(id, "succeeded", Duration::from_secs(120))
+            .wait_state(id, "succeeded", Duration::from_secs(180))
             .await;
-        starts.push((job["timestamps"]["running"].as_u64().unwrap(), tenant));
+        starts.push((job["timestamps"]["running"].as_u64().unwrap(), *tenant));
     }
     starts.sort();
-    // The first jobs admitted (all of tenant a, submitted first) fill the idle slots before
-    // b and c arrive; fair share then pays a's head start back. Measure after that, over a
-    // window in which every tenant still has jobs waiting (c needs 24 + 128 of its 160).
-    let window = &starts[42..266];
-    let order: String = window.iter().map(|(_, t)| *t).collect();
+    // Tenant a's jobs, submitted first, fill the slots before b's and c's are admitted; fair
+    // share then pays that head start back, so what converges is each tenant's share of all
+    // the work done while every tenant had jobs waiting: here the first 980 starts.
+    let head_start = starts.iter().take_while(|(_, t)| *t == "a").count();
+    let window = &starts[..980];
     let mut count: HashMap<&str, f64> = HashMap::new();
     for (_, tenant) in window {
         *count.entry(tenant).or_default() += 1.0;
@@ -102,7 +108,8 @@ async fn fair_share_among_three_tenants_follows_the_weights() {
         let want = weight / 7.0;
         assert!(
             (share - want).abs() <= 0.1 * want,
-            "tenant {tenant}: {share:.3} of the starts, want {want:.3} ± 10 % ({count:?}); order: {order}"
+            "tenant {tenant}: {share:.3} of the starts, want {want:.3} ± 10 % ({count:?}); \
+             a's head start: {head_start} jobs"
         );
     }
     sys.stop().await;
