@@ -195,6 +195,34 @@ impl Store {
             .map_err(|e| StoreError::redis("deleting jobs", e))
     }
 
+    /// Reads many jobs in one round trip, in order (`None` for missing ones).
+    ///
+    /// # Errors
+    /// Returns [`StoreError`] when Redis fails or a record is corrupt.
+    pub async fn get_many(&self, ids: &[JobId]) -> Result<Vec<Option<JobRecord>>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.hgetall(self.keys.job(*id));
+        }
+        let hashes: Vec<HashMap<String, String>> = pipe
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| StoreError::redis("reading jobs", e))?;
+        ids.iter()
+            .zip(hashes)
+            .map(|(id, hash)| {
+                if hash.is_empty() {
+                    Ok(None)
+                } else {
+                    JobRecord::from_hash(&self.keys.job(*id), hash).map(Some)
+                }
+            })
+            .collect()
+    }
+
     /// Reads one job.
     ///
     /// # Errors

@@ -72,12 +72,16 @@ impl Store {
                 .await
                 .map_err(|e| StoreError::redis("listing jobs", e))?;
             let exhausted = ids.len() < batch;
-            for raw in &ids {
+            // One round trip for the whole batch, not one per id.
+            let parsed: Vec<Option<JobId>> = ids.iter().map(|raw| raw.parse().ok()).collect();
+            let wanted: Vec<JobId> = parsed.iter().flatten().copied().collect();
+            let mut records = self.get_many(&wanted).await?.into_iter();
+            for (raw, id) in ids.iter().zip(parsed) {
                 from = format!("({raw}");
-                let Ok(id) = raw.parse::<JobId>() else {
+                if id.is_none() {
                     continue;
-                };
-                let Some(record) = self.get(id).await? else {
+                }
+                let Some(record) = records.next().flatten() else {
                     // Expired: the index entry outlived its record.
                     let _: Result<(), _> = conn.zrem(&index, raw).await;
                     continue;

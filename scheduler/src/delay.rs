@@ -7,7 +7,9 @@ use warren_protocol::{JobEnvelope, JobState, now_ms};
 use warren_store::{Store, Transition};
 use warren_topology::delay::{NextHop, next_hop};
 use warren_topology::lapin::message::Delivery;
-use warren_topology::lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
+use warren_topology::lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+};
 use warren_topology::lapin::types::FieldTable;
 use warren_topology::{AmqpPool, Publisher, Topology};
 
@@ -72,8 +74,8 @@ async fn step(
         }
         Ok(Some(_)) => {}
         Err(error) => {
-            // Leave it unacked: it comes back when the channel is recovered.
             warn!(job_id = %id, %error, "cannot read delayed job");
+            requeue_later(&delivery).await;
             return;
         }
     }
@@ -93,6 +95,7 @@ async fn step(
         let t = Transition::new(id, JobState::Queued).at_attempt(envelope.attempt);
         if let Err(error) = store.transition(&t).await {
             warn!(job_id = %id, %error, "could not mark retried job queued");
+            requeue_later(&delivery).await;
             return;
         }
     }
@@ -111,7 +114,21 @@ async fn step(
     .await;
     if let Err(error) = sent {
         warn!(job_id = %id, %error, "could not move a delayed job on");
+        requeue_later(&delivery).await;
         return;
     }
     let _ = delivery.ack(BasicAckOptions::default()).await;
+}
+
+/// Hands a message back to the expired queue after a pause (not at once: while Redis or the
+/// publish is failing, an immediate requeue would spin). Left unacked on a healthy channel,
+/// it would never come back.
+async fn requeue_later(delivery: &Delivery) {
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let _ = delivery
+        .nack(BasicNackOptions {
+            requeue: true,
+            ..Default::default()
+        })
+        .await;
 }

@@ -31,6 +31,8 @@ const SWEEP_EVERY: Duration = Duration::from_secs(5);
 const SUSPEND_AFTER: Duration = Duration::from_secs(2);
 /// Silence after which a worker is forgotten (or ten heartbeat intervals, if longer).
 const FORGET_AFTER: Duration = Duration::from_secs(10);
+/// Ticks between prunes of expired jobs' index entries (every 10 s).
+const PRUNE_EVERY_TICKS: u64 = 20;
 /// How long the status document outlives its writer.
 const STATUS_TTL: Duration = Duration::from_secs(10);
 
@@ -215,7 +217,7 @@ impl Session {
         let mut heartbeats = crate::heartbeats::stream(&self.pool, &topology).await?;
         let mut events = self.store.subscribe_events().await?.boxed();
         let stop = shutdown.child_token();
-        let delay = tokio::spawn(crate::delay::run(
+        let mut delay = tokio::spawn(crate::delay::run(
             self.pool.clone(),
             self.publisher.clone(),
             self.store.clone(),
@@ -230,6 +232,7 @@ impl Session {
             self.reports_tx.clone(),
         ));
         let mut tick = tokio::time::interval(TICK);
+        let mut ticks: u64 = 0;
         let mut last_sweep = Instant::now();
         info!("scheduler consuming intake");
 
@@ -253,7 +256,20 @@ impl Session {
                     Some(event) => self.on_event(&event),
                     None => break Err(anyhow::anyhow!("redis event subscription ended")),
                 },
+                // The delay ladder's exit is part of the session: if it stops, so does the
+                // session, and the reconnect starts both again.
+                ended = &mut delay => {
+                    break Err(match ended {
+                        Ok(Ok(())) => anyhow::anyhow!("the delay ladder's consumer stopped"),
+                        Ok(Err(error)) => error.context("the delay ladder's consumer failed"),
+                        Err(error) => anyhow::anyhow!("the delay ladder's task ended: {error}"),
+                    });
+                }
                 _ = tick.tick() => {
+                    ticks += 1;
+                    if ticks.is_multiple_of(PRUNE_EVERY_TICKS) {
+                        self.spawn_prune();
+                    }
                     match self.store.lead(&self.instance, self.leader_ttl).await {
                         Ok(true) => {}
                         Ok(false) => break Err(anyhow::anyhow!("another scheduler took the leader lease")),
@@ -282,7 +298,9 @@ impl Session {
         stop.cancel();
         drop(admit_tx);
         let _ = admission.await;
-        let _ = delay.await;
+        if !delay.is_finished() {
+            let _ = delay.await;
+        }
         let _ = channel.close(200, "scheduler stopping".into()).await;
         self.persist_estimates().await;
         outcome
@@ -529,6 +547,17 @@ impl Session {
                     // Kept: the next check tries again.
                     Err(error) => debug!(job_id = %id, %error, "could not fail a timed-out job"),
                 }
+            }
+        });
+    }
+
+    /// Drops the listing-index entries of jobs whose records expired, so listings and counts
+    /// stay right without anyone calling `GET /v1/stats`.
+    fn spawn_prune(&self) {
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(error) = store.prune_expired(10_000).await {
+                debug!(%error, "could not prune expired jobs from the indexes");
             }
         });
     }
