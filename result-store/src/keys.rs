@@ -56,6 +56,11 @@ impl Keys {
         format!("{}pending:deadlines", self.prefix)
     }
 
+    /// Hash of class id → its place among the waiting classes (0: its head goes next).
+    pub fn pending_ranks(&self) -> String {
+        format!("{}pending:ranks", self.prefix)
+    }
+
     /// Hash of class id → why its first job waits.
     pub fn pending_reasons(&self) -> String {
         format!("{}pending:reasons", self.prefix)

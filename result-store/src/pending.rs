@@ -60,6 +60,8 @@ pub struct PendingPosition {
     pub score: Option<i64>,
     /// Why the first job of its class waits.
     pub class_reason: Option<String>,
+    /// Its class's place among the waiting classes (0: its head goes next).
+    pub class_rank: Option<u64>,
 }
 
 impl Store {
@@ -170,6 +172,22 @@ impl Store {
             .map_err(|e| StoreError::redis("rescoring the pending index", e))
     }
 
+    /// Replaces the classes' places in line (class id → rank).
+    ///
+    /// # Errors
+    /// Returns [`StoreError`] when Redis fails.
+    pub async fn set_class_ranks(&self, ranks: &[(String, u64)]) -> Result<(), StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic().del(self.keys.pending_ranks()).ignore();
+        if !ranks.is_empty() {
+            pipe.hset_multiple(self.keys.pending_ranks(), ranks)
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut self.conn())
+            .await
+            .map_err(|e| StoreError::redis("recording class ranks", e))
+    }
+
     /// Records why the first job of each class waits.
     ///
     /// # Errors
@@ -201,18 +219,20 @@ impl Store {
             return Ok(None);
         };
         let key = self.keys.pending_class(class_id);
-        let (rank, class_pending, score, class_json, class_reason): (
+        let (rank, class_pending, score, class_json, class_reason, class_rank): (
             Option<u64>,
             u64,
             Option<f64>,
             Option<String>,
             Option<String>,
+            Option<u64>,
         ) = redis::pipe()
             .zrank(&key, member)
             .zcard(&key)
             .zscore(&key, member)
             .hget(self.keys.pending_classes(), class_id)
             .hget(self.keys.pending_reasons(), class_id)
+            .hget(self.keys.pending_ranks(), class_id)
             .query_async(&mut self.conn())
             .await
             .map_err(|e| StoreError::redis("reading a pending job's place", e))?;
@@ -224,6 +244,7 @@ impl Store {
             class_pending,
             score: score.map(|s| s as i64),
             class_reason,
+            class_rank,
         }))
     }
 

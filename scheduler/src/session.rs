@@ -281,6 +281,9 @@ impl Session {
                         self.note_reason(job, &class, &reason);
                     }
                     self.flush_class_reasons();
+                    if ticks.is_multiple_of(2) {
+                        self.write_class_ranks();
+                    }
                     self.write_status();
                     self.check_policy();
                     if last_sweep.elapsed() >= SWEEP_EVERY {
@@ -547,6 +550,23 @@ impl Session {
                     // Kept: the next check tries again.
                     Err(error) => debug!(job_id = %id, %error, "could not fail a timed-out job"),
                 }
+            }
+        });
+    }
+
+    /// Publishes each waiting class's place in line, once a second, for job explanations.
+    fn write_class_ranks(&self) {
+        let ranks: Vec<(String, u64)> = self
+            .core
+            .class_order()
+            .into_iter()
+            .enumerate()
+            .map(|(rank, class)| (intake::class_id(class).0, rank as u64))
+            .collect();
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(error) = store.set_class_ranks(&ranks).await {
+                debug!(%error, "could not record class ranks");
             }
         });
     }

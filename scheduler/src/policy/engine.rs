@@ -747,6 +747,15 @@ impl Scheduler {
         usage / total_usage > self.config.tenant_weight(tenant) / total_weight
     }
 
+    /// The waiting classes in the order the policy would serve their heads now (ties and
+    /// capacity aside): what `class_rank` in a job's standing counts.
+    pub fn class_order(&self) -> Vec<&JobClass> {
+        self.order
+            .iter()
+            .map(|(_, _, idx)| &self.classes[*idx].class)
+            .collect()
+    }
+
     /// Tells how a pending job stands: what is ahead of it in its class and among classes.
     pub fn standing(&self, job: JobId) -> Option<Standing> {
         let (idx, key) = *self.pending.get(&job)?;

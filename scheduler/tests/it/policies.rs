@@ -180,6 +180,11 @@ async fn a_standby_takes_over_with_the_pending_index_intact() {
         assert_eq!(place.rank, Some(rank as u64));
         assert_eq!(place.class_pending, 3);
         assert_eq!(
+            place.class_rank,
+            Some(0),
+            "the only class waiting is next in line"
+        );
+        assert_eq!(
             place.class_reason.as_deref(),
             Some("no_matching_pool: no live workers")
         );

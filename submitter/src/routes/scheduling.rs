@@ -22,6 +22,9 @@ pub(super) struct Standing {
     position_in_class: Option<u64>,
     /// Jobs of its class waiting in all.
     class_pending: u64,
+    /// Classes whose first job comes before its class's first job under the policy now
+    /// (0: its class is served next); refreshed every second.
+    class_rank: Option<u64>,
     /// Its class.
     class: Option<Value>,
     /// Its key under the policy in force (smaller runs first): arrival − priority × weight +
@@ -73,6 +76,7 @@ pub(super) async fn view(state: &AppState, mut record: JobRecord) -> Result<JobV
         scheduling: Some(Standing {
             position_in_class: place.rank,
             class_pending: place.class_pending,
+            class_rank: place.class_rank,
             class: place
                 .class_json
                 .as_deref()
