@@ -28,6 +28,17 @@ end
 return 0
 ";
 
+/// The replies of `pending_position`'s pipeline: rank, size, score, class JSON, class
+/// reason, class rank.
+type PositionReply = (
+    Option<u64>,
+    u64,
+    Option<f64>,
+    Option<String>,
+    Option<String>,
+    Option<u64>,
+);
+
 /// One pending job as the index stores it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingEntry {
@@ -219,23 +230,17 @@ impl Store {
             return Ok(None);
         };
         let key = self.keys.pending_class(class_id);
-        let (rank, class_pending, score, class_json, class_reason, class_rank): (
-            Option<u64>,
-            u64,
-            Option<f64>,
-            Option<String>,
-            Option<String>,
-            Option<u64>,
-        ) = redis::pipe()
-            .zrank(&key, member)
-            .zcard(&key)
-            .zscore(&key, member)
-            .hget(self.keys.pending_classes(), class_id)
-            .hget(self.keys.pending_reasons(), class_id)
-            .hget(self.keys.pending_ranks(), class_id)
-            .query_async(&mut self.conn())
-            .await
-            .map_err(|e| StoreError::redis("reading a pending job's place", e))?;
+        let (rank, class_pending, score, class_json, class_reason, class_rank): PositionReply =
+            redis::pipe()
+                .zrank(&key, member)
+                .zcard(&key)
+                .zscore(&key, member)
+                .hget(self.keys.pending_classes(), class_id)
+                .hget(self.keys.pending_reasons(), class_id)
+                .hget(self.keys.pending_ranks(), class_id)
+                .query_async(&mut self.conn())
+                .await
+                .map_err(|e| StoreError::redis("reading a pending job's place", e))?;
         Ok(Some(PendingPosition {
             class_id: class_id.to_owned(),
             class_json,
