@@ -166,26 +166,35 @@ impl Session {
         }
         let mut running = 0usize;
         for state in [JobState::Scheduled, JobState::Running] {
-            for id in self.store.ids_in_state(state, 100_000).await? {
-                let Ok(Some(record)) = self.store.get(id).await else {
-                    continue;
-                };
-                let (Some(worker), Ok(task)) = (record.worker.clone(), record.spec.validate())
-                else {
-                    continue;
-                };
-                let admitted =
-                    intake::classify(id, &record.spec, &task, record.created_ms, &self.estimates);
-                let worker = WorkerId::from_raw(worker);
-                let started = record.updated_ms;
-                if self.core.restore_running(
-                    id,
-                    &worker,
-                    &admitted.class,
-                    started,
-                    admitted.job.est_ms,
-                ) {
-                    running += 1;
+            let ids = self.store.ids_in_state(state, 100_000).await?;
+            for page in ids.chunks(500) {
+                let records = self.store.get_many(page).await?;
+                for (id, record) in page.iter().copied().zip(records) {
+                    let Some(record) = record else {
+                        continue;
+                    };
+                    let (Some(worker), Ok(task)) = (record.worker.clone(), record.spec.validate())
+                    else {
+                        continue;
+                    };
+                    let admitted = intake::classify(
+                        id,
+                        &record.spec,
+                        &task,
+                        record.created_ms,
+                        &self.estimates,
+                    );
+                    let worker = WorkerId::from_raw(worker);
+                    let started = record.updated_ms;
+                    if self.core.restore_running(
+                        id,
+                        &worker,
+                        &admitted.class,
+                        started,
+                        admitted.job.est_ms,
+                    ) {
+                        running += 1;
+                    }
                 }
             }
         }

@@ -33,9 +33,22 @@ pub(crate) async fn sweep(
                 return back;
             }
         };
-        for id in ids {
-            if let Some(admitted) = reclaim(store, id, live, estimates, config).await {
-                back.push(admitted);
+        // Most jobs belong to live workers: read the records a page at a time and look
+        // closer only at the others.
+        for page in ids.chunks(500) {
+            let Ok(records) = store.get_many(page).await else {
+                return back;
+            };
+            for (id, record) in page.iter().zip(records) {
+                let owned_by_live = record
+                    .and_then(|r| r.worker)
+                    .is_some_and(|w| live.contains(&WorkerId::from_raw(w)));
+                if owned_by_live {
+                    continue;
+                }
+                if let Some(admitted) = reclaim(store, *id, live, estimates, config).await {
+                    back.push(admitted);
+                }
             }
         }
     }
