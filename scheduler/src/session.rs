@@ -41,6 +41,8 @@ pub(crate) enum Report {
     Dispatched(Vec<Outcome>),
     Swept(Vec<Admitted>),
     Policy(Box<PolicyConfig>, String),
+    /// A pending job finished while it waited (cancelled, timed out): out of the order.
+    Removed(crate::policy::JobClass, crate::policy::PendingJob),
 }
 
 pub(crate) struct Session {
@@ -335,6 +337,9 @@ impl Session {
                     self.on_outcome(outcome);
                 }
             }
+            Report::Removed(class, job) => {
+                self.core.remove(&class, &job);
+            }
             Report::Policy(config, json) => {
                 info!(policy = %config.preset, "applying a new scheduling policy");
                 self.core.set_config((*config).clone());
@@ -443,15 +448,25 @@ impl Session {
             self.core.finished(id, event.at.max(1));
         }
         if event.state.is_terminal() && event.from == JobState::Queued {
-            // Cancelled (or failed by an operator) while it waited: it must never start.
-            if let Some((class, job)) = self.core.remove_pending(id) {
-                let store = self.store.clone();
-                let (class_id, _) = intake::class_id(&class);
-                let member = intake::member(&job);
-                tokio::spawn(async move {
-                    let _ = store.pending_remove(id, &class_id, &member).await;
-                });
-            }
+            // Cancelled (or failed by an operator, or by its schedule timeout) while it
+            // waited: it must never start. The index knows its class and factors; should it
+            // reach a dispatch first, the dispatch finds it finished and drops it.
+            let (store, tx) = (self.store.clone(), self.reports_tx.clone());
+            tokio::spawn(async move {
+                let Ok(Some(place)) = store.pending_position(id).await else {
+                    return;
+                };
+                let _ = store
+                    .pending_remove(id, &place.class_id, &place.member)
+                    .await;
+                let class = place
+                    .class_json
+                    .as_deref()
+                    .and_then(|json| serde_json::from_str(json).ok());
+                if let (Some(class), Some(job)) = (class, intake::parse_member(&place.member)) {
+                    let _ = tx.send(Report::Removed(class, job));
+                }
+            });
             self.reasons.remove(&id);
         }
     }

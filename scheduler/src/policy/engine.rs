@@ -177,18 +177,15 @@ pub struct Scheduler {
     tenants: HashMap<String, TenantState>,
     queues: HashMap<String, QueueState>,
     workers: BTreeMap<WorkerId, WorkerState>,
-    /// Pending job → (class index, key): where to find it in `classes`.
-    pending: HashMap<JobId, (u32, i64)>,
+    /// Pending jobs in all. There is no index from job id to class: at a million pending jobs
+    /// it would be a third of the memory; whoever removes a job names its class and factors
+    /// (the Redis index keeps them).
+    pending: usize,
     running: HashMap<JobId, Running>,
     buckets: Buckets,
     reservation: Option<Reservation>,
     turn: u64,
     decayed_at_ms: Option<u64>,
-}
-
-/// Class indexes are stored as `u32` (four billion classes is beyond any deployment).
-fn index_u32(idx: usize) -> u32 {
-    u32::try_from(idx).unwrap_or(u32::MAX)
 }
 
 /// How often usage decays (the decay itself is exact; this only bounds the re-keying).
@@ -205,7 +202,7 @@ impl Scheduler {
             tenants: HashMap::new(),
             queues: HashMap::new(),
             workers: BTreeMap::new(),
-            pending: HashMap::new(),
+            pending: 0,
             running: HashMap::new(),
             buckets: Buckets::default(),
             reservation: None,
@@ -228,51 +225,49 @@ impl Scheduler {
             for ((_, id), factors) in jobs {
                 let key = factors.job(id).key(&self.config);
                 queue.jobs.insert((key, id), factors);
-                if let Some(entry) = self.pending.get_mut(&id) {
-                    entry.1 = key;
-                }
             }
         }
         self.rekey_all();
     }
 
-    /// Adds a pending job; `false` if it is already pending or running.
+    /// Adds a pending job; `false` if it is already pending (with these factors, in this
+    /// class) or running.
     pub fn add(&mut self, class: &JobClass, job: PendingJob) -> bool {
-        if self.pending.contains_key(&job.id) || self.running.contains_key(&job.id) {
+        if self.running.contains_key(&job.id) {
             return false;
         }
         let idx = self.class_index(class);
         let key = job.key(&self.config);
-        self.classes[idx]
+        if self.classes[idx]
             .jobs
-            .insert((key, job.id), Factors::of(&job));
-        self.pending.insert(job.id, (index_u32(idx), key));
+            .insert((key, job.id), Factors::of(&job))
+            .is_some()
+        {
+            return false;
+        }
+        self.pending += 1;
         self.rerank(idx);
         true
     }
 
-    /// Removes a pending job (cancelled, or found finished); `true` if it was pending.
-    pub fn remove(&mut self, job: JobId) -> bool {
-        self.remove_pending(job).is_some()
-    }
-
-    /// Removes a pending job and returns its class and factors.
-    pub fn remove_pending(&mut self, job: JobId) -> Option<(JobClass, PendingJob)> {
-        let (idx, key) = self.pending.remove(&job)?;
-        let idx = idx as usize;
-        let factors = self.classes[idx].jobs.remove(&(key, job))?;
+    /// Removes a pending job of `class` (cancelled, or failed while it waited); `true` if it
+    /// was pending.
+    pub fn remove(&mut self, class: &JobClass, job: &PendingJob) -> bool {
+        let Some(&idx) = self.class_ids.get(class) else {
+            return false;
+        };
+        let key = job.key(&self.config);
+        if self.classes[idx].jobs.remove(&(key, job.id)).is_none() {
+            return false;
+        }
+        self.pending -= 1;
         self.rerank(idx);
-        Some((self.classes[idx].class.clone(), factors.job(job)))
-    }
-
-    /// Tells whether a job is pending here.
-    pub fn is_pending(&self, job: JobId) -> bool {
-        self.pending.contains_key(&job)
+        true
     }
 
     /// Pending jobs.
     pub fn pending_count(&self) -> usize {
-        self.pending.len()
+        self.pending
     }
 
     /// Running (dispatched, unfinished) jobs.
@@ -345,7 +340,7 @@ impl Scheduler {
         if self.running.contains_key(&job) || !self.workers.contains_key(worker) {
             return false;
         }
-        self.remove(job);
+        // Should it also be in the pending index, its dispatch finds it running and drops it.
         self.start(job, worker, class, started_ms, est_ms, false);
         true
     }
@@ -410,7 +405,7 @@ impl Scheduler {
             match self.place(idx, job, est_ms, now_ms) {
                 Ok(worker) => {
                     self.classes[idx].jobs.remove(&(key, job));
-                    self.pending.remove(&job);
+                    self.pending -= 1;
                     let class = self.classes[idx].class.clone();
                     self.start(job, &worker, &class, now_ms, est_ms, true);
                     round.dispatches.push(Dispatch {
@@ -756,12 +751,14 @@ impl Scheduler {
             .collect()
     }
 
-    /// Tells how a pending job stands: what is ahead of it in its class and among classes.
-    pub fn standing(&self, job: JobId) -> Option<Standing> {
-        let (idx, key) = *self.pending.get(&job)?;
-        let idx = idx as usize;
+    /// Tells how a pending job of `class` stands: what is ahead of it in its class and
+    /// among classes.
+    pub fn standing(&self, class: &JobClass, job: &PendingJob) -> Option<Standing> {
+        let idx = *self.class_ids.get(class)?;
+        let key = job.key(&self.config);
         let queue = &self.classes[idx];
-        let ahead_in_class = queue.jobs.range(..(key, job)).count();
+        queue.jobs.get(&(key, job.id))?;
+        let ahead_in_class = queue.jobs.range(..(key, job.id)).count();
         let classes_ahead = queue
             .rank
             .map_or(0, |rank| self.order.range(..rank).count());

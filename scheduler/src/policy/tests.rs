@@ -253,13 +253,18 @@ fn a_policy_change_rekeys_waiting_jobs() {
     s.upsert_worker(worker("w", "cpu", 1, 1, 0));
     let old = job(0, 0, 10);
     let urgent = job(10, 9, 10);
-    s.add(&class("a", &[], 0, 0), old);
+    let a = class("a", &[], 0, 0);
+    s.add(&a, old);
     s.add(&class("a", &[], 0, 0), urgent);
     let mut config = PolicyConfig::preset(Preset::Priority);
     config.slack = 0;
     s.set_config(config);
     assert_eq!(s.decide(20).dispatches[0].job, urgent.id);
-    assert!(s.standing(old.id).is_some());
+    let standing = s.standing(&a, &old).unwrap();
+    assert_eq!(standing.ahead_in_class, 0, "the only job left");
+    assert!(s.remove(&a, &old));
+    assert!(!s.remove(&a, &old));
+    assert_eq!(s.pending_count(), 0);
 }
 
 #[test]
