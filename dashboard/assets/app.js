@@ -170,9 +170,43 @@ function overviewView(root) {
   const workerCards = el('div', { class: 'cards' });
   const charts = el('div', { class: 'charts' });
   const pools = el('div');
+  const backlog = el('div', { 'data-testid': 'backlog' });
   const latency = el('div', { class: 'cards' });
   root.append(el('h2', {}, 'Jobs by state'), cards, el('h2', {}, 'Latency'), latency, el('h2', {}, 'Workers'), workerCards,
-    el('h2', {}, 'Jobs finished'), charts, el('h2', {}, 'Pools'), pools);
+    el('h2', {}, 'Jobs finished'), charts, el('h2', {}, 'Pools'), pools, el('h2', {}, 'Backlog'), backlog);
+  let ticks = 0;
+
+  // Pending jobs per tenant and per required tags, and each tenant's use against its share,
+  // from the active scheduler's status (it changes slowly: reread every few ticks).
+  async function showBacklog() {
+    const info = await api('/api/scheduler');
+    const status = info.status;
+    if (!status || !status.classes) {
+      backlog.replaceChildren(el('p', { class: 'muted' }, 'No active scheduler has reported its status.'));
+      return;
+    }
+    const sum = (key) => {
+      const out = new Map();
+      for (const c of status.classes) {
+        const k = key(c);
+        out.set(k, (out.get(k) ?? 0) + c.pending);
+      }
+      return [...out.entries()].sort((a, b) => b[1] - a[1]);
+    };
+    const byTenant = sum((c) => c.tenant);
+    const byTags = sum((c) => (c.requires?.tags?.length ? c.requires.tags.join('+') : '(any)'));
+    const share = new Map((status.tenants ?? []).map((t) => [t.tenant, t]));
+    const pct = (v) => (v === undefined ? '–' : `${(100 * v).toFixed(1)} %`);
+    backlog.replaceChildren(
+      el('p', { class: 'muted' }, `${status.pending} pending, ${status.running} running; policy ${status.policy?.preset ?? '?'}`),
+      el('table', { 'data-testid': 'backlog-tenants' }, el('tr', {}, el('th', {}, 'tenant'), el('th', {}, 'pending'),
+        el('th', {}, 'running'), el('th', {}, 'usage share'), el('th', {}, 'weight share')),
+      byTenant.map(([tenant, n]) => el('tr', {}, el('td', { class: 'mono' }, tenant), el('td', {}, n),
+        el('td', {}, share.get(tenant)?.running ?? 0), el('td', {}, pct(share.get(tenant)?.usage_share)),
+        el('td', {}, pct(share.get(tenant)?.weight_share))))),
+      el('table', { 'data-testid': 'backlog-tags' }, el('tr', {}, el('th', {}, 'required tags'), el('th', {}, 'pending')),
+        byTags.map(([tags, n]) => el('tr', {}, el('td', { class: 'mono' }, tags), el('td', {}, n)))));
+  }
   let perSecond = null;
 
   function card(label, n, testid) {
@@ -211,9 +245,15 @@ function overviewView(root) {
     const perMinute = chart('per minute, last 24 hours', minutes.points, 'min');
     charts.append(perSecond.box, perMinute.box);
     show(overview);
+    await showBacklog();
   }
 
-  return { refresh, onMessage: (m) => { if (m.type === 'tick') show(m.overview); } };
+  return { refresh, onMessage: (m) => {
+    if (m.type !== 'tick') return;
+    show(m.overview);
+    ticks += 1;
+    if (ticks % 5 === 0) showBacklog().catch(() => {});
+  } };
 }
 
 function jobsView(root, params) {

@@ -131,6 +131,8 @@ try {
   }
   await page.locator('[data-testid=count-succeeded]', { hasText: /^3$/ }).waitFor(WAIT);
   await page.locator('[data-testid=run-p95]', { hasText: /\d+(\.\d)? m?s$/ }).waitFor(WAIT);
+  // The backlog comes from the active scheduler's status (nothing is pending by now).
+  await page.locator('[data-testid=backlog]', { hasText: /0 pending, 0 running; policy fifo/ }).waitFor(WAIT);
   await shot(page, 'overview');
   assert.equal(await page.evaluate(() => window.noReload), true, 'the page was never reloaded');
 
