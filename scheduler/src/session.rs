@@ -31,6 +31,8 @@ const SWEEP_EVERY: Duration = Duration::from_secs(5);
 const SUSPEND_AFTER: Duration = Duration::from_secs(2);
 /// Silence after which a worker is forgotten (or ten heartbeat intervals, if longer).
 const FORGET_AFTER: Duration = Duration::from_secs(10);
+/// Dispatched jobs older than this are checked against Redis now and then.
+const RECONCILE_AFTER_MS: u64 = 10_000;
 /// Ticks between prunes of expired jobs' index entries (every 10 s).
 const PRUNE_EVERY_TICKS: u64 = 20;
 /// How long the status document outlives its writer.
@@ -41,6 +43,9 @@ pub(crate) enum Report {
     Dispatched(Vec<Outcome>),
     Swept(Vec<Admitted>),
     Policy(Box<PolicyConfig>, String),
+    /// Dispatched jobs that Redis says are no longer on their worker (their end's event was
+    /// lost): their capacity comes back.
+    Settled(Vec<JobId>),
     /// A pending job finished while it waited (cancelled, timed out): out of the order.
     Removed(crate::policy::JobClass, crate::policy::PendingJob),
 }
@@ -280,6 +285,7 @@ impl Session {
                     ticks += 1;
                     if ticks.is_multiple_of(PRUNE_EVERY_TICKS) {
                         self.spawn_prune();
+                        self.spawn_reconcile();
                     }
                     match self.store.lead(&self.instance, self.leader_ttl).await {
                         Ok(true) => {}
@@ -335,6 +341,13 @@ impl Session {
             Report::Dispatched(outcomes) => {
                 for outcome in outcomes {
                     self.on_outcome(outcome);
+                }
+            }
+            Report::Settled(jobs) => {
+                let now = now_ms();
+                for job in jobs {
+                    self.dispatched.remove(&job);
+                    self.core.finished(job, now);
                 }
             }
             Report::Removed(class, job) => {
@@ -591,6 +604,35 @@ impl Session {
         tokio::spawn(async move {
             if let Err(error) = store.set_class_ranks(&ranks).await {
                 debug!(%error, "could not record class ranks");
+            }
+        });
+    }
+
+    /// Checks jobs dispatched a while ago against Redis: job events travel by pub/sub, which
+    /// can drop one (a resubscription), and a job whose end went unheard would hold its
+    /// worker's capacity for ever.
+    fn spawn_reconcile(&self) {
+        let overdue = self.core.running_since(now_ms(), RECONCILE_AFTER_MS);
+        if overdue.is_empty() {
+            return;
+        }
+        let (store, tx) = (self.store.clone(), self.reports_tx.clone());
+        tokio::spawn(async move {
+            for page in overdue.chunks(500) {
+                let Ok(states) = store.states(page).await else {
+                    return;
+                };
+                let settled: Vec<JobId> = page
+                    .iter()
+                    .zip(states)
+                    .filter(|(_, state)| {
+                        !matches!(state, Some(JobState::Scheduled | JobState::Running))
+                    })
+                    .map(|(id, _)| *id)
+                    .collect();
+                if !settled.is_empty() {
+                    let _ = tx.send(Report::Settled(settled));
+                }
             }
         });
     }

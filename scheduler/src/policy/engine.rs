@@ -358,6 +358,16 @@ impl Scheduler {
         true
     }
 
+    /// Jobs dispatched more than `age_ms` ago and not finished as far as this scheduler
+    /// knows: candidates for a check against Redis, in case their end's event was lost.
+    pub fn running_since(&self, now_ms: u64, age_ms: u64) -> Vec<JobId> {
+        self.running
+            .iter()
+            .filter(|(_, run)| now_ms.saturating_sub(run.started_ms) > age_ms)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     /// Records when a dispatched job really started running on its worker.
     pub fn started(&mut self, job: JobId, at_ms: u64) {
         if let Some(run) = self.running.get_mut(&job) {

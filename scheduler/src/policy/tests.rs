@@ -300,3 +300,16 @@ fn a_silent_worker_gets_no_work_but_keeps_its_placements() {
     assert!(s.decide(2).dispatches.is_empty(), "still full");
     assert_eq!(s.running_count(), 2);
 }
+
+#[test]
+fn long_dispatched_jobs_are_listed_for_a_check() {
+    let mut s = Scheduler::new(PolicyConfig::preset(Preset::Fifo));
+    s.upsert_worker(worker("w", "cpu", 2, 2, 0));
+    let j = job(0, 4, 10);
+    s.add(&class("a", &[], 0, 0), j);
+    assert_eq!(s.decide(1_000).dispatches.len(), 1);
+    assert!(s.running_since(5_000, 10_000).is_empty());
+    assert_eq!(s.running_since(20_000, 10_000), vec![j.id]);
+    assert!(s.finished(j.id, 20_000));
+    assert!(s.running_since(30_000, 10_000).is_empty());
+}
