@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tracing::{Instrument, debug, info, info_span, warn};
 use warren_protocol::{JobEnvelope, JobState, now_ms};
-use warren_store::{ClaimOutcome, Transition, TransitionOutcome};
+use warren_store::{ClaimOutcome, LeaseRenewal, Transition, TransitionOutcome};
 use warren_topology::delay::{NextHop, next_hop};
 use warren_topology::lapin::message::Delivery;
 use warren_topology::lapin::options::{BasicAckOptions, BasicNackOptions};
@@ -216,28 +216,35 @@ async fn claim(
     }
 }
 
+/// Keeps the job's lease alive while it runs. Only a lease that another worker holds (or a
+/// record that moved on) stops the job: an error, or a lease that lapsed while Redis was out
+/// of reach, says nothing about a takeover (issue 6, item 2).
 fn spawn_lease_renewal(
     rt: Arc<Runtime>,
     envelope: &JobEnvelope,
     cancel: tokio_util::sync::CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     let id = envelope.job_id;
+    let attempt = envelope.attempt;
     tokio::spawn(async move {
         let lease = rt.args.lease_ttl;
         let mut tick = tokio::time::interval(lease / 3);
         tick.tick().await;
         loop {
             tick.tick().await;
-            match rt.store.renew_lease(id, &rt.id, lease).await {
-                Ok(true) => {}
-                Ok(false) => {
+            match rt.store.renew_lease(id, &rt.id, attempt, lease).await {
+                Ok(LeaseRenewal::Renewed) => {}
+                Ok(LeaseRenewal::Retaken) => {
+                    info!(job_id = %id, "lease had lapsed with nobody else holding the job; took it again");
+                }
+                Ok(LeaseRenewal::Lost) => {
                     // Someone else holds it now (we were presumed dead): stop, so the job
                     // does not run twice at once.
                     warn!(job_id = %id, "lost the lease; stopping the job");
                     cancel.cancel();
                     return;
                 }
-                Err(error) => warn!(job_id = %id, %error, "lease renewal failed"),
+                Err(error) => warn!(job_id = %id, %error, "lease renewal failed; the job goes on"),
             }
         }
     })

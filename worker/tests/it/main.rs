@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod confinement;
+mod outages;
 mod processes;
 mod support;
 mod tasks;
