@@ -19,6 +19,8 @@ use crate::task::{JobError, TaskResult};
 
 /// Longest backoff between attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+/// Longest one try at sending a retry into the delay ladder may take.
+const RETRY_SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(crate) async fn delivery(rt: Arc<Runtime>, delivery: Delivery) {
     let envelope = match JobEnvelope::from_bytes(&delivery.data) {
@@ -80,10 +82,10 @@ async fn handle(rt: Arc<Runtime>, delivery: Delivery, envelope: JobEnvelope) {
     let renewer = spawn_lease_renewal(rt.clone(), &envelope, cancel.clone());
     let started = Instant::now();
     let outcome = execute::attempt(&rt, &envelope, task, cancel.clone()).await;
-    renewer.abort();
     rt.finish_job(envelope.job_id);
 
     if matches!(outcome, Err(JobError::Cancelled)) && rt.is_aborting() {
+        renewer.abort();
         // Shutdown ran out of grace: hand the job back instead of failing it.
         let back = Transition::new(envelope.job_id, JobState::Queued)
             .by_worker(&rt.id)
@@ -112,7 +114,11 @@ async fn handle(rt: Arc<Runtime>, delivery: Delivery, envelope: JobEnvelope) {
         info!("requeued on shutdown");
         return;
     }
-    if record(&rt, &envelope, outcome, started.elapsed()).await {
+    // The lease is kept while the outcome is stored: sending a retry may wait out a broker
+    // outage, and the job is still this worker's until its next attempt is safe.
+    let recorded = record(&rt, &envelope, outcome, started.elapsed()).await;
+    renewer.abort();
+    if recorded {
         ack(&delivery).await;
     } else {
         // The outcome is not in Redis: acking would lose the job (it would stay `running`
@@ -271,18 +277,18 @@ async fn record(rt: &Runtime, envelope: &JobEnvelope, outcome: TaskResult, took:
             after,
             result,
         }) if envelope.attempt < envelope.spec.max_attempts => {
-            match schedule_retry(rt, envelope, after).await {
-                Ok(due) => with_result(base(JobState::Retrying), result)
-                    .set("error", &message)
-                    .set("attempt", envelope.attempt + 1)
-                    .set("next_attempt_ms", due)
-                    .releasing_lease(),
-                Err(error) => {
-                    warn!(error = format!("{error:#}"), "could not schedule the retry");
-                    with_result(base(JobState::Failed), result)
-                        .set("error", format!("{message} (retry could not be scheduled)"))
-                }
-            }
+            let Some(due) = send_retry(rt, envelope, after).await else {
+                // Shutting down with the broker still out of reach: the job stays `running`
+                // under this worker, whose lease and heartbeats stop with it, so the
+                // scheduler's sweeper returns it to the pending index. Never `failed`: the
+                // job has attempts left.
+                return false;
+            };
+            with_result(base(JobState::Retrying), result)
+                .set("error", &message)
+                .set("attempt", envelope.attempt + 1)
+                .set("next_attempt_ms", due)
+                .releasing_lease()
         }
         Err(
             JobError::Retryable {
@@ -313,6 +319,35 @@ fn with_result(mut t: Transition, result: Option<Value>) -> Transition {
         t = t.set("result", result.to_string());
     }
     t
+}
+
+/// Sends the next attempt into the delay ladder, trying again with backoff while RabbitMQ is
+/// out of reach (issue 6, item 4: a retry must not turn into `failed` because the broker was
+/// down). Each try takes the current publisher, which the session replaces once it has
+/// reconnected. Gives up (`None`) only when shutdown has run out of grace.
+async fn send_retry(rt: &Runtime, envelope: &JobEnvelope, after: Option<Duration>) -> Option<u64> {
+    let mut wait = Duration::from_millis(200);
+    loop {
+        // Bounded: a connection that hangs rather than fails must not hold the job for ever.
+        // A confirm that came too late may leave a second copy in the ladder; the claim drops
+        // whichever copy finds the attempt already running or finished (I3).
+        let sent = tokio::time::timeout(RETRY_SEND_TIMEOUT, schedule_retry(rt, envelope, after))
+            .await
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("no confirm within {RETRY_SEND_TIMEOUT:?}")));
+        match sent {
+            Ok(due) => return Some(due),
+            Err(error) if rt.is_aborting() => {
+                warn!(error = format!("{error:#}"), "could not schedule the retry before shutdown; the sweeper will return the job");
+                return None;
+            }
+            Err(error) => {
+                warn!(error = format!("{error:#}"), retry_in = ?wait, "could not schedule the retry; trying again");
+                tokio::time::sleep(wait).await;
+                // Capped low so that a shutdown is noticed soon.
+                wait = (wait * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
 }
 
 /// Sends the next attempt into the delay ladder; returns when it is due.
