@@ -3,6 +3,7 @@
 //! claim makes the redelivery harmless (invariant I3).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -79,11 +80,21 @@ async fn handle(rt: Arc<Runtime>, delivery: Delivery, envelope: JobEnvelope) {
         return;
     }
 
-    let renewer = spawn_lease_renewal(rt.clone(), &envelope, cancel.clone());
+    let lost = Arc::new(AtomicBool::new(false));
+    let renewer = spawn_lease_renewal(rt.clone(), &envelope, cancel.clone(), lost.clone());
     let started = Instant::now();
     let outcome = execute::attempt(&rt, &envelope, task, cancel.clone()).await;
     rt.finish_job(envelope.job_id);
 
+    if lost.load(Ordering::SeqCst) {
+        // Stopped because the job is someone else's now (taken over, or returned to the
+        // pending index by the sweeper): record nothing, or a stop that no client asked for
+        // would end the job `cancelled` under its new owner.
+        renewer.abort();
+        info!("the job was taken from this worker; leaving it to its new owner");
+        ack(&delivery).await;
+        return;
+    }
     if matches!(outcome, Err(JobError::Cancelled)) && rt.is_aborting() {
         renewer.abort();
         // Shutdown ran out of grace: hand the job back instead of failing it.
@@ -229,6 +240,7 @@ fn spawn_lease_renewal(
     rt: Arc<Runtime>,
     envelope: &JobEnvelope,
     cancel: tokio_util::sync::CancellationToken,
+    lost: Arc<AtomicBool>,
 ) -> tokio::task::JoinHandle<()> {
     let id = envelope.job_id;
     let attempt = envelope.attempt;
@@ -247,6 +259,7 @@ fn spawn_lease_renewal(
                     // Someone else holds it now (we were presumed dead): stop, so the job
                     // does not run twice at once.
                     warn!(job_id = %id, "lost the lease; stopping the job");
+                    lost.store(true, Ordering::SeqCst);
                     cancel.cancel();
                     return;
                 }

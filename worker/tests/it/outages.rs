@@ -114,3 +114,50 @@ async fn a_redis_outage_longer_than_the_lease_does_not_cancel_running_jobs() {
     h.stop().await;
     drop(redis);
 }
+
+/// The sweeper returned a job to the pending index while its worker was cut off from Redis
+/// (the worker's heartbeat and lease had both lapsed). When the worker sees that, it stops
+/// the job and leaves the record to the job's new owner. Before the fix it recorded the
+/// stop as `cancelled`, though no client had cancelled anything.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_taken_from_its_worker_is_not_marked_cancelled() {
+    let ns = TestNamespace::new("worker_taken_not_cancelled");
+    let h = Harness::start(ns.clone(), Worker::builder().build(args(&ns))).await;
+    let id = h.dispatch(spec("sleep", json!({"ms": 20_000}))).await;
+    let store = h.store.clone();
+    wait_until("the job to run", Duration::from_secs(10), || {
+        let store = store.clone();
+        async move { store.lease_holder(id).await.ok()?.map(|_| ()) }
+    })
+    .await;
+
+    // What the sweeper does to a job whose worker looks dead.
+    let back = warren_store::Transition::new(id, JobState::Queued)
+        .at_attempt(1)
+        .releasing_lease();
+    h.store.transition(&back).await.unwrap();
+
+    let worker = h.worker().clone();
+    let beat = |after_ms: u64| {
+        let (store, worker) = (store.clone(), worker.clone());
+        async move {
+            let workers = store.live_workers().await.ok()?;
+            let beat = workers.into_iter().find(|w| w.worker_id == worker)?;
+            (beat.running.is_empty() && beat.sent_at_ms > after_ms).then_some(beat.sent_at_ms)
+        }
+    };
+    let stopped_at = wait_until("the worker to stop the job", Duration::from_secs(10), || {
+        beat(0)
+    })
+    .await;
+    // The stop is recorded (or not) right after the job leaves the running set; a heartbeat
+    // sent well after that one proves the worker has moved on.
+    wait_until("a later heartbeat", Duration::from_secs(10), || {
+        beat(stopped_at + 500)
+    })
+    .await;
+    let job = h.store.get(id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Queued, "{job:?}");
+    assert_eq!(job.error, None);
+    h.stop().await;
+}
