@@ -8,20 +8,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tracing::{Instrument, debug, info, info_span, warn};
-use warren_protocol::{JobEnvelope, JobState, now_ms};
-use warren_store::{ClaimOutcome, LeaseRenewal, Transition, TransitionOutcome};
-use warren_topology::delay::{NextHop, next_hop};
+use warren_protocol::{JobEnvelope, JobState};
+use warren_store::{ClaimOutcome, Transition, TransitionOutcome};
 use warren_topology::lapin::message::Delivery;
 use warren_topology::lapin::options::{BasicAckOptions, BasicNackOptions};
 
-use crate::execute;
+use crate::{execute, lease, retry};
 use crate::runtime::Runtime;
 use crate::task::{JobError, TaskResult};
-
-/// Longest backoff between attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(3600);
-/// Longest one try at sending a retry into the delay ladder may take.
-const RETRY_SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(crate) async fn delivery(rt: Arc<Runtime>, delivery: Delivery) {
     let envelope = match JobEnvelope::from_bytes(&delivery.data) {
@@ -81,7 +75,7 @@ async fn handle(rt: Arc<Runtime>, delivery: Delivery, envelope: JobEnvelope) {
     }
 
     let lost = Arc::new(AtomicBool::new(false));
-    let renewer = spawn_lease_renewal(rt.clone(), &envelope, cancel.clone(), lost.clone());
+    let renewer = lease::spawn_renewal(rt.clone(), &envelope, cancel.clone(), lost.clone());
     let started = Instant::now();
     let outcome = execute::attempt(&rt, &envelope, task, cancel.clone()).await;
     rt.finish_job(envelope.job_id);
@@ -233,42 +227,6 @@ async fn claim(
     }
 }
 
-/// Keeps the job's lease alive while it runs. Only a lease that another worker holds (or a
-/// record that moved on) stops the job: an error, or a lease that lapsed while Redis was out
-/// of reach, says nothing about a takeover (issue 6, item 2).
-fn spawn_lease_renewal(
-    rt: Arc<Runtime>,
-    envelope: &JobEnvelope,
-    cancel: tokio_util::sync::CancellationToken,
-    lost: Arc<AtomicBool>,
-) -> tokio::task::JoinHandle<()> {
-    let id = envelope.job_id;
-    let attempt = envelope.attempt;
-    tokio::spawn(async move {
-        let lease = rt.args.lease_ttl;
-        let mut tick = tokio::time::interval(lease / 3);
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            match rt.store.renew_lease(id, &rt.id, attempt, lease).await {
-                Ok(LeaseRenewal::Renewed) => {}
-                Ok(LeaseRenewal::Retaken) => {
-                    info!(job_id = %id, "lease had lapsed with nobody else holding the job; took it again");
-                }
-                Ok(LeaseRenewal::Lost) => {
-                    // Someone else holds it now (we were presumed dead): stop, so the job
-                    // does not run twice at once.
-                    warn!(job_id = %id, "lost the lease; stopping the job");
-                    lost.store(true, Ordering::SeqCst);
-                    cancel.cancel();
-                    return;
-                }
-                Err(error) => warn!(job_id = %id, %error, "lease renewal failed; the job goes on"),
-            }
-        }
-    })
-}
-
 /// Stores the outcome of an attempt: success, retry through the delay ladder, or failure.
 /// Returns `false` when Redis could not be written, so the delivery must not be acked.
 async fn record(rt: &Runtime, envelope: &JobEnvelope, outcome: TaskResult, took: Duration) -> bool {
@@ -290,7 +248,7 @@ async fn record(rt: &Runtime, envelope: &JobEnvelope, outcome: TaskResult, took:
             after,
             result,
         }) if envelope.attempt < envelope.spec.max_attempts => {
-            let Some(due) = send_retry(rt, envelope, after).await else {
+            let Some(due) = retry::send(rt, envelope, after).await else {
                 // Shutting down with the broker still out of reach: the job stays `running`
                 // under this worker, whose lease and heartbeats stop with it, so the
                 // scheduler's sweeper returns it to the pending index. Never `failed`: the
@@ -332,62 +290,6 @@ fn with_result(mut t: Transition, result: Option<Value>) -> Transition {
         t = t.set("result", result.to_string());
     }
     t
-}
-
-/// Sends the next attempt into the delay ladder, trying again with backoff while RabbitMQ is
-/// out of reach (issue 6, item 4: a retry must not turn into `failed` because the broker was
-/// down). Each try takes the current publisher, which the session replaces once it has
-/// reconnected. Gives up (`None`) only when shutdown has run out of grace.
-async fn send_retry(rt: &Runtime, envelope: &JobEnvelope, after: Option<Duration>) -> Option<u64> {
-    let mut wait = Duration::from_millis(200);
-    loop {
-        // Bounded: a connection that hangs rather than fails must not hold the job for ever.
-        // A confirm that came too late may leave a second copy in the ladder; the claim drops
-        // whichever copy finds the attempt already running or finished (I3).
-        let sent = tokio::time::timeout(RETRY_SEND_TIMEOUT, schedule_retry(rt, envelope, after))
-            .await
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("no confirm within {RETRY_SEND_TIMEOUT:?}")));
-        match sent {
-            Ok(due) => return Some(due),
-            Err(error) if rt.is_aborting() => {
-                warn!(error = format!("{error:#}"), "could not schedule the retry before shutdown; the sweeper will return the job");
-                return None;
-            }
-            Err(error) => {
-                warn!(error = format!("{error:#}"), retry_in = ?wait, "could not schedule the retry; trying again");
-                tokio::time::sleep(wait).await;
-                // Capped low so that a shutdown is noticed soon.
-                wait = (wait * 2).min(Duration::from_secs(2));
-            }
-        }
-    }
-}
-
-/// Sends the next attempt into the delay ladder; returns when it is due.
-async fn schedule_retry(
-    rt: &Runtime,
-    envelope: &JobEnvelope,
-    after: Option<Duration>,
-) -> anyhow::Result<u64> {
-    let exponent = envelope.attempt.saturating_sub(1).min(20);
-    let delay = after
-        .unwrap_or_else(|| rt.args.retry_base.saturating_mul(1 << exponent))
-        .min(MAX_BACKOFF);
-    let due = now_ms() + delay.as_millis() as u64;
-    let mut next = envelope.clone();
-    next.attempt += 1;
-    next.not_before_ms = Some(due);
-    let publisher = rt.publisher();
-    // Always through the ladder, never straight to intake, even for short delays: the
-    // scheduler moves the job from `retrying` to `queued` as it takes it off the ladder, and
-    // that must happen after this worker has recorded `retrying` (a rung takes at least 1 s).
-    let rung = match next_hop(delay) {
-        NextHop::Due => 0,
-        NextHop::Rung(rung) => rung,
-    };
-    let pending = publisher.send_delay(rung, &next).await?;
-    pending.confirmed().await?;
-    Ok(due)
 }
 
 /// Writes a transition, retrying transient Redis errors for a while: the outcome of work
