@@ -13,9 +13,9 @@ use warren_store::{ClaimOutcome, Transition, TransitionOutcome};
 use warren_topology::lapin::message::Delivery;
 use warren_topology::lapin::options::{BasicAckOptions, BasicNackOptions};
 
-use crate::{execute, lease, retry};
 use crate::runtime::Runtime;
 use crate::task::{JobError, TaskResult};
+use crate::{execute, lease, retry};
 
 pub(crate) async fn delivery(rt: Arc<Runtime>, delivery: Delivery) {
     let envelope = match JobEnvelope::from_bytes(&delivery.data) {

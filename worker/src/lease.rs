@@ -44,4 +44,3 @@ pub(crate) fn spawn_renewal(
         }
     })
 }
-

@@ -17,7 +17,11 @@ const RETRY_SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// out of reach (issue 6, item 4: a retry must not turn into `failed` because the broker was
 /// down). Each try takes the current publisher, which the session replaces once it has
 /// reconnected. Gives up (`None`) only when shutdown has run out of grace.
-pub(crate) async fn send(rt: &Runtime, envelope: &JobEnvelope, after: Option<Duration>) -> Option<u64> {
+pub(crate) async fn send(
+    rt: &Runtime,
+    envelope: &JobEnvelope,
+    after: Option<Duration>,
+) -> Option<u64> {
     let mut wait = Duration::from_millis(200);
     loop {
         // Bounded: a connection that hangs rather than fails must not hold the job for ever.
@@ -29,7 +33,10 @@ pub(crate) async fn send(rt: &Runtime, envelope: &JobEnvelope, after: Option<Dur
         match sent {
             Ok(due) => return Some(due),
             Err(error) if rt.is_aborting() => {
-                warn!(error = format!("{error:#}"), "could not schedule the retry before shutdown; the sweeper will return the job");
+                warn!(
+                    error = format!("{error:#}"),
+                    "could not schedule the retry before shutdown; the sweeper will return the job"
+                );
                 return None;
             }
             Err(error) => {
@@ -68,4 +75,3 @@ async fn schedule_retry(
     pending.confirmed().await?;
     Ok(due)
 }
-

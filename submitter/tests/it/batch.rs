@@ -130,7 +130,8 @@ async fn batch_idempotency_keys_return_the_same_batch() {
             .insert("idempotency-key", key.parse().unwrap());
         request
     };
-    let batch = json!({"jobs": [{"task": "echo", "args": {"i": 1}}, {"task": "echo", "args": {"i": 2}}]});
+    let batch =
+        json!({"jobs": [{"task": "echo", "args": {"i": 1}}, {"task": "echo", "args": {"i": 2}}]});
 
     let first = h.send(with_key(&batch, "batch-7")).await;
     assert_eq!(first.status, StatusCode::ACCEPTED, "{first:#?}");
@@ -155,9 +156,11 @@ async fn batch_idempotency_keys_return_the_same_batch() {
     assert_eq!(h.count(JobState::Queued).await, 2);
 
     // Other jobs, fewer jobs, or the same jobs in another order: not the same batch.
-    let other = json!({"jobs": [{"task": "echo", "args": {"i": 1}}, {"task": "echo", "args": {"i": 3}}]});
+    let other =
+        json!({"jobs": [{"task": "echo", "args": {"i": 1}}, {"task": "echo", "args": {"i": 3}}]});
     let fewer = json!({"jobs": [{"task": "echo", "args": {"i": 1}}]});
-    let swapped = json!({"jobs": [{"task": "echo", "args": {"i": 2}}, {"task": "echo", "args": {"i": 1}}]});
+    let swapped =
+        json!({"jobs": [{"task": "echo", "args": {"i": 2}}, {"task": "echo", "args": {"i": 1}}]});
     for body in [other, fewer, swapped] {
         let reply = h.send(with_key(&body, "batch-7")).await;
         let problem = reply.problem(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused");

@@ -58,13 +58,17 @@ async fn readiness_needs_an_active_scheduler() {
 
     // It stops: its status expires, and so does readiness.
     let app = h.app.clone();
-    wait_until("readiness to see the scheduler gone", Duration::from_secs(10), || {
-        let app = app.clone();
-        async move {
-            let reply = crate::support::call(&app, get("/readyz")).await;
-            (reply.status == StatusCode::SERVICE_UNAVAILABLE).then_some(())
-        }
-    })
+    wait_until(
+        "readiness to see the scheduler gone",
+        Duration::from_secs(10),
+        || {
+            let app = app.clone();
+            async move {
+                let reply = crate::support::call(&app, get("/readyz")).await;
+                (reply.status == StatusCode::SERVICE_UNAVAILABLE).then_some(())
+            }
+        },
+    )
     .await;
     h.finish().await;
 }

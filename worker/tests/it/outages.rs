@@ -146,9 +146,11 @@ async fn a_job_taken_from_its_worker_is_not_marked_cancelled() {
             (beat.running.is_empty() && beat.sent_at_ms > after_ms).then_some(beat.sent_at_ms)
         }
     };
-    let stopped_at = wait_until("the worker to stop the job", Duration::from_secs(10), || {
-        beat(0)
-    })
+    let stopped_at = wait_until(
+        "the worker to stop the job",
+        Duration::from_secs(10),
+        || beat(0),
+    )
     .await;
     // The stop is recorded (or not) right after the job leaves the running set; a heartbeat
     // sent well after that one proves the worker has moved on.
