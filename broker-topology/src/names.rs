@@ -99,6 +99,12 @@ impl Topology {
         format!("{}.dead", self.ns)
     }
 
+    /// Routing key of readiness probes, published to the default exchange: no queue of that
+    /// name is ever declared, so the broker returns the probe and nobody consumes it.
+    pub fn probe_routing_key(&self) -> String {
+        format!("{}.readiness-probe", self.ns)
+    }
+
     /// Topic exchange for worker heartbeats (`worker.heartbeat|online|offline`).
     pub fn events_exchange(&self) -> String {
         format!("{}.events", self.ns)

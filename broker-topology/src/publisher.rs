@@ -136,6 +136,25 @@ impl Publisher {
         })
     }
 
+    /// Publishes an empty transient message that no queue takes and waits for the broker's
+    /// answer, which proves that a publish can be confirmed right now. A broker that blocks
+    /// publishers (a memory or disk alarm) does not answer, so callers bound this with a
+    /// timeout; an open channel alone says nothing about that.
+    ///
+    /// # Errors
+    /// Returns [`TopologyError`] when the message cannot be sent or the channel dies first.
+    pub async fn probe(&self) -> Result<(), TopologyError> {
+        let properties = BasicProperties::default().with_delivery_mode(1);
+        let pending = self
+            .send("", &self.topology.probe_routing_key(), b"", properties)
+            .await?;
+        match pending.confirmed().await {
+            // Returned as unroutable: the expected answer, and an answer is all we ask.
+            Ok(()) | Err(TopologyError::Unroutable { .. }) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
     /// Sends a job to intake (the scheduler's queue).
     ///
     /// # Errors

@@ -103,6 +103,18 @@ pub enum TransitionOutcome {
     Stale(JobState),
 }
 
+/// What became of a lease renewal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseRenewal {
+    /// The caller held the lease and it was extended.
+    Renewed,
+    /// The lease had lapsed with nobody else taking the job; the caller holds it again.
+    Retaken,
+    /// Another worker holds the job now, or it has left `running` for this attempt: the
+    /// caller must stop.
+    Lost,
+}
+
 /// What became of a claim.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClaimOutcome {
@@ -347,25 +359,34 @@ impl Store {
         })
     }
 
-    /// Extends `worker`'s lease on a job; `false` if it no longer holds it.
+    /// Extends `worker`'s lease on a job at `attempt`. A lease that has lapsed (Redis was out
+    /// of reach for longer than the lease) is taken again when the record still names this
+    /// worker, attempt and `running`: only another holder, or a job that moved on, is a loss.
     ///
     /// # Errors
-    /// Returns [`StoreError`] when Redis fails.
+    /// Returns [`StoreError`] when Redis fails: that says nothing about who holds the lease.
     pub async fn renew_lease(
         &self,
         id: JobId,
         worker: &WorkerId,
+        attempt: u32,
         lease: Duration,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<LeaseRenewal, StoreError> {
         let mut conn = self.conn();
         let renewed: i64 = RENEW
             .key(self.keys.lease(id))
+            .key(self.keys.job(id))
             .arg(worker.as_str())
             .arg(lease.as_millis() as u64)
+            .arg(attempt)
             .invoke_async(&mut conn)
             .await
             .map_err(|e| StoreError::redis("renewing a lease", e))?;
-        Ok(renewed == 1)
+        Ok(match renewed {
+            1 => LeaseRenewal::Renewed,
+            2 => LeaseRenewal::Retaken,
+            _ => LeaseRenewal::Lost,
+        })
     }
 
     /// Returns who holds the lease on a job.

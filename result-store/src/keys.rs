@@ -118,6 +118,11 @@ impl Keys {
         format!("{}idem:{key}", self.prefix)
     }
 
+    /// Idempotency key of a batch → its job ids, comma-separated in order.
+    pub fn idempotency_batch(&self, key: &str) -> String {
+        format!("{}idem-batch:{key}", self.prefix)
+    }
+
     /// The last heartbeat of one worker (expires when the worker stops sending them).
     pub fn worker(&self, id: &WorkerId) -> String {
         format!("{}worker:{id}", self.prefix)

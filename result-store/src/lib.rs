@@ -23,7 +23,7 @@ mod workers;
 
 pub use error::StoreError;
 pub use events::JobEvent;
-pub use jobs::{ClaimOutcome, NewJob, Transition, TransitionOutcome};
+pub use jobs::{ClaimOutcome, LeaseRenewal, NewJob, Transition, TransitionOutcome};
 pub use keys::Keys;
 pub use listing::{JobFilter, Page};
 pub use logs::{LogLine, LogStream};

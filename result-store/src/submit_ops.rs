@@ -1,4 +1,5 @@
-//! Idempotency keys for the submitter: `idem:{key}` → job id.
+//! Idempotency keys for the submitter: `idem:{key}` → job id, `idem-batch:{key}` → a
+//! batch's job ids.
 //!
 //! The key is reserved *before* the job is written or published, so two concurrent
 //! submissions with one key agree on one job id. It is reserved for a short time only and
@@ -48,6 +49,18 @@ return 0
     )
 });
 
+/// Joins a batch's ids as its idempotency key stores them.
+fn batch_value(ids: &[JobId]) -> String {
+    ids.iter()
+        .map(JobId::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn ttl_ms(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
 impl Store {
     /// Reserves idempotency key `key` for job `id` for `ttl`.
     ///
@@ -62,12 +75,11 @@ impl Store {
         id: JobId,
         ttl: Duration,
     ) -> Result<Option<JobId>, StoreError> {
-        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let mut conn = self.conn();
         let holder: Option<String> = RESERVE
             .key(self.keys.idempotency(key))
             .arg(id.to_string())
-            .arg(ttl_ms)
+            .arg(ttl_ms(ttl))
             .invoke_async(&mut conn)
             .await
             .map_err(|e| StoreError::redis("reserving an idempotency key", e))?;
@@ -92,12 +104,11 @@ impl Store {
         id: JobId,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let mut conn = self.conn();
         let _: i64 = KEEP
             .key(self.keys.idempotency(key))
             .arg(id.to_string())
-            .arg(ttl_ms)
+            .arg(ttl_ms(ttl))
             .invoke_async(&mut conn)
             .await
             .map_err(|e| StoreError::redis("keeping an idempotency key", e))?;
@@ -116,6 +127,84 @@ impl Store {
             .invoke_async(&mut conn)
             .await
             .map_err(|e| StoreError::redis("releasing an idempotency key", e))?;
+        Ok(())
+    }
+
+    /// Reserves batch idempotency key `key` for the jobs `ids` (in order) for `ttl`.
+    ///
+    /// Returns `None` when the key is now this batch's, or `Some(ids)` with the jobs of the
+    /// earlier batch that holds it.
+    ///
+    /// # Errors
+    /// Returns [`StoreError`] when Redis fails; nothing is reserved then.
+    pub async fn reserve_batch_idempotency_key(
+        &self,
+        key: &str,
+        ids: &[JobId],
+        ttl: Duration,
+    ) -> Result<Option<Vec<JobId>>, StoreError> {
+        let redis_key = self.keys.idempotency_batch(key);
+        let mut conn = self.conn();
+        let holder: Option<String> = RESERVE
+            .key(&redis_key)
+            .arg(batch_value(ids))
+            .arg(ttl_ms(ttl))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| StoreError::redis("reserving a batch idempotency key", e))?;
+        let Some(raw) = holder else {
+            return Ok(None);
+        };
+        raw.split(',')
+            .map(|id| {
+                id.parse().map_err(|e| StoreError::Corrupt {
+                    key: redis_key.clone(),
+                    message: format!("not a job id: {e}"),
+                })
+            })
+            .collect::<Result<Vec<JobId>, _>>()
+            .map(Some)
+    }
+
+    /// Keeps batch idempotency key `key` for `ttl` from now, if it still names the batch
+    /// `ids` (it was accepted).
+    ///
+    /// # Errors
+    /// Returns [`StoreError`] when Redis fails.
+    pub async fn keep_batch_idempotency_key(
+        &self,
+        key: &str,
+        ids: &[JobId],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let _: i64 = KEEP
+            .key(self.keys.idempotency_batch(key))
+            .arg(batch_value(ids))
+            .arg(ttl_ms(ttl))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| StoreError::redis("keeping a batch idempotency key", e))?;
+        Ok(())
+    }
+
+    /// Releases batch idempotency key `key` if it still names the batch `ids` (its
+    /// submission failed).
+    ///
+    /// # Errors
+    /// Returns [`StoreError`] when Redis fails.
+    pub async fn release_batch_idempotency_key(
+        &self,
+        key: &str,
+        ids: &[JobId],
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let _: i64 = RELEASE
+            .key(self.keys.idempotency_batch(key))
+            .arg(batch_value(ids))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| StoreError::redis("releasing a batch idempotency key", e))?;
         Ok(())
     }
 }

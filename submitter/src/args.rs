@@ -23,6 +23,16 @@ pub struct SubmitterArgs {
         value_parser = humantime::parse_duration
     )]
     pub request_timeout: Duration,
+    /// Whether `/readyz` fails (503) while no scheduler is active. Submissions are still
+    /// durable without one, but nothing would run them; turn off for a submitter that is
+    /// meant to run alone. The body says `scheduler: active|missing` either way.
+    #[arg(
+        long,
+        env = "WARREN_READY_REQUIRES_SCHEDULER",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub ready_requires_scheduler: bool,
     /// Connections and namespace.
     #[command(flatten)]
     pub common: CommonArgs,
@@ -63,6 +73,7 @@ mod tests {
             http_addr: "127.0.0.1:0".parse().unwrap(),
             max_body_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
+            ready_requires_scheduler: true,
             common: CommonArgs {
                 amqp: AmqpArgs {
                     url: "amqp://127.0.0.1".into(),

@@ -45,6 +45,7 @@ struct Inner {
     max_body_bytes: usize,
     request_timeout: Duration,
     idempotency_ttl: Duration,
+    ready_requires_scheduler: bool,
     /// Tracks the event listener and every accept task, so shutdown can wait for them.
     tracker: TaskTracker,
     /// Cancelled at shutdown: stops the listener and ends long-polls early.
@@ -108,6 +109,7 @@ pub(crate) async fn build(
             max_body_bytes: args.max_body_bytes,
             request_timeout: args.request_timeout,
             idempotency_ttl: common.result_ttl.max(Duration::from_secs(60)),
+            ready_requires_scheduler: args.ready_requires_scheduler,
             tracker,
             stop,
         }),
@@ -143,6 +145,11 @@ impl AppState {
 
     pub(crate) fn request_timeout(&self) -> Duration {
         self.inner.request_timeout
+    }
+
+    /// Whether readiness needs an active scheduler.
+    pub(crate) fn ready_requires_scheduler(&self) -> bool {
+        self.inner.ready_requires_scheduler
     }
 
     pub(crate) fn idempotency_ttl(&self) -> Duration {

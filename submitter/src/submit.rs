@@ -113,15 +113,57 @@ pub(crate) async fn accept_one(
         .map_err(|e| ApiError::internal("accept task failed", &e))?
 }
 
-/// Accepts a batch (all or nothing), in a tracked task like [`accept_one`].
+/// What became of a batch submission.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SubmittedBatch {
+    /// The batch was accepted.
+    Created,
+    /// The idempotency key already named this batch's jobs; nothing new was created.
+    Existing(Vec<JobId>),
+}
+
+/// Accepts a batch (all or nothing), honouring an idempotency key, in a tracked task like
+/// [`accept_one`]. The key is reserved for the whole batch before anything is written, so a
+/// client whose batch got no answer can send it again and get the same jobs.
 pub(crate) async fn accept_many(
     state: &AppState,
     jobs: Vec<NewJob>,
     correlation_id: String,
-) -> Result<(), ApiError> {
+    idempotency_key: Option<String>,
+) -> Result<SubmittedBatch, ApiError> {
     let task_state = state.clone();
+    let work = async move {
+        let state = task_state;
+        let Some(key) = idempotency_key else {
+            accept_jobs(&state, &jobs, &correlation_id).await?;
+            return Ok(SubmittedBatch::Created);
+        };
+        let ids: Vec<JobId> = jobs.iter().map(|job| job.id).collect();
+        let store = state.store();
+        if let Some(holder) = store
+            .reserve_batch_idempotency_key(&key, &ids, PENDING_KEY_TTL)
+            .await?
+        {
+            return Ok(SubmittedBatch::Existing(holder));
+        }
+        if let Err(refused) = accept_jobs(&state, &jobs, &correlation_id).await {
+            if let Err(error) = store.release_batch_idempotency_key(&key, &ids).await {
+                // Retries with this key get 409 until the pending TTL frees it.
+                tracing::error!(jobs = ids.len(), error = %error_chain(&error), "cannot release a batch idempotency key");
+            }
+            return Err(refused);
+        }
+        if let Err(error) = store
+            .keep_batch_idempotency_key(&key, &ids, state.idempotency_ttl())
+            .await
+        {
+            // The batch is accepted; only replays after the pending TTL would create another.
+            tracing::warn!(jobs = ids.len(), error = %error_chain(&error), "cannot extend a batch idempotency key");
+        }
+        Ok(SubmittedBatch::Created)
+    };
     state
-        .spawn(async move { accept_jobs(&task_state, &jobs, &correlation_id).await })
+        .spawn(work)
         .await
         .map_err(|e| ApiError::internal("accept task failed", &e))?
 }

@@ -3,22 +3,19 @@
 //! claim makes the redelivery harmless (invariant I3).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tracing::{Instrument, debug, info, info_span, warn};
-use warren_protocol::{JobEnvelope, JobState, now_ms};
+use warren_protocol::{JobEnvelope, JobState};
 use warren_store::{ClaimOutcome, Transition, TransitionOutcome};
-use warren_topology::delay::{NextHop, next_hop};
 use warren_topology::lapin::message::Delivery;
 use warren_topology::lapin::options::{BasicAckOptions, BasicNackOptions};
 
-use crate::execute;
 use crate::runtime::Runtime;
 use crate::task::{JobError, TaskResult};
-
-/// Longest backoff between attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+use crate::{execute, lease, retry};
 
 pub(crate) async fn delivery(rt: Arc<Runtime>, delivery: Delivery) {
     let envelope = match JobEnvelope::from_bytes(&delivery.data) {
@@ -77,13 +74,23 @@ async fn handle(rt: Arc<Runtime>, delivery: Delivery, envelope: JobEnvelope) {
         return;
     }
 
-    let renewer = spawn_lease_renewal(rt.clone(), &envelope, cancel.clone());
+    let lost = Arc::new(AtomicBool::new(false));
+    let renewer = lease::spawn_renewal(rt.clone(), &envelope, cancel.clone(), lost.clone());
     let started = Instant::now();
     let outcome = execute::attempt(&rt, &envelope, task, cancel.clone()).await;
-    renewer.abort();
     rt.finish_job(envelope.job_id);
 
+    if lost.load(Ordering::SeqCst) {
+        // Stopped because the job is someone else's now (taken over, or returned to the
+        // pending index by the sweeper): record nothing, or a stop that no client asked for
+        // would end the job `cancelled` under its new owner.
+        renewer.abort();
+        info!("the job was taken from this worker; leaving it to its new owner");
+        ack(&delivery).await;
+        return;
+    }
     if matches!(outcome, Err(JobError::Cancelled)) && rt.is_aborting() {
+        renewer.abort();
         // Shutdown ran out of grace: hand the job back instead of failing it.
         let back = Transition::new(envelope.job_id, JobState::Queued)
             .by_worker(&rt.id)
@@ -112,7 +119,11 @@ async fn handle(rt: Arc<Runtime>, delivery: Delivery, envelope: JobEnvelope) {
         info!("requeued on shutdown");
         return;
     }
-    if record(&rt, &envelope, outcome, started.elapsed()).await {
+    // The lease is kept while the outcome is stored: sending a retry may wait out a broker
+    // outage, and the job is still this worker's until its next attempt is safe.
+    let recorded = record(&rt, &envelope, outcome, started.elapsed()).await;
+    renewer.abort();
+    if recorded {
         ack(&delivery).await;
     } else {
         // The outcome is not in Redis: acking would lose the job (it would stay `running`
@@ -216,33 +227,6 @@ async fn claim(
     }
 }
 
-fn spawn_lease_renewal(
-    rt: Arc<Runtime>,
-    envelope: &JobEnvelope,
-    cancel: tokio_util::sync::CancellationToken,
-) -> tokio::task::JoinHandle<()> {
-    let id = envelope.job_id;
-    tokio::spawn(async move {
-        let lease = rt.args.lease_ttl;
-        let mut tick = tokio::time::interval(lease / 3);
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            match rt.store.renew_lease(id, &rt.id, lease).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    // Someone else holds it now (we were presumed dead): stop, so the job
-                    // does not run twice at once.
-                    warn!(job_id = %id, "lost the lease; stopping the job");
-                    cancel.cancel();
-                    return;
-                }
-                Err(error) => warn!(job_id = %id, %error, "lease renewal failed"),
-            }
-        }
-    })
-}
-
 /// Stores the outcome of an attempt: success, retry through the delay ladder, or failure.
 /// Returns `false` when Redis could not be written, so the delivery must not be acked.
 async fn record(rt: &Runtime, envelope: &JobEnvelope, outcome: TaskResult, took: Duration) -> bool {
@@ -264,18 +248,18 @@ async fn record(rt: &Runtime, envelope: &JobEnvelope, outcome: TaskResult, took:
             after,
             result,
         }) if envelope.attempt < envelope.spec.max_attempts => {
-            match schedule_retry(rt, envelope, after).await {
-                Ok(due) => with_result(base(JobState::Retrying), result)
-                    .set("error", &message)
-                    .set("attempt", envelope.attempt + 1)
-                    .set("next_attempt_ms", due)
-                    .releasing_lease(),
-                Err(error) => {
-                    warn!(error = format!("{error:#}"), "could not schedule the retry");
-                    with_result(base(JobState::Failed), result)
-                        .set("error", format!("{message} (retry could not be scheduled)"))
-                }
-            }
+            let Some(due) = retry::send(rt, envelope, after).await else {
+                // Shutting down with the broker still out of reach: the job stays `running`
+                // under this worker, whose lease and heartbeats stop with it, so the
+                // scheduler's sweeper returns it to the pending index. Never `failed`: the
+                // job has attempts left.
+                return false;
+            };
+            with_result(base(JobState::Retrying), result)
+                .set("error", &message)
+                .set("attempt", envelope.attempt + 1)
+                .set("next_attempt_ms", due)
+                .releasing_lease()
         }
         Err(
             JobError::Retryable {
@@ -306,33 +290,6 @@ fn with_result(mut t: Transition, result: Option<Value>) -> Transition {
         t = t.set("result", result.to_string());
     }
     t
-}
-
-/// Sends the next attempt into the delay ladder; returns when it is due.
-async fn schedule_retry(
-    rt: &Runtime,
-    envelope: &JobEnvelope,
-    after: Option<Duration>,
-) -> anyhow::Result<u64> {
-    let exponent = envelope.attempt.saturating_sub(1).min(20);
-    let delay = after
-        .unwrap_or_else(|| rt.args.retry_base.saturating_mul(1 << exponent))
-        .min(MAX_BACKOFF);
-    let due = now_ms() + delay.as_millis() as u64;
-    let mut next = envelope.clone();
-    next.attempt += 1;
-    next.not_before_ms = Some(due);
-    let publisher = rt.publisher();
-    // Always through the ladder, never straight to intake, even for short delays: the
-    // scheduler moves the job from `retrying` to `queued` as it takes it off the ladder, and
-    // that must happen after this worker has recorded `retrying` (a rung takes at least 1 s).
-    let rung = match next_hop(delay) {
-        NextHop::Due => 0,
-        NextHop::Rung(rung) => rung,
-    };
-    let pending = publisher.send_delay(rung, &next).await?;
-    pending.confirmed().await?;
-    Ok(due)
 }
 
 /// Writes a transition, retrying transient Redis errors for a while: the outcome of work

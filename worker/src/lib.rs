@@ -17,7 +17,9 @@ mod group_guard;
 mod handle;
 mod heartbeat;
 mod joblog;
+mod lease;
 mod output;
+mod retry;
 mod runtime;
 mod task;
 

@@ -54,6 +54,8 @@ pub(crate) async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Re
         http_addr: args.http_addr,
         max_body_bytes: args.max_body_bytes,
         request_timeout: args.request_timeout,
+        // The scheduler runs in this same process.
+        ready_requires_scheduler: true,
         common: common.clone(),
     };
     let scheduler = SchedulerArgs {

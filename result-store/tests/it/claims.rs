@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use warren_kit::testkit::{TestNamespace, wait_until};
 use warren_protocol::{JobId, JobState, WorkerId};
-use warren_store::{ClaimOutcome, Transition, TransitionOutcome};
+use warren_store::{ClaimOutcome, LeaseRenewal, Transition, TransitionOutcome};
 
 use crate::{
     LEASE, claim, cmd, create, get, indexed, raw, running_job, spec, store, transition, within,
@@ -210,10 +210,11 @@ async fn a_dead_workers_job_is_taken_over_once_its_lease_expires() {
     );
 
     // The dead worker, should it come back, no longer owns anything.
-    assert!(
-        !within("renew", store.renew_lease(id, &dead, LEASE))
+    assert_eq!(
+        within("renew", store.renew_lease(id, &dead, 1, LEASE))
             .await
-            .unwrap()
+            .unwrap(),
+        LeaseRenewal::Lost
     );
     assert_eq!(
         transition(
@@ -248,10 +249,11 @@ async fn only_the_holder_renews_a_lease() {
         ClaimOutcome::Claimed(JobState::Queued)
     );
 
-    assert!(
-        !within("renew", store.renew_lease(id, &other, LEASE))
+    assert_eq!(
+        within("renew", store.renew_lease(id, &other, 1, LEASE))
             .await
-            .unwrap()
+            .unwrap(),
+        LeaseRenewal::Lost
     );
     let pttl: i64 = cmd(&mut conn, "PTTL", &[&keys.lease(id)]).await;
     assert!(pttl <= 5_000, "another worker did not extend it: {pttl} ms");
@@ -262,26 +264,92 @@ async fn only_the_holder_renews_a_lease() {
         Some(holder.clone())
     );
 
-    assert!(
-        within("renew", store.renew_lease(id, &holder, LEASE))
+    assert_eq!(
+        within("renew", store.renew_lease(id, &holder, 1, LEASE))
             .await
-            .unwrap()
+            .unwrap(),
+        LeaseRenewal::Renewed
     );
     let pttl: i64 = cmd(&mut conn, "PTTL", &[&keys.lease(id)]).await;
     assert!(pttl > 5_000, "the holder extended it: {pttl} ms");
 
     // No lease at all: nothing to renew, and nothing is created.
     let unclaimed = create(&store, spec("team-a", "default")).await;
-    assert!(
-        !within("renew", store.renew_lease(unclaimed, &holder, LEASE))
+    assert_eq!(
+        within("renew", store.renew_lease(unclaimed, &holder, 1, LEASE))
             .await
-            .unwrap()
+            .unwrap(),
+        LeaseRenewal::Lost
     );
     assert_eq!(
         within("lease_holder", store.lease_holder(unclaimed))
             .await
             .unwrap(),
         None
+    );
+    ns.cleanup().await;
+}
+
+/// Issue 6, item 2: a lease that lapsed while Redis was out of reach is not a takeover. The
+/// holder takes it again while the record still names it; another holder or a job that
+/// moved on is a loss.
+#[tokio::test]
+async fn a_lapsed_lease_is_taken_again_only_while_nobody_else_has_the_job() {
+    let ns = TestNamespace::new("lapsed_lease_retaken");
+    let store = store(&ns).await;
+    let keys = store.keys().clone();
+    let mut conn = raw().await;
+    let holder = WorkerId::generate("host");
+    let other = WorkerId::generate("host");
+    let id = running_job(&store, &holder).await;
+
+    // The key expired during the outage: the holder gets it back.
+    let _: i64 = cmd(&mut conn, "DEL", &[&keys.lease(id)]).await;
+    assert_eq!(
+        within("renew", store.renew_lease(id, &holder, 1, LEASE))
+            .await
+            .unwrap(),
+        LeaseRenewal::Retaken
+    );
+    assert_eq!(
+        within("lease_holder", store.lease_holder(id))
+            .await
+            .unwrap(),
+        Some(holder.clone())
+    );
+    assert_eq!(
+        within("renew", store.renew_lease(id, &holder, 1, LEASE))
+            .await
+            .unwrap(),
+        LeaseRenewal::Renewed
+    );
+
+    // Another worker is not named by the record: it cannot take a lapsed lease this way.
+    let _: i64 = cmd(&mut conn, "DEL", &[&keys.lease(id)]).await;
+    assert_eq!(
+        within("renew", store.renew_lease(id, &other, 1, LEASE))
+            .await
+            .unwrap(),
+        LeaseRenewal::Lost
+    );
+    // Nor the holder for another attempt.
+    assert_eq!(
+        within("renew", store.renew_lease(id, &holder, 2, LEASE))
+            .await
+            .unwrap(),
+        LeaseRenewal::Lost
+    );
+
+    // Once another worker has claimed the job, the old holder has lost it for good.
+    assert_eq!(
+        claim(&store, id, &other, LEASE).await,
+        ClaimOutcome::Claimed(JobState::Running)
+    );
+    assert_eq!(
+        within("renew", store.renew_lease(id, &holder, 1, LEASE))
+            .await
+            .unwrap(),
+        LeaseRenewal::Lost
     );
     ns.cleanup().await;
 }

@@ -2,18 +2,18 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use warren_protocol::{JobId, JobSpec, JobState, now_ms};
 use warren_store::NewJob;
 
-use super::jobs::JobRef;
+use super::jobs::{JobRef, idempotency_key};
 use crate::extract::{JsonBody, object_from_value, parse_object};
 use crate::middleware::CorrelationId;
 use crate::problem::ApiError;
 use crate::state::AppState;
-use crate::submit::{accept_many, check_spec};
+use crate::submit::{SubmittedBatch, accept_many, check_spec};
 
 /// Most jobs one batch may carry.
 pub(crate) const MAX_BATCH: usize = 1000;
@@ -35,12 +35,15 @@ pub(super) struct BatchResponse {
 
 /// Validates every spec first (any invalid one: 422 naming `jobs[i].field`, nothing stored),
 /// then writes all jobs in one `MULTI`, publishes all and awaits every confirm. Any failure
-/// deletes them all again and answers 503.
+/// deletes them all again and answers 503. With an `Idempotency-Key` already used for the
+/// same specs: 200 with that batch's jobs; for other specs: 422.
 pub(super) async fn submit_batch(
     State(state): State<AppState>,
     correlation: CorrelationId,
+    headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<BatchResponse>), ApiError> {
+    let key = idempotency_key(&headers)?;
     let request: BatchRequest = parse_object(&body)?;
     if request.jobs.is_empty() {
         return Err(
@@ -77,6 +80,53 @@ pub(super) async fn submit_batch(
         });
         jobs.push(job);
     }
-    accept_many(&state, jobs, correlation.0).await?;
-    Ok((StatusCode::ACCEPTED, Json(BatchResponse { jobs: refs })))
+    let specs: Vec<JobSpec> = jobs.iter().map(|job| job.spec.clone()).collect();
+    match accept_many(&state, jobs, correlation.0, key).await? {
+        SubmittedBatch::Created => Ok((StatusCode::ACCEPTED, Json(BatchResponse { jobs: refs }))),
+        SubmittedBatch::Existing(ids) => {
+            let jobs = earlier_batch(&state, &ids, &specs).await?;
+            Ok((StatusCode::OK, Json(BatchResponse { jobs })))
+        }
+    }
+}
+
+/// The jobs of the batch an idempotency key already names, if it was sent with the same
+/// specs in the same order.
+async fn earlier_batch(
+    state: &AppState,
+    ids: &[JobId],
+    specs: &[JobSpec],
+) -> Result<Vec<JobRef>, ApiError> {
+    let reused = || {
+        ApiError::unprocessable(
+            "idempotency_key_reused",
+            "this Idempotency-Key already names a batch with different jobs; use a new key",
+        )
+        .with_field("Idempotency-Key")
+    };
+    if ids.len() != specs.len() {
+        return Err(reused());
+    }
+    let mut refs = Vec::with_capacity(ids.len());
+    for (id, spec) in ids.iter().zip(specs) {
+        let Some(record) = state.store().get(*id).await? else {
+            // Reserved by a submission still in flight (or one that failed and whose key
+            // could not be released): the client retries.
+            return Err(ApiError::conflict(
+                "idempotency_key_in_use",
+                "a batch with this Idempotency-Key is still in progress; retry shortly",
+            )
+            .with_field("Idempotency-Key")
+            .retry_later());
+        };
+        if record.spec != *spec {
+            return Err(reused());
+        }
+        refs.push(JobRef {
+            id: *id,
+            state: record.state,
+            warnings: Vec::new(),
+        });
+    }
+    Ok(refs)
 }

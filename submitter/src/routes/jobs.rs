@@ -103,7 +103,7 @@ pub(super) async fn submit(
 
 /// Reads `Idempotency-Key`: 1..=255 visible ASCII characters, optionally quoted (the IETF
 /// draft sends a structured-field string).
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+pub(super) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get(&IDEMPOTENCY_HEADER) else {
         return Ok(None);
     };

@@ -107,27 +107,54 @@ pub(super) async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: Redis answers and a publisher channel is open (reopened if it had died).
-/// 503 problem otherwise; which check failed is logged.
+/// `GET /readyz`: Redis answers, RabbitMQ confirms a probe publish (an open channel is not
+/// enough: during a memory alarm the broker blocks publishers and submissions hang), and an
+/// active scheduler is there (its status key, rewritten every 0.5 s, has not expired).
+/// 200 `{"status":"ready","scheduler":"active|missing"}`, or a 503 problem whose detail says
+/// which check failed. A missing scheduler fails readiness only with
+/// `WARREN_READY_REQUIRES_SCHEDULER` (the default).
 pub(super) async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let redis = tokio::time::timeout(READY_CHECK_TIMEOUT, state.store().ping());
-    let amqp = tokio::time::timeout(READY_CHECK_TIMEOUT, state.publisher().get());
-    let (redis, amqp) = tokio::join!(redis, amqp);
+    let amqp = tokio::time::timeout(READY_CHECK_TIMEOUT, async {
+        let lease = state.publisher().get().await?;
+        lease.publisher.probe().await
+    });
+    let scheduler = tokio::time::timeout(READY_CHECK_TIMEOUT, state.store().scheduler_status());
+    let (redis, amqp, scheduler) = tokio::join!(redis, amqp, scheduler);
     let redis_error = match redis {
         Ok(Ok(())) => None,
         Ok(Err(e)) => Some(error_chain(&e)),
         Err(_) => Some("ping timed out".to_owned()),
     };
     let amqp_error = match amqp {
-        Ok(Ok(_)) => None,
+        Ok(Ok(())) => None,
         Ok(Err(e)) => Some(error_chain(&e)),
-        Err(_) => Some("opening a channel timed out".to_owned()),
+        Err(_) => Some(format!(
+            "no publisher confirm within {READY_CHECK_TIMEOUT:?} (is the broker blocking publishers?)"
+        )),
     };
-    if redis_error.is_none() && amqp_error.is_none() {
-        return Ok(Json(json!({ "status": "ready" })));
+    // Unknown (Redis failing) counts as missing; the Redis check reports the cause.
+    let scheduler = match scheduler {
+        Ok(Ok(Some(_))) => "active",
+        _ => "missing",
+    };
+    let scheduler_blocks = scheduler == "missing" && state.ready_requires_scheduler();
+    if redis_error.is_none() && amqp_error.is_none() && !scheduler_blocks {
+        return Ok(Json(json!({ "status": "ready", "scheduler": scheduler })));
     }
-    tracing::error!(redis = ?redis_error, rabbitmq = ?amqp_error, "not ready");
-    Err(ApiError::unavailable_quiet("not_ready"))
+    tracing::error!(redis = ?redis_error, rabbitmq = ?amqp_error, scheduler, "not ready");
+    let mut failed = Vec::new();
+    if redis_error.is_some() {
+        failed.push("redis: unavailable".to_owned());
+    }
+    if amqp_error.is_some() {
+        failed.push("rabbitmq: a publish cannot be confirmed".to_owned());
+    }
+    if scheduler_blocks {
+        failed.push("scheduler: missing".to_owned());
+    }
+    Err(ApiError::unavailable_quiet("not_ready")
+        .with_detail(format!("not ready: {}", failed.join("; "))))
 }
 
 /// Any unknown route: 404 problem.

@@ -116,3 +116,61 @@ async fn batch_sizes_and_shapes_are_checked() {
     assert_eq!(h.count(JobState::Queued).await, 1000);
     h.finish().await;
 }
+
+/// Issue 6, item 5: a client whose batch got no answer sends it again with the same
+/// `Idempotency-Key` and gets the same jobs, with nothing published twice; other jobs under
+/// that key are refused.
+#[tokio::test]
+async fn batch_idempotency_keys_return_the_same_batch() {
+    let h = Harness::new("batch_idempotent").await;
+    let with_key = |body: &Value, key: &'static str| {
+        let mut request = post_json("/v1/jobs/batch", body);
+        request
+            .headers_mut()
+            .insert("idempotency-key", key.parse().unwrap());
+        request
+    };
+    let batch =
+        json!({"jobs": [{"task": "echo", "args": {"i": 1}}, {"task": "echo", "args": {"i": 2}}]});
+
+    let first = h.send(with_key(&batch, "batch-7")).await;
+    assert_eq!(first.status, StatusCode::ACCEPTED, "{first:#?}");
+    let again = h.send(with_key(&batch, "batch-7")).await;
+    assert_eq!(again.status, StatusCode::OK, "{again:#?}");
+    let ids = |reply: &crate::support::Reply| -> Vec<String> {
+        reply.body["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|job| job["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(ids(&again), ids(&first), "the same jobs, in the same order");
+    assert_eq!(again.body["jobs"][0]["state"], "queued");
+    assert!(h.intake_message().await.is_some());
+    assert!(h.intake_message().await.is_some());
+    assert!(
+        h.intake_message().await.is_none(),
+        "the replay published nothing"
+    );
+    assert_eq!(h.count(JobState::Queued).await, 2);
+
+    // Other jobs, fewer jobs, or the same jobs in another order: not the same batch.
+    let other =
+        json!({"jobs": [{"task": "echo", "args": {"i": 1}}, {"task": "echo", "args": {"i": 3}}]});
+    let fewer = json!({"jobs": [{"task": "echo", "args": {"i": 1}}]});
+    let swapped =
+        json!({"jobs": [{"task": "echo", "args": {"i": 2}}, {"task": "echo", "args": {"i": 1}}]});
+    for body in [other, fewer, swapped] {
+        let reply = h.send(with_key(&body, "batch-7")).await;
+        let problem = reply.problem(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused");
+        assert_eq!(problem["field"], "Idempotency-Key");
+    }
+
+    // Another key is another batch.
+    let fresh = h.send(with_key(&batch, "batch-8")).await;
+    assert_eq!(fresh.status, StatusCode::ACCEPTED);
+    assert_ne!(ids(&fresh), ids(&first));
+    assert_eq!(h.count(JobState::Queued).await, 4);
+    h.finish().await;
+}

@@ -7,6 +7,7 @@ mod cancel;
 mod errors;
 mod failures;
 mod reads;
+mod ready;
 mod serve;
 mod submit;
 mod support;

@@ -45,6 +45,8 @@ pub(crate) fn args(ns: &TestNamespace, redis_url: String) -> SubmitterArgs {
         http_addr: "127.0.0.1:0".parse().unwrap(),
         max_body_bytes: 1024 * 1024,
         request_timeout: Duration::from_secs(30),
+        // These tests run no scheduler; `readiness` turns this on where it matters.
+        ready_requires_scheduler: false,
         common: CommonArgs {
             amqp: AmqpArgs {
                 url: testkit::amqp_url(),

@@ -3,7 +3,9 @@
 //! these tests need no scheduler.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod broker_outage;
 mod confinement;
+mod outages;
 mod processes;
 mod support;
 mod tasks;

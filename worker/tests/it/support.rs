@@ -93,9 +93,21 @@ impl Harness {
         h
     }
 
+    /// Starts `worker` against the Redis at `redis` (a test's private one).
+    pub(crate) async fn start_with_redis(ns: TestNamespace, worker: Worker, redis: &str) -> Self {
+        let mut h = Self::connect_with_redis(ns, redis).await;
+        h.worker = Some(tokio::spawn(worker.run(h.stop.child_token())));
+        h.wait_for_worker().await;
+        h
+    }
+
     /// Declares the topology and connects, with no worker: the test starts its own.
     pub(crate) async fn connect(ns: TestNamespace) -> Self {
-        let store = Store::connect(&redis_url(), ns.ns(), StoreOptions::default())
+        Self::connect_with_redis(ns, &redis_url()).await
+    }
+
+    async fn connect_with_redis(ns: TestNamespace, redis: &str) -> Self {
+        let store = Store::connect(redis, ns.ns(), StoreOptions::default())
             .await
             .expect("Redis reachable at WARREN_TEST_REDIS_URL");
         let amqp = warren_topology::connect_pool(&amqp_url(), "worker-it", 1)
