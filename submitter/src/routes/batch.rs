@@ -9,6 +9,7 @@ use warren_protocol::{JobId, JobSpec, JobState, now_ms};
 use warren_store::NewJob;
 
 use super::jobs::JobRef;
+use crate::auth::{Caller, Role};
 use crate::extract::{JsonBody, object_from_value, parse_object};
 use crate::middleware::CorrelationId;
 use crate::problem::ApiError;
@@ -38,9 +39,11 @@ pub(super) struct BatchResponse {
 /// deletes them all again and answers 503.
 pub(super) async fn submit_batch(
     State(state): State<AppState>,
+    caller: Caller,
     correlation: CorrelationId,
     JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<BatchResponse>), ApiError> {
+    caller.require(Role::Submit)?;
     let request: BatchRequest = parse_object(&body)?;
     if request.jobs.is_empty() {
         return Err(
@@ -63,7 +66,9 @@ pub(super) async fn submit_batch(
     let mut refs = Vec::with_capacity(request.jobs.len());
     for (index, raw) in request.jobs.into_iter().enumerate() {
         let prefix = format!("jobs[{index}]");
-        let spec: JobSpec = object_from_value(raw, &prefix)?;
+        let names_tenant = raw.get("tenant").is_some();
+        let mut spec: JobSpec = object_from_value(raw, &prefix)?;
+        caller.bind_tenant(&mut spec, names_tenant, &prefix)?;
         let task = check_spec(&state, &spec, &prefix).await?;
         let job = NewJob {
             id: JobId::new(),
@@ -77,6 +82,7 @@ pub(super) async fn submit_batch(
         });
         jobs.push(job);
     }
+    crate::rate::charge_batch(&state, jobs.iter().map(|j| j.spec.tenant.as_str()))?;
     accept_many(&state, jobs, correlation.0).await?;
     Ok((StatusCode::ACCEPTED, Json(BatchResponse { jobs: refs })))
 }

@@ -14,7 +14,8 @@ use serde::Deserialize;
 use tokio::time::Instant;
 use warren_store::JobRecord;
 
-use super::jobs::load;
+use super::jobs::load_for;
+use crate::auth::{Caller, Role};
 use crate::extract::{ApiQuery, JobIdParam, bounded_param};
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -36,9 +37,11 @@ pub(super) struct WaitQuery {
 
 pub(super) async fn wait(
     State(state): State<AppState>,
+    caller: Caller,
     JobIdParam(id): JobIdParam,
     ApiQuery(query): ApiQuery<WaitQuery>,
 ) -> Result<([(HeaderName, HeaderValue); 1], Json<JobRecord>), ApiError> {
+    caller.require(Role::Read)?;
     let timeout_s = bounded_param(
         "timeout_s",
         query.timeout_s.as_deref(),
@@ -49,7 +52,7 @@ pub(super) async fn wait(
     // Register before reading: a job that finishes in between still wakes us.
     let waiter = state.waiters().register(id);
     loop {
-        let record = load(&state, id).await?;
+        let record = load_for(&state, &caller, id).await?;
         if record.state.is_terminal() {
             return Ok((
                 [(WAIT_HEADER.clone(), HeaderValue::from_static("terminal"))],
@@ -65,7 +68,7 @@ pub(super) async fn wait(
         }
     }
     // Timed out or shutting down: answer with the job as it is now.
-    let record = load(&state, id).await?;
+    let record = load_for(&state, &caller, id).await?;
     let outcome = if record.state.is_terminal() {
         "terminal"
     } else {
