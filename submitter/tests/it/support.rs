@@ -17,7 +17,7 @@ use warren_kit::testkit::{self, TestNamespace};
 use warren_kit::{AmqpArgs, CommonArgs, RedisArgs};
 use warren_protocol::{JobEnvelope, JobState};
 use warren_store::{Store, StoreOptions};
-use warren_submitter::{AppState, SubmitterArgs, app, build_state_with};
+use warren_submitter::{AppState, SecurityArgs, SubmitterArgs, app, build_state_with};
 use warren_topology::lapin::Channel;
 use warren_topology::lapin::options::BasicGetOptions;
 use warren_topology::{AmqpPool, Topology, TopologyOptions, connect_pool};
@@ -45,6 +45,7 @@ pub(crate) fn args(ns: &TestNamespace, redis_url: String) -> SubmitterArgs {
         http_addr: "127.0.0.1:0".parse().unwrap(),
         max_body_bytes: 1024 * 1024,
         request_timeout: Duration::from_secs(30),
+        security: SecurityArgs::no_auth(),
         common: CommonArgs {
             amqp: AmqpArgs {
                 url: testkit::amqp_url(),
