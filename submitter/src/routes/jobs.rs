@@ -237,9 +237,10 @@ pub(super) async fn cancel(
     caller: Caller,
     JobIdParam(id): JobIdParam,
 ) -> Result<Json<JobRecord>, ApiError> {
-    caller.require(Role::Submit)?;
-    // A job's tenant never changes, so checking it before the transition is enough.
+    // A job's tenant never changes, so checking it before the transition is enough. Whose
+    // job it is comes first: another tenant's job is a 404 whatever the token's roles.
     load_for(&state, &caller, id).await?;
+    caller.require(Role::Submit)?;
     let outcome = state
         .store()
         .transition(&Transition::new(id, JobState::Cancelled))
@@ -306,7 +307,6 @@ pub(super) async fn logs(
     JobIdParam(id): JobIdParam,
     ApiQuery(query): ApiQuery<LogsQuery>,
 ) -> Result<Json<LogsResponse>, ApiError> {
-    caller.require(Role::Read)?;
     let after = query.after.filter(|a| !a.is_empty());
     if let Some(after) = &after
         && !is_stream_id(after)
@@ -319,6 +319,7 @@ pub(super) async fn logs(
     }
     let limit = bounded_param("limit", query.limit.as_deref(), 100, 1..=1000)?;
     load_for(&state, &caller, id).await?;
+    caller.require(Role::Read)?;
     let count = usize::try_from(limit).unwrap_or(1000);
     let lines = state.store().read_log(id, after.as_deref(), count).await?;
     let next = lines.last().map(|l| l.id.clone()).or(after);

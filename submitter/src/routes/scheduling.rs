@@ -104,8 +104,9 @@ pub(super) async fn get_job(
     caller: Caller,
     JobIdParam(id): JobIdParam,
 ) -> Result<Json<JobView>, ApiError> {
-    caller.require(Role::Read)?;
+    // Whose job it is first: another tenant's job is a 404 whatever the token's roles.
     let record = super::jobs::load_for(&state, &caller, id).await?;
+    caller.require(Role::Read)?;
     Ok(Json(view(&state, record).await?))
 }
 

@@ -41,7 +41,6 @@ pub(super) async fn wait(
     JobIdParam(id): JobIdParam,
     ApiQuery(query): ApiQuery<WaitQuery>,
 ) -> Result<([(HeaderName, HeaderValue); 1], Json<JobRecord>), ApiError> {
-    caller.require(Role::Read)?;
     let timeout_s = bounded_param(
         "timeout_s",
         query.timeout_s.as_deref(),
@@ -53,6 +52,8 @@ pub(super) async fn wait(
     let waiter = state.waiters().register(id);
     loop {
         let record = load_for(&state, &caller, id).await?;
+        // After the tenant check, so another tenant's job is a 404 whatever the roles.
+        caller.require(Role::Read)?;
         if record.state.is_terminal() {
             return Ok((
                 [(WAIT_HEADER.clone(), HeaderValue::from_static("terminal"))],
