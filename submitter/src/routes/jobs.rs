@@ -91,8 +91,12 @@ pub(super) async fn submit(
     caller.bind_tenant(&mut spec, names_tenant(&body), "")?;
     let task = check_spec(&state, &spec, "").await?;
     state.charge_submissions(&spec.tenant, 1)?;
-    // Keys are per tenant: one tenant's key can neither replay nor reveal another's job.
-    let key = key.map(|key| format!("{}/{key}", spec.tenant));
+    // A tenant-bound token's keys are its tenant's own: they can neither replay nor reveal
+    // another tenant's job. (Without such a token every job is visible to the caller.)
+    let key = match caller.tenant() {
+        Some(tenant) => key.map(|key| format!("{tenant}/{key}")),
+        None => key,
+    };
     let warnings = state.placement_warnings(&spec, &task).await;
     match accept_one(&state, spec.clone(), correlation.0, key).await? {
         Submitted::Created(id) => {
