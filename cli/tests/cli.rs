@@ -340,9 +340,14 @@ async fn warren_up_with_a_tokens_file_wants_the_token() {
     let (code, out, err) = up.warren(&["--token", "s3cret", "submit", "noop"]).await;
     assert_eq!(code, 0, "{out}{err}");
     let id = out.trim().to_owned();
-    let (code, out, err) = up.warren(&["status", &id, "--json", "--token", "s3cret"]).await;
+    let (code, out, err) = up
+        .warren(&["status", &id, "--json", "--token", "s3cret"])
+        .await;
     assert_eq!(code, 0, "{out}{err}");
     let job: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(job["spec"]["tenant"], "team-a", "the token's tenant is filled in");
+    assert_eq!(
+        job["spec"]["tenant"], "team-a",
+        "the token's tenant is filled in"
+    );
     up.stop().await;
 }

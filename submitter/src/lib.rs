@@ -94,7 +94,12 @@ pub async fn serve(
         // Ends long-polls, so the drain is not held up by them.
         stopping.cancel();
     };
-    let serving = server::serve(listener, app(state.clone()), state.limits(), shutdown.clone());
+    let serving = server::serve(
+        listener,
+        app(state.clone()),
+        state.limits(),
+        shutdown.clone(),
+    );
     tokio::join!(serving, stop_long_polls);
     state.drain().await;
     tracing::info!("submitter stopped");

@@ -92,7 +92,9 @@ impl TenantLimiter {
             return Ok(());
         }
         bucket.tokens = tokens;
-        Err(Duration::from_secs_f64((cost - tokens) / self.rate.per_second))
+        Err(Duration::from_secs_f64(
+            (cost - tokens) / self.rate.per_second,
+        ))
     }
 }
 
@@ -140,8 +142,15 @@ mod tests {
         assert!(limiter.take("a", 1, t0).is_ok());
         let wait = limiter.take("a", 1, t0).unwrap_err();
         assert!((wait.as_secs_f64() - 0.5).abs() < 1e-6, "{wait:?}");
-        assert!(limiter.take("b", 1, t0).is_ok(), "tenants do not share a bucket");
-        assert!(limiter.take("a", 1, t0 + Duration::from_millis(500)).is_ok());
+        assert!(
+            limiter.take("b", 1, t0).is_ok(),
+            "tenants do not share a bucket"
+        );
+        assert!(
+            limiter
+                .take("a", 1, t0 + Duration::from_millis(500))
+                .is_ok()
+        );
         // A batch larger than the bucket passes once it is full again.
         assert!(limiter.take("a", 50, t0 + Duration::from_secs(2)).is_ok());
         assert!(limiter.take("a", 1, t0 + Duration::from_secs(2)).is_err());

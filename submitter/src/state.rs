@@ -17,11 +17,11 @@ use warren_topology::{Publisher, Topology, TopologyOptions, connect_pool, declar
 
 use crate::args::SubmitterArgs;
 use crate::auth::{Auth, TokenTable};
-use crate::rate::TenantLimiter;
-use crate::server::Limits;
 use crate::placement::{Warning, WorkerCache};
 use crate::problem::ApiError;
 use crate::publisher::PublisherSlot;
+use crate::rate::TenantLimiter;
+use crate::server::Limits;
 use crate::waiters::Waiters;
 
 /// How long the list of known tasks is trusted before it is read again.

@@ -438,6 +438,9 @@ fn submitter_requires_tokens_and_the_demo_tokens_are_documented() {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        assert!(hashes.contains(&hash.as_str()), "{demo} is in deploy/tokens.json");
+        assert!(
+            hashes.contains(&hash.as_str()),
+            "{demo} is in deploy/tokens.json"
+        );
     }
 }

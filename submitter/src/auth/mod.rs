@@ -18,8 +18,8 @@ use axum::response::{IntoResponse, Response};
 use warren_protocol::JobSpec;
 use warren_store::JobRecord;
 
-pub use tokens::{Role, hash_token};
 pub(crate) use tokens::{Principal, TokenTable};
+pub use tokens::{Role, hash_token};
 
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -89,11 +89,11 @@ fn bearer(value: &str) -> Option<&str> {
 }
 
 fn unauthorized(code: &'static str, detail: &str, challenge: &'static str) -> Response {
-    let mut response =
-        ApiError::unauthorized(code, detail).into_response();
-    response
-        .headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+    let mut response = ApiError::unauthorized(code, detail).into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(challenge),
+    );
     response
 }
 
@@ -169,12 +169,11 @@ impl FromRequestParts<AppState> for Caller {
     ) -> Result<Self, Self::Rejection> {
         // `authenticate` inserts it on every route that takes one; a route that lacks it is
         // a bug in the route table, refused rather than let through.
-        parts.extensions.get::<Self>().cloned().ok_or_else(|| {
-            ApiError::unauthorized(
-                "missing_token",
-                "this API needs a bearer token",
-            )
-        })
+        parts
+            .extensions
+            .get::<Self>()
+            .cloned()
+            .ok_or_else(|| ApiError::unauthorized("missing_token", "this API needs a bearer token"))
     }
 }
 
@@ -201,7 +200,10 @@ mod tests {
             tenant: Some("team-a".into()),
         }));
         assert!(caller.require(Role::Submit).is_ok());
-        assert_eq!(caller.require(Role::Read).unwrap_err().status, StatusCode::FORBIDDEN);
+        assert_eq!(
+            caller.require(Role::Read).unwrap_err().status,
+            StatusCode::FORBIDDEN
+        );
         let mut spec: JobSpec = serde_json::from_str(r#"{"task":"noop"}"#).unwrap();
         caller.bind_tenant(&mut spec, false, "").unwrap();
         assert_eq!(spec.tenant, "team-a");

@@ -85,11 +85,17 @@ impl TokenTable {
         for entry in file.tokens {
             let name = entry.name;
             anyhow::ensure!(!name.is_empty(), "a token has an empty name");
-            anyhow::ensure!(names.insert(name.clone()), "token name {name:?} appears twice");
+            anyhow::ensure!(
+                names.insert(name.clone()),
+                "token name {name:?} appears twice"
+            );
             let digest = parse_digest(&entry.sha256).with_context(|| {
                 format!("token {name:?}: sha256 must be 64 hex digits (warren admin hash-token)")
             })?;
-            anyhow::ensure!(digests.insert(digest), "token {name:?}: the same hash appears twice");
+            anyhow::ensure!(
+                digests.insert(digest),
+                "token {name:?}: the same hash appears twice"
+            );
             anyhow::ensure!(!entry.roles.is_empty(), "token {name:?} has no role");
             let admin = entry.roles.contains(&Role::Admin);
             if let Some(tenant) = &entry.tenant {
@@ -192,10 +198,25 @@ mod tests {
         let h = hash_token("x");
         for (text, why) in [
             (r#"{"tokens":[]}"#.to_owned(), "no token"),
-            (format!(r#"{{"tokens":[{{"name":"a","sha256":"{h}","roles":["read"]}}]}}"#), "names no tenant"),
-            (format!(r#"{{"tokens":[{{"name":"a","sha256":"{h}","roles":[],"tenant":"t"}}]}}"#), "no role"),
-            (r#"{"tokens":[{"name":"a","sha256":"abc","roles":["read"],"tenant":"t"}]}"#.to_owned(), "64 hex"),
-            (format!(r#"{{"tokens":[{{"name":"a","sha256":"{h}","roles":["root"],"tenant":"t"}}]}}"#), "valid tokens file"),
+            (
+                format!(r#"{{"tokens":[{{"name":"a","sha256":"{h}","roles":["read"]}}]}}"#),
+                "names no tenant",
+            ),
+            (
+                format!(r#"{{"tokens":[{{"name":"a","sha256":"{h}","roles":[],"tenant":"t"}}]}}"#),
+                "no role",
+            ),
+            (
+                r#"{"tokens":[{"name":"a","sha256":"abc","roles":["read"],"tenant":"t"}]}"#
+                    .to_owned(),
+                "64 hex",
+            ),
+            (
+                format!(
+                    r#"{{"tokens":[{{"name":"a","sha256":"{h}","roles":["root"],"tenant":"t"}}]}}"#
+                ),
+                "valid tokens file",
+            ),
         ] {
             let err = format!("{:#}", TokenTable::parse(&text).unwrap_err());
             assert!(err.contains(why), "{err} should say {why}");

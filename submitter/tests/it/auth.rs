@@ -38,7 +38,12 @@ pub(crate) async fn harness_with_tokens(
     h
 }
 
-pub(crate) fn request(method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> Request<Body> {
+pub(crate) fn request(
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> Request<Body> {
     let mut builder = Request::builder().method(method).uri(path);
     if let Some(token) = token {
         builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
@@ -53,7 +58,8 @@ pub(crate) fn request(method: &str, path: &str, token: Option<&str>, body: Optio
 }
 
 async fn submit_as(h: &Harness, token: &str, spec: &Value) -> Reply {
-    h.send(request("POST", "/v1/jobs", Some(token), Some(spec))).await
+    h.send(request("POST", "/v1/jobs", Some(token), Some(spec)))
+        .await
 }
 
 #[tokio::test]
@@ -61,12 +67,20 @@ async fn callers_need_a_valid_token_except_on_probes() {
     let h = harness_with_tokens("auth_401", |_| {}).await;
     let none = h.send(request("GET", "/v1/jobs", None, None)).await;
     none.problem(StatusCode::UNAUTHORIZED, "missing_token");
-    assert!(none.header("www-authenticate").starts_with("Bearer"), "{none:#?}");
+    assert!(
+        none.header("www-authenticate").starts_with("Bearer"),
+        "{none:#?}"
+    );
     let wrong = h.send(request("GET", "/v1/jobs", Some("nope"), None)).await;
     wrong.problem(StatusCode::UNAUTHORIZED, "invalid_token");
-    assert!(wrong.header("www-authenticate").contains("invalid_token"), "{wrong:#?}");
+    assert!(
+        wrong.header("www-authenticate").contains("invalid_token"),
+        "{wrong:#?}"
+    );
     // Nothing is learned before the token is checked: not the route, not the body.
-    let unknown = h.send(request("POST", "/v1/nowhere", None, Some(&json!({})))).await;
+    let unknown = h
+        .send(request("POST", "/v1/nowhere", None, Some(&json!({}))))
+        .await;
     unknown.problem(StatusCode::UNAUTHORIZED, "missing_token");
     let health = h.send(request("GET", "/healthz", None, None)).await;
     assert_eq!(health.status, StatusCode::OK, "{health:#?}");
@@ -83,19 +97,39 @@ async fn tokens_act_only_for_their_tenant_and_role() {
     let b_job = submit_as(&h, B_BOTH, &json!({"task": "noop"})).await;
     assert_eq!(b_job.status, StatusCode::ACCEPTED, "{b_job:#?}");
     let b_id = b_job.body["id"].as_str().unwrap().to_owned();
-    let read = h.send(request("GET", &format!("/v1/jobs/{b_id}"), Some(B_BOTH), None)).await;
+    let read = h
+        .send(request(
+            "GET",
+            &format!("/v1/jobs/{b_id}"),
+            Some(B_BOTH),
+            None,
+        ))
+        .await;
     assert_eq!(read.status, StatusCode::OK, "{read:#?}");
     assert_eq!(read.body["spec"]["tenant"], "team-b");
 
     // Naming another tenant is refused; naming its own is fine.
     let other = submit_as(&h, A_SUBMIT, &json!({"task": "noop", "tenant": "team-b"})).await;
-    assert_eq!(other.problem(StatusCode::FORBIDDEN, "tenant_forbidden")["field"], "tenant");
+    assert_eq!(
+        other.problem(StatusCode::FORBIDDEN, "tenant_forbidden")["field"],
+        "tenant"
+    );
     let own = submit_as(&h, A_SUBMIT, &json!({"task": "noop", "tenant": "team-a"})).await;
     assert_eq!(own.status, StatusCode::ACCEPTED, "{own:#?}");
     let a_id = own.body["id"].as_str().unwrap().to_owned();
     let batch = json!({"jobs": [{"task": "noop"}, {"task": "noop", "tenant": "team-b"}]});
-    let batch = h.send(request("POST", "/v1/jobs/batch", Some(A_SUBMIT), Some(&batch))).await;
-    assert_eq!(batch.problem(StatusCode::FORBIDDEN, "tenant_forbidden")["field"], "jobs[1].tenant");
+    let batch = h
+        .send(request(
+            "POST",
+            "/v1/jobs/batch",
+            Some(A_SUBMIT),
+            Some(&batch),
+        ))
+        .await;
+    assert_eq!(
+        batch.problem(StatusCode::FORBIDDEN, "tenant_forbidden")["field"],
+        "jobs[1].tenant"
+    );
 
     // Another tenant's job does not exist, whatever the verb and the roles.
     for (method, path) in [
@@ -110,11 +144,32 @@ async fn tokens_act_only_for_their_tenant_and_role() {
         }
     }
     // Its own job: a submit-only token may cancel but not read; a read token the reverse.
-    let read = h.send(request("GET", &format!("/v1/jobs/{a_id}"), Some(A_SUBMIT), None)).await;
+    let read = h
+        .send(request(
+            "GET",
+            &format!("/v1/jobs/{a_id}"),
+            Some(A_SUBMIT),
+            None,
+        ))
+        .await;
     read.problem(StatusCode::FORBIDDEN, "forbidden");
-    let read = h.send(request("GET", &format!("/v1/jobs/{a_id}"), Some(A_READ), None)).await;
+    let read = h
+        .send(request(
+            "GET",
+            &format!("/v1/jobs/{a_id}"),
+            Some(A_READ),
+            None,
+        ))
+        .await;
     assert_eq!(read.status, StatusCode::OK, "{read:#?}");
-    let cancel = h.send(request("POST", &format!("/v1/jobs/{a_id}/cancel"), Some(A_READ), None)).await;
+    let cancel = h
+        .send(request(
+            "POST",
+            &format!("/v1/jobs/{a_id}/cancel"),
+            Some(A_READ),
+            None,
+        ))
+        .await;
     cancel.problem(StatusCode::FORBIDDEN, "forbidden");
     let denied = submit_as(&h, A_READ, &json!({"task": "noop"})).await;
     denied.problem(StatusCode::FORBIDDEN, "forbidden");
@@ -122,26 +177,56 @@ async fn tokens_act_only_for_their_tenant_and_role() {
     // Lists hold the caller's tenant only, and may not ask for another.
     let list = h.send(request("GET", "/v1/jobs", Some(A_READ), None)).await;
     assert_eq!(list.status, StatusCode::OK, "{list:#?}");
-    let ids: Vec<&str> = list.body["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = list.body["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, vec![a_id.as_str()], "{list:#?}");
-    let asked = h.send(request("GET", "/v1/jobs?tenant=team-b", Some(A_READ), None)).await;
+    let asked = h
+        .send(request("GET", "/v1/jobs?tenant=team-b", Some(A_READ), None))
+        .await;
     asked.problem(StatusCode::FORBIDDEN, "tenant_forbidden");
 
     // The scheduler and the global counts are for admins.
     let policy = json!({"preset": "fifo"});
     for token in [A_SUBMIT, A_READ, B_BOTH] {
-        let put = h.send(request("PUT", "/v1/scheduler/policy", Some(token), Some(&policy))).await;
+        let put = h
+            .send(request(
+                "PUT",
+                "/v1/scheduler/policy",
+                Some(token),
+                Some(&policy),
+            ))
+            .await;
         put.problem(StatusCode::FORBIDDEN, "forbidden");
-        let status = h.send(request("GET", "/v1/scheduler", Some(token), None)).await;
+        let status = h
+            .send(request("GET", "/v1/scheduler", Some(token), None))
+            .await;
         status.problem(StatusCode::FORBIDDEN, "forbidden");
         let stats = h.send(request("GET", "/v1/stats", Some(token), None)).await;
         stats.problem(StatusCode::FORBIDDEN, "forbidden");
     }
-    let put = h.send(request("PUT", "/v1/scheduler/policy", Some(ADMIN), Some(&policy))).await;
+    let put = h
+        .send(request(
+            "PUT",
+            "/v1/scheduler/policy",
+            Some(ADMIN),
+            Some(&policy),
+        ))
+        .await;
     assert_eq!(put.status, StatusCode::ACCEPTED, "{put:#?}");
 
     // An admin without a tenant sees and lists everyone's jobs.
-    let read = h.send(request("GET", &format!("/v1/jobs/{b_id}"), Some(ADMIN), None)).await;
+    let read = h
+        .send(request(
+            "GET",
+            &format!("/v1/jobs/{b_id}"),
+            Some(ADMIN),
+            None,
+        ))
+        .await;
     assert_eq!(read.status, StatusCode::OK, "{read:#?}");
     let all = h.send(request("GET", "/v1/jobs", Some(ADMIN), None)).await;
     assert_eq!(all.body["jobs"].as_array().unwrap().len(), 2, "{all:#?}");
@@ -152,8 +237,14 @@ async fn tokens_act_only_for_their_tenant_and_role() {
 async fn idempotency_keys_are_per_tenant() {
     let h = harness_with_tokens("auth_idem", |_| {}).await;
     let send = |token: &'static str| {
-        let mut req = request("POST", "/v1/jobs", Some(token), Some(&json!({"task": "noop"})));
-        req.headers_mut().insert("idempotency-key", "shared-key".parse().unwrap());
+        let mut req = request(
+            "POST",
+            "/v1/jobs",
+            Some(token),
+            Some(&json!({"task": "noop"})),
+        );
+        req.headers_mut()
+            .insert("idempotency-key", "shared-key".parse().unwrap());
         req
     };
     let first = h.send(send(A_SUBMIT)).await;

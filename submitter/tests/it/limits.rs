@@ -21,17 +21,45 @@ async fn a_tenant_over_its_rate_gets_429_with_retry_after() {
     })
     .await;
     let spec = json!({"task": "noop"});
-    let first = h.send(request("POST", "/v1/jobs", Some("token-a-submit"), Some(&spec))).await;
+    let first = h
+        .send(request(
+            "POST",
+            "/v1/jobs",
+            Some("token-a-submit"),
+            Some(&spec),
+        ))
+        .await;
     assert_eq!(first.status, StatusCode::ACCEPTED, "{first:#?}");
-    let second = h.send(request("POST", "/v1/jobs", Some("token-a-submit"), Some(&spec))).await;
+    let second = h
+        .send(request(
+            "POST",
+            "/v1/jobs",
+            Some("token-a-submit"),
+            Some(&spec),
+        ))
+        .await;
     second.problem(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
     let retry: u64 = second.header("retry-after").parse().unwrap();
     assert!((1..=30).contains(&retry), "{second:#?}");
     let batch = json!({"jobs": [spec]});
-    let batch = h.send(request("POST", "/v1/jobs/batch", Some("token-a-submit"), Some(&batch))).await;
+    let batch = h
+        .send(request(
+            "POST",
+            "/v1/jobs/batch",
+            Some("token-a-submit"),
+            Some(&batch),
+        ))
+        .await;
     batch.problem(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
     // Another tenant has its own allowance.
-    let other = h.send(request("POST", "/v1/jobs", Some("token-b-both"), Some(&spec))).await;
+    let other = h
+        .send(request(
+            "POST",
+            "/v1/jobs",
+            Some("token-b-both"),
+            Some(&spec),
+        ))
+        .await;
     assert_eq!(other.status, StatusCode::ACCEPTED, "{other:#?}");
     h.finish().await;
 }
@@ -62,20 +90,28 @@ async fn idle_and_slow_connections_are_closed() {
         .expect("an idle connection is closed");
     // Half a request head, then nothing.
     let mut slow = TcpStream::connect(addr).await.unwrap();
-    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: t").await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: t")
+        .await
+        .unwrap();
     tokio::time::timeout(TIMEOUT, read_to_close(&mut slow))
         .await
         .expect("a connection trickling its headers is closed");
     // Kept alive after a request, then idle.
     let mut kept = TcpStream::connect(addr).await.unwrap();
-    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").await.unwrap();
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
     let answer = tokio::time::timeout(TIMEOUT, read_to_close(&mut kept))
         .await
         .expect("a kept-alive connection is closed once idle");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 
     shutdown.cancel();
-    tokio::time::timeout(TIMEOUT, server).await.unwrap().unwrap().unwrap();
+    tokio::time::timeout(TIMEOUT, server)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     h.finish().await;
 }
 
@@ -91,9 +127,15 @@ async fn connections_beyond_the_cap_wait_for_a_free_slot() {
     let server = tokio::spawn(serve(listener, h.state.clone(), shutdown.child_token()));
 
     let mut first = TcpStream::connect(addr).await.unwrap();
-    first.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").await.unwrap();
+    first
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
     let mut head = [0u8; 12];
-    tokio::time::timeout(TIMEOUT, first.read_exact(&mut head)).await.unwrap().unwrap();
+    tokio::time::timeout(TIMEOUT, first.read_exact(&mut head))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(&head, b"HTTP/1.1 200");
     // `first` is kept alive and holds the only slot: the second is not served meanwhile.
     let mut second = tokio::spawn(async move {
@@ -106,12 +148,22 @@ async fn connections_beyond_the_cap_wait_for_a_free_slot() {
     });
     // A negative check needs some wait; this bounds it, and a served second fails it.
     let early = tokio::time::timeout(Duration::from_millis(300), &mut second).await;
-    assert!(early.is_err(), "a connection beyond the cap was served: {early:?}");
+    assert!(
+        early.is_err(),
+        "a connection beyond the cap was served: {early:?}"
+    );
     drop(first);
-    let answer = tokio::time::timeout(TIMEOUT, second).await.unwrap().unwrap();
+    let answer = tokio::time::timeout(TIMEOUT, second)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 
     shutdown.cancel();
-    tokio::time::timeout(TIMEOUT, server).await.unwrap().unwrap().unwrap();
+    tokio::time::timeout(TIMEOUT, server)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     h.finish().await;
 }
