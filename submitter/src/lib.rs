@@ -8,6 +8,10 @@
 //! `application/problem+json` body with a machine-readable `code` (and `field` when one
 //! input field is at fault).
 //!
+//! Callers present bearer tokens from a tokens file (`auth`): each has roles and a tenant, and
+//! acts only for that tenant. Submissions are rate-limited per tenant (`rate`), and the accept
+//! loop caps connections and closes idle and slow ones (`server`).
+//!
 //! This crate does not schedule, run or store anything itself: queue names and declaration
 //! belong to `warren-topology`, Redis keys and state transitions to `warren-store`, the job
 //! vocabulary and its validation to `warren-protocol`.
