@@ -258,3 +258,20 @@ async fn idempotency_keys_are_per_tenant() {
     assert_eq!(replay.body["id"], first.body["id"]);
     h.finish().await;
 }
+
+#[tokio::test]
+async fn the_submitter_will_not_start_without_a_choice_about_auth() {
+    let ns = TestNamespace::new("auth_refuse");
+    let mut settings = args(&ns, testkit::redis_url());
+    settings.security.no_auth = false;
+    let err = warren_submitter::build_state(&settings).await.unwrap_err();
+    assert!(format!("{err:#}").contains("WARREN_TOKENS_FILE"), "{err:#}");
+    settings.security.tokens_file =
+        Some(std::env::temp_dir().join(format!("{}-absent.json", ns.ns().as_str())));
+    let err = warren_submitter::build_state(&settings).await.unwrap_err();
+    assert!(
+        format!("{err:#}").contains("reading WARREN_TOKENS_FILE"),
+        "{err:#}"
+    );
+    ns.cleanup().await;
+}
