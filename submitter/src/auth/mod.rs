@@ -130,9 +130,9 @@ impl Caller {
     }
 
     /// Binds a spec to the caller's tenant: a spec without `tenant` gets it filled in, one
-    /// that names another tenant is refused (403). `raw` is the spec as sent, to tell an
-    /// absent tenant from one that happens to equal the default. `field` prefixes the field
-    /// name in batches (`jobs[3]`).
+    /// that names another tenant is refused (403). `raw_has_tenant` says whether the spec as
+    /// sent named one, to tell an absent tenant from one that happens to equal the default.
+    /// `prefix` starts the field name in batches (`jobs[3]`).
     pub(crate) fn bind_tenant(
         &self,
         spec: &mut JobSpec,
