@@ -82,7 +82,11 @@ pub(crate) async fn build(
     args.check()?;
     let security = &args.security;
     let auth = match &security.tokens_file {
-        Some(path) => Auth::Tokens(TokenTable::load(path)?),
+        Some(path) => {
+            let table = TokenTable::load(path)?;
+            tracing::info!(tokens = table.len(), path = %path.display(), "authentication on");
+            Auth::Tokens(table)
+        }
         None => {
             tracing::warn!(
                 "AUTHENTICATION IS OFF (--no-auth): anyone who can reach this API may read, \

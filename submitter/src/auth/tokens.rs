@@ -127,6 +127,11 @@ impl TokenTable {
         Ok(Self { entries })
     }
 
+    /// Counts the tokens.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
     /// Finds the owner of `token`, looking at every entry whatever matches.
     pub(crate) fn find(&self, token: &str) -> Option<&Principal> {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
