@@ -16,8 +16,18 @@ pub(crate) struct Api {
 }
 
 impl Api {
-    pub(crate) fn new(base: &str) -> anyhow::Result<Self> {
+    /// A client of the API at `base`, sending `token` as a bearer token on every request.
+    pub(crate) fn new(base: &str, token: Option<&str>) -> anyhow::Result<Self> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = token {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                .context("the API token (--token, WARREN_TOKEN) must be visible ASCII")?;
+            // Kept out of debug output and logs.
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let http = reqwest::Client::builder()
+            .default_headers(headers)
             .pool_max_idle_per_host(64)
             .tcp_nodelay(true)
             .build()
@@ -98,6 +108,9 @@ async fn decode<T: DeserializeOwned>(response: Response) -> anyhow::Result<T> {
         .unwrap_or_default();
     match status {
         StatusCode::NOT_FOUND => bail!("not found: {detail}"),
+        StatusCode::UNAUTHORIZED => {
+            bail!("the API wants a valid token (--token or WARREN_TOKEN): {detail}")
+        }
         StatusCode::SERVICE_UNAVAILABLE => {
             bail!("Warren is unavailable right now, try again: {detail}")
         }

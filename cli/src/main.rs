@@ -24,6 +24,9 @@ struct Cli {
     /// http://127.0.0.1:8080]. Also accepted after the subcommand.
     #[arg(long, env = "WARREN_URL")]
     url: Option<String>,
+    /// Bearer token for the API, when it requires one. Also accepted after the subcommand.
+    #[arg(long, env = "WARREN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// Log format of `warren up` (kept here for `warren --log-format json up`; prefer
     /// `warren up --log-format`).
     #[arg(long, value_enum, hide = true)]
@@ -40,6 +43,9 @@ struct ClientArgs {
     /// http://127.0.0.1:8080].
     #[arg(long = "url", id = "client_url", value_name = "URL")]
     url: Option<String>,
+    /// Bearer token for the API; overrides `WARREN_TOKEN`.
+    #[arg(long = "token", id = "client_token", value_name = "TOKEN")]
+    token: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -135,12 +141,14 @@ async fn main() -> std::process::ExitCode {
 /// Runs the command; returns its exit status.
 async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     let base = cli.url;
+    let base_token = cli.token;
     let api = |client: ClientArgs| {
         let url = client
             .url
             .or(base)
             .unwrap_or_else(|| DEFAULT_URL.to_owned());
-        client::Api::new(&url)
+        let token = client.token.or(base_token);
+        client::Api::new(&url, token.as_deref())
     };
     let ok = |all_right: bool| u8::from(!all_right);
     match cli.command {
@@ -196,6 +204,12 @@ mod tests {
             panic!("not status")
         };
         assert_eq!(client.url.as_deref(), Some("http://h:1"));
+        let cli = Cli::try_parse_from(["warren", "ls", "--token", "t0k"]).unwrap();
+        let Command::Ls { client, .. } = cli.command else {
+            panic!("not ls")
+        };
+        assert_eq!(client.token.as_deref(), Some("t0k"));
+        assert!(Cli::try_parse_from(["warren", "--token", "t", "ls"]).is_ok());
     }
 
     #[test]

@@ -20,7 +20,10 @@ struct Up {
 
 impl Up {
     async fn start(name: &str) -> Self {
-        let ns = TestNamespace::new(name);
+        Self::start_with(TestNamespace::new(name), &[]).await
+    }
+
+    async fn start_with(ns: TestNamespace, extra: &[&str]) -> Self {
         let mut child = Command::new(WARREN)
             .args([
                 "up",
@@ -41,6 +44,7 @@ impl Up {
             ])
             // Flags of the global kind work after the subcommand.
             .args(["--log-format", "json"])
+            .args(extra)
             .env("WARREN_AMQP_URL", amqp_url())
             .env("WARREN_REDIS_URL", redis_url())
             .env("WARREN_NAMESPACE", ns.ns().as_str())
@@ -313,4 +317,37 @@ async fn a_bad_environment_value_names_the_variable() {
         err.contains("environment variable WARREN_LEASE_TTL"),
         "{err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn warren_up_with_a_tokens_file_wants_the_token() {
+    let (code, hash, err) = run(Command::new(WARREN).args(["admin", "hash-token", "s3cret"])).await;
+    assert_eq!(code, 0, "{err}");
+    let hash = hash.trim();
+    assert_eq!(hash.len(), 64, "{hash}");
+    let ns = TestNamespace::new("cli_tokens");
+    let path = std::env::temp_dir().join(format!("{}-tokens.json", ns.ns().as_str()));
+    let tokens = serde_json::json!({"tokens": [
+        {"name": "me", "sha256": hash, "roles": ["submit", "read"], "tenant": "team-a"},
+    ]});
+    std::fs::write(&path, tokens.to_string()).unwrap();
+    let up = Up::start_with(ns, &["--tokens-file", path.to_str().unwrap()]).await;
+    std::fs::remove_file(&path).unwrap();
+
+    let (code, out, err) = up.warren(&["ls"]).await;
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("--token or WARREN_TOKEN"), "{err}");
+    let (code, out, err) = up.warren(&["--token", "s3cret", "submit", "noop"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let id = out.trim().to_owned();
+    let (code, out, err) = up
+        .warren(&["status", &id, "--json", "--token", "s3cret"])
+        .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let job: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        job["spec"]["tenant"], "team-a",
+        "the token's tenant is filled in"
+    );
+    up.stop().await;
 }

@@ -1,9 +1,12 @@
 //! The submitter's settings, parsed once in `main` (or built directly by tests and `warren up`).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use warren_kit::CommonArgs;
+
+pub use crate::rate::Rate;
 
 /// Settings of the submitter service.
 #[derive(Debug, Clone, clap::Args)]
@@ -33,9 +36,55 @@ pub struct SubmitterArgs {
         action = clap::ArgAction::Set
     )]
     pub ready_requires_scheduler: bool,
+    /// Tokens, rate limits and connection limits.
+    #[command(flatten)]
+    pub security: SecurityArgs,
     /// Connections and namespace.
     #[command(flatten)]
     pub common: CommonArgs,
+}
+
+/// Who may call the API, how fast, and over how many connections.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SecurityArgs {
+    /// JSON file of bearer tokens (SHA-256 hashes), their roles and tenants; see the
+    /// submitter's README. Required unless --no-auth is given.
+    #[arg(long, env = "WARREN_TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
+    /// Serve without authentication: every caller may do everything, for every tenant.
+    /// For local use only; a warning is logged at start.
+    #[arg(long, env = "WARREN_NO_AUTH")]
+    pub no_auth: bool,
+    /// Most submissions per tenant (jobs, a batch counts each), e.g. 100/s or 600/m; per
+    /// submitter replica. Unlimited when unset.
+    #[arg(long, env = "WARREN_TENANT_SUBMIT_RATE")]
+    pub tenant_submit_rate: Option<Rate>,
+    /// A connection that sends no complete request head for this long (idle between
+    /// requests, or trickling its headers) is closed.
+    #[arg(
+        long,
+        env = "WARREN_IDLE_TIMEOUT",
+        default_value = "30s",
+        value_parser = humantime::parse_duration
+    )]
+    pub idle_timeout: Duration,
+    /// Most connections open at once; further clients wait to be accepted.
+    #[arg(long, env = "WARREN_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+}
+
+impl SecurityArgs {
+    /// No authentication, no rate limit, default connection limits: for `warren up` and
+    /// tests.
+    pub fn no_auth() -> Self {
+        Self {
+            tokens_file: None,
+            no_auth: true,
+            tenant_submit_rate: None,
+            idle_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+        }
+    }
 }
 
 impl SubmitterArgs {
@@ -50,6 +99,24 @@ impl SubmitterArgs {
             self.request_timeout >= Duration::from_millis(100),
             "WARREN_REQUEST_TIMEOUT must be at least 100ms, got {:?}",
             self.request_timeout
+        );
+        anyhow::ensure!(
+            self.security.idle_timeout >= Duration::from_millis(100),
+            "WARREN_IDLE_TIMEOUT must be at least 100ms, got {:?}",
+            self.security.idle_timeout
+        );
+        anyhow::ensure!(
+            self.security.max_connections >= 1,
+            "WARREN_MAX_CONNECTIONS must be at least 1"
+        );
+        anyhow::ensure!(
+            !(self.security.tokens_file.is_some() && self.security.no_auth),
+            "WARREN_TOKENS_FILE and WARREN_NO_AUTH contradict each other: set one"
+        );
+        anyhow::ensure!(
+            self.security.tokens_file.is_some() || self.security.no_auth,
+            "the API needs WARREN_TOKENS_FILE (--tokens-file), or WARREN_NO_AUTH=true \
+             (--no-auth) to serve without authentication"
         );
         Ok(())
     }
@@ -74,6 +141,7 @@ mod tests {
             max_body_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             ready_requires_scheduler: true,
+            security: SecurityArgs::no_auth(),
             common: CommonArgs {
                 amqp: AmqpArgs {
                     url: "amqp://127.0.0.1".into(),
@@ -99,13 +167,34 @@ mod tests {
             "5s",
             "--redis-url",
             "redis://h:1",
+            "--no-auth",
+            "--tenant-submit-rate",
+            "10/s",
+            "--idle-timeout",
+            "5s",
         ])
         .unwrap();
         assert_eq!(cli.args.http_addr.port(), 0);
         assert_eq!(cli.args.max_body_bytes, 2048);
         assert_eq!(cli.args.request_timeout, Duration::from_secs(5));
         assert_eq!(cli.args.common.redis.url, "redis://h:1");
+        assert!(cli.args.security.no_auth);
+        assert_eq!(cli.args.security.idle_timeout, Duration::from_secs(5));
+        assert!(cli.args.security.tenant_submit_rate.is_some());
         cli.args.check().unwrap();
+        let both = Cli::try_parse_from(["x", "--no-auth", "--tokens-file", "t.json"]).unwrap();
+        let err = both.args.check().unwrap_err().to_string();
+        assert!(err.contains("contradict"), "{err}");
+    }
+
+    #[test]
+    fn auth_must_be_configured_or_explicitly_off() {
+        let mut open = args();
+        open.security.no_auth = false;
+        let err = open.check().unwrap_err().to_string();
+        assert!(err.contains("WARREN_TOKENS_FILE"), "{err}");
+        open.security.tokens_file = Some("tokens.json".into());
+        open.check().unwrap();
     }
 
     #[test]

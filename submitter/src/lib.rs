@@ -8,6 +8,10 @@
 //! `application/problem+json` body with a machine-readable `code` (and `field` when one
 //! input field is at fault).
 //!
+//! Callers present bearer tokens from a tokens file (`auth`): each has roles and a tenant, and
+//! acts only for that tenant. Submissions are rate-limited per tenant (`rate`), and the accept
+//! loop caps connections and closes idle and slow ones (`server`).
+//!
 //! This crate does not schedule, run or store anything itself: queue names and declaration
 //! belong to `warren-topology`, Redis keys and state transitions to `warren-store`, the job
 //! vocabulary and its validation to `warren-protocol`.
@@ -16,12 +20,15 @@
 //! (`warren up`, tests on `127.0.0.1:0`); [`app`] to drive the router without a socket.
 
 mod args;
+mod auth;
 mod extract;
 mod middleware;
 mod placement;
 mod problem;
 mod publisher;
+mod rate;
 mod routes;
+mod server;
 mod state;
 mod submit;
 mod waiters;
@@ -32,7 +39,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use warren_topology::TopologyOptions;
 
-pub use args::SubmitterArgs;
+pub use args::{Rate, SecurityArgs, SubmitterArgs};
+pub use auth::{Role, hash_token};
 pub use state::AppState;
 
 /// Connects to Redis and RabbitMQ, declares the core topology, binds `args.http_addr` and
@@ -71,12 +79,12 @@ pub async fn build_state_with(
     state::build(args, options).await
 }
 
-/// Serves the API on `listener` until `shutdown` is cancelled. Then long-polls return at
-/// once, in-flight requests finish (bounded by the request timeout), accept tasks complete,
-/// and the event subscription stops.
+/// Serves the API on `listener` until `shutdown` is cancelled, with the connection limits of
+/// [`SecurityArgs`]. Then long-polls return at once, in-flight requests finish (bounded by
+/// the request timeout), accept tasks complete, and the event subscription stops.
 ///
 /// # Errors
-/// Fails when the server itself fails (not when a request does).
+/// Fails when the bound address cannot be read (not when a request or a connection does).
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -85,17 +93,21 @@ pub async fn serve(
     let addr = listener.local_addr().context("reading the bound address")?;
     tracing::info!(%addr, namespace = %state.topology().namespace(), "submitter listening");
     let stopping = state.stopping().clone();
-    let served = axum::serve(listener, app(state.clone()))
-        .with_graceful_shutdown(async move {
-            shutdown.cancelled().await;
-            // Ends long-polls, so the drain is not held up by them.
-            stopping.cancel();
-        })
-        .await
-        .context("serving http");
+    let stop_long_polls = async {
+        shutdown.cancelled().await;
+        // Ends long-polls, so the drain is not held up by them.
+        stopping.cancel();
+    };
+    let serving = server::serve(
+        listener,
+        app(state.clone()),
+        state.limits(),
+        shutdown.clone(),
+    );
+    tokio::join!(serving, stop_long_polls);
     state.drain().await;
     tracing::info!("submitter stopped");
-    served
+    Ok(())
 }
 
 /// Builds the router with every route and layer, for [`serve`] or for driving it directly

@@ -80,6 +80,24 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, code, detail)
     }
 
+    /// 401: no token, or one the tokens file does not know (the caller adds the
+    /// `WWW-Authenticate` challenge).
+    pub(crate) fn unauthorized(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, code, detail)
+    }
+
+    /// 403: the token is valid but may not do this.
+    pub(crate) fn forbidden(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, code, detail)
+    }
+
+    /// 429 with `Retry-After: retry_after_s`: the tenant submits faster than allowed.
+    pub(crate) fn rate_limited(retry_after_s: u64, detail: impl Into<String>) -> Self {
+        let mut err = Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", detail);
+        err.retry_after = Some(retry_after_s.max(1));
+        err
+    }
+
     /// 404: no such job (or route).
     pub(crate) fn not_found(code: &'static str, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, code, detail)

@@ -16,8 +16,12 @@ use warren_store::{Store, StoreError, StoreOptions};
 use warren_topology::{Publisher, Topology, TopologyOptions, connect_pool, declare_core};
 
 use crate::args::SubmitterArgs;
+use crate::auth::{Auth, TokenTable};
 use crate::placement::{Warning, WorkerCache};
+use crate::problem::ApiError;
 use crate::publisher::PublisherSlot;
+use crate::rate::TenantLimiter;
+use crate::server::Limits;
 use crate::waiters::Waiters;
 
 /// How long the list of known tasks is trusted before it is read again.
@@ -46,6 +50,9 @@ struct Inner {
     request_timeout: Duration,
     idempotency_ttl: Duration,
     ready_requires_scheduler: bool,
+    auth: Auth,
+    submit_limit: Option<TenantLimiter>,
+    limits: Limits,
     /// Tracks the event listener and every accept task, so shutdown can wait for them.
     tracker: TaskTracker,
     /// Cancelled at shutdown: stops the listener and ends long-polls early.
@@ -74,6 +81,22 @@ pub(crate) async fn build(
     options: TopologyOptions,
 ) -> anyhow::Result<AppState> {
     args.check()?;
+    let security = &args.security;
+    let auth = match &security.tokens_file {
+        Some(path) => {
+            let table = TokenTable::load(path)?;
+            tracing::info!(tokens = table.len(), path = %path.display(), "authentication on");
+            Auth::Tokens(table)
+        }
+        None => {
+            tracing::warn!(
+                "AUTHENTICATION IS OFF (--no-auth): anyone who can reach this API may read, \
+                 submit and cancel every tenant's jobs and change the scheduler policy; \
+                 set WARREN_TOKENS_FILE for anything but local use"
+            );
+            Auth::Off
+        }
+    };
     let common = &args.common;
     let ns = common.namespace.clone();
     let store_options = StoreOptions {
@@ -110,6 +133,12 @@ pub(crate) async fn build(
             request_timeout: args.request_timeout,
             idempotency_ttl: common.result_ttl.max(Duration::from_secs(60)),
             ready_requires_scheduler: args.ready_requires_scheduler,
+            auth,
+            submit_limit: security.tenant_submit_rate.map(TenantLimiter::new),
+            limits: Limits {
+                idle_timeout: security.idle_timeout,
+                max_connections: security.max_connections,
+            },
             tracker,
             stop,
         }),
@@ -154,6 +183,31 @@ impl AppState {
 
     pub(crate) fn idempotency_ttl(&self) -> Duration {
         self.inner.idempotency_ttl
+    }
+
+    pub(crate) fn auth(&self) -> &Auth {
+        &self.inner.auth
+    }
+
+    pub(crate) fn limits(&self) -> Limits {
+        self.inner.limits
+    }
+
+    /// Takes `jobs` submissions from `tenant`'s allowance; 429 with `Retry-After` when it
+    /// is spent.
+    pub(crate) fn charge_submissions(&self, tenant: &str, jobs: usize) -> Result<(), ApiError> {
+        let Some(limiter) = &self.inner.submit_limit else {
+            return Ok(());
+        };
+        limiter.take(tenant, jobs, Instant::now()).map_err(|wait| {
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            ApiError::rate_limited(
+                seconds,
+                format!(
+                    "tenant {tenant:?} submits faster than this server allows; retry after {seconds} s"
+                ),
+            )
+        })
     }
 
     /// The token cancelled at shutdown.

@@ -406,3 +406,41 @@ fn prometheus_is_optional_and_scrapes_the_dashboard() {
         "prometheus must scrape the dashboard's /metrics"
     );
 }
+
+#[test]
+fn submitter_requires_tokens_and_the_demo_tokens_are_documented() {
+    use sha2::Digest as _;
+    let doc = compose();
+    let submitter = service(&doc, "submitter");
+    let env = environment(submitter);
+    let path = env
+        .get("WARREN_TOKENS_FILE")
+        .expect("auth is on in compose: the submitter sets WARREN_TOKENS_FILE");
+    assert!(!env.contains_key("WARREN_NO_AUTH"), "{env:?}");
+    let mounts = words(&submitter["volumes"]);
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m == &format!("./deploy/tokens.json:{path}:ro")),
+        "the tokens file is mounted read-only at {path}: {mounts:?}"
+    );
+    let tokens: serde_json::Value = serde_json::from_str(&read("deploy/tokens.json")).unwrap();
+    let hashes: Vec<&str> = tokens["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["sha256"].as_str().unwrap())
+        .collect();
+    let readme = read("deploy/README.md");
+    for demo in ["demo-admin-token-change-me", "demo-default-token-change-me"] {
+        assert!(readme.contains(demo), "deploy/README.md names {demo}");
+        let hash: String = sha2::Sha256::digest(demo.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert!(
+            hashes.contains(&hash.as_str()),
+            "{demo} is in deploy/tokens.json"
+        );
+    }
+}

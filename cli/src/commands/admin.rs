@@ -28,6 +28,13 @@ pub(crate) enum AdminCommand {
     /// List the queues, exchanges and Redis keys a namespace left, and delete them after a
     /// confirmation. Refuses while the namespace is in use (live workers, consumers).
     Purge(PurgeArgs),
+    /// Print the SHA-256 of an API token, as the submitter's tokens file stores it (the same
+    /// as `printf %s TOKEN | sha256sum`). Reads the token from standard input when it is not
+    /// given, so that it stays out of the shell history.
+    HashToken {
+        /// The token; read from standard input (one line) when absent.
+        token: Option<String>,
+    },
 }
 
 /// What to purge.
@@ -56,7 +63,25 @@ pub(crate) struct PurgeArgs {
 pub(crate) async fn run(command: AdminCommand) -> anyhow::Result<bool> {
     match command {
         AdminCommand::Purge(args) => purge(args).await,
+        AdminCommand::HashToken { token } => hash_token(token).await,
     }
+}
+
+async fn hash_token(token: Option<String>) -> anyhow::Result<bool> {
+    let token = match token {
+        Some(token) => token,
+        None => {
+            let mut line = String::new();
+            BufReader::new(tokio::io::stdin())
+                .read_line(&mut line)
+                .await
+                .context("reading the token from standard input")?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    anyhow::ensure!(!token.is_empty(), "the token is empty");
+    println!("{}", warren_submitter::hash_token(&token));
+    Ok(true)
 }
 
 /// A queue found on the broker.

@@ -12,7 +12,7 @@ use tracing::{error, info};
 use warren_dashboard::DashboardArgs;
 use warren_kit::TelemetryArgs;
 use warren_scheduler::{PolicyArgs, SchedulerArgs};
-use warren_submitter::SubmitterArgs;
+use warren_submitter::{Rate, SecurityArgs, SubmitterArgs};
 use warren_worker::{Worker, WorkerArgs};
 
 /// Run the whole system in this process.
@@ -33,6 +33,13 @@ pub(crate) struct UpArgs {
     /// Address the dashboard listens on (port 0 picks a free one; the address is printed).
     #[arg(long, env = "WARREN_DASHBOARD_ADDR", default_value = "127.0.0.1:8081")]
     dashboard_addr: SocketAddr,
+    /// Bearer tokens of the API (see the submitter's README). Without one, `warren up`
+    /// serves without authentication, for local use, and says so loudly at start.
+    #[arg(long, env = "WARREN_TOKENS_FILE")]
+    tokens_file: Option<std::path::PathBuf>,
+    /// Most submissions per tenant, e.g. 100/s (unlimited when unset).
+    #[arg(long, env = "WARREN_TENANT_SUBMIT_RATE")]
+    tenant_submit_rate: Option<Rate>,
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "WARREN_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     max_body_bytes: usize,
@@ -56,6 +63,14 @@ pub(crate) async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Re
         request_timeout: args.request_timeout,
         // The scheduler runs in this same process.
         ready_requires_scheduler: true,
+        // Local use by default: no tokens unless a file is given (the submitter logs a
+        // warning when auth is off).
+        security: SecurityArgs {
+            no_auth: args.tokens_file.is_none(),
+            tokens_file: args.tokens_file.clone(),
+            tenant_submit_rate: args.tenant_submit_rate,
+            ..SecurityArgs::no_auth()
+        },
         common: common.clone(),
     };
     let scheduler = SchedulerArgs {

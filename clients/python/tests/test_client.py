@@ -30,6 +30,8 @@ from warren_client import (  # noqa: E402
 )
 
 URL = os.environ.get("WARREN_URL", "http://127.0.0.1:8080")
+# The API's token when it requires one (`warren up` without a tokens file does not).
+TOKEN = os.environ.get("WARREN_TOKEN")
 # Generous bounds: a test fails rather than hangs.
 WAIT_S = 60.0
 
@@ -68,6 +70,37 @@ class OfflineTest(unittest.TestCase):
         self.assertEqual((error.status, error.code, error.field), (422, "invalid_field", "priority"))
         self.assertIn("must be 0 to 9", str(error))
 
+    def test_the_token_is_sent_as_a_bearer_token(self) -> None:
+        import http.server
+        import threading
+
+        seen = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+                seen.append(self.headers.get("Authorization"))
+                body = b'{"tasks": []}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            url = f"http://127.0.0.1:{server.server_address[1]}"
+            Client(url, timeout=5, token="s3cret").tasks()
+            Client(url, timeout=5).tasks()
+        finally:
+            server.shutdown()
+            server.server_close()
+        self.assertEqual(seen, ["Bearer s3cret", None])
+
     def test_an_unreachable_api_is_named(self) -> None:
         with self.assertRaises(ConnectionFailed) as caught:
             Client("http://127.0.0.1:9", timeout=5).status("x")
@@ -77,7 +110,7 @@ class OfflineTest(unittest.TestCase):
 
 class ClientTest(unittest.TestCase):
     def setUp(self) -> None:
-        self.client = Client(URL)
+        self.client = Client(URL, token=TOKEN)
 
     def test_a_command_runs_and_its_output_is_kept(self) -> None:
         accepted = self.client.submit("command", {"argv": ["echo", "hello"]}, timeout_s=60)
@@ -149,7 +182,7 @@ class ClientTest(unittest.TestCase):
 class AsyncClientTest(unittest.TestCase):
     def test_the_async_client_does_the_same(self) -> None:
         async def scenario() -> None:
-            client = AsyncClient(URL)
+            client = AsyncClient(URL, token=TOKEN)
             one = await client.submit("sleep", {"ms": 10})
             batch = await client.submit_batch([{"task": "noop"}, {"task": "noop"}])
             jobs = await client.wait_all([one.id] + [a.id for a in batch], WAIT_S)

@@ -9,6 +9,7 @@ use warren_protocol::{JobId, JobSpec, JobState, now_ms};
 use warren_store::NewJob;
 
 use super::jobs::{JobRef, idempotency_key};
+use crate::auth::{Caller, Role};
 use crate::extract::{JsonBody, object_from_value, parse_object};
 use crate::middleware::CorrelationId;
 use crate::problem::ApiError;
@@ -39,11 +40,17 @@ pub(super) struct BatchResponse {
 /// same specs: 200 with that batch's jobs; for other specs: 422.
 pub(super) async fn submit_batch(
     State(state): State<AppState>,
+    caller: Caller,
     correlation: CorrelationId,
     headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<BatchResponse>), ApiError> {
-    let key = idempotency_key(&headers)?;
+    caller.require(Role::Submit)?;
+    // A tenant-bound token's keys are its tenant's own, as for single submits.
+    let key = idempotency_key(&headers)?.map(|key| match caller.tenant() {
+        Some(tenant) => format!("{tenant}/{key}"),
+        None => key,
+    });
     let request: BatchRequest = parse_object(&body)?;
     if request.jobs.is_empty() {
         return Err(
@@ -66,7 +73,9 @@ pub(super) async fn submit_batch(
     let mut refs = Vec::with_capacity(request.jobs.len());
     for (index, raw) in request.jobs.into_iter().enumerate() {
         let prefix = format!("jobs[{index}]");
-        let spec: JobSpec = object_from_value(raw, &prefix)?;
+        let names_tenant = raw.get("tenant").is_some();
+        let mut spec: JobSpec = object_from_value(raw, &prefix)?;
+        caller.bind_tenant(&mut spec, names_tenant, &prefix)?;
         let task = check_spec(&state, &spec, &prefix).await?;
         let job = NewJob {
             id: JobId::new(),
@@ -80,6 +89,7 @@ pub(super) async fn submit_batch(
         });
         jobs.push(job);
     }
+    crate::rate::charge_batch(&state, jobs.iter().map(|j| j.spec.tenant.as_str()))?;
     let specs: Vec<JobSpec> = jobs.iter().map(|job| job.spec.clone()).collect();
     match accept_many(&state, jobs, correlation.0, key).await? {
         SubmittedBatch::Created => Ok((StatusCode::ACCEPTED, Json(BatchResponse { jobs: refs }))),

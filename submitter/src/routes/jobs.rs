@@ -9,6 +9,7 @@ use serde_json::json;
 use warren_protocol::{JobId, JobSpec, JobState};
 use warren_store::{JobFilter, JobRecord, LogLine, Transition, TransitionOutcome};
 
+use crate::auth::{Caller, Role};
 use crate::extract::{ApiQuery, JobIdParam, JsonBody, bounded_param, parse_object};
 use crate::middleware::CorrelationId;
 use crate::placement::Warning;
@@ -44,6 +45,29 @@ pub(super) async fn load(state: &AppState, id: JobId) -> Result<JobRecord, ApiEr
         .ok_or_else(|| job_not_found(id))
 }
 
+/// Reads a job the caller may see: another tenant's job is a 404 like a missing one, so
+/// that ids cannot be probed.
+pub(super) async fn load_for(
+    state: &AppState,
+    caller: &Caller,
+    id: JobId,
+) -> Result<JobRecord, ApiError> {
+    let record = load(state, id).await?;
+    if !caller.owns(&record) {
+        return Err(job_not_found(id));
+    }
+    Ok(record)
+}
+
+/// Whether a spec as sent names its tenant (rather than leaving it to the default).
+pub(super) fn names_tenant(body: &[u8]) -> bool {
+    #[derive(Deserialize)]
+    struct Probe {
+        tenant: Option<serde::de::IgnoredAny>,
+    }
+    serde_json::from_slice::<Probe>(body).is_ok_and(|p| p.tenant.is_some())
+}
+
 /// 404 for a job id nobody knows.
 pub(super) fn job_not_found(id: JobId) -> ApiError {
     ApiError::not_found(
@@ -56,13 +80,23 @@ pub(super) fn job_not_found(id: JobId) -> ApiError {
 /// into intake. With an `Idempotency-Key` already used for the same spec: 200 with that job.
 pub(super) async fn submit(
     State(state): State<AppState>,
+    caller: Caller,
     correlation: CorrelationId,
     headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
+    caller.require(Role::Submit)?;
     let key = idempotency_key(&headers)?;
-    let spec: JobSpec = parse_object(&body)?;
+    let mut spec: JobSpec = parse_object(&body)?;
+    caller.bind_tenant(&mut spec, names_tenant(&body), "")?;
     let task = check_spec(&state, &spec, "").await?;
+    state.charge_submissions(&spec.tenant, 1)?;
+    // A tenant-bound token's keys are its tenant's own: they can neither replay nor reveal
+    // another tenant's job. (Without such a token every job is visible to the caller.)
+    let key = match caller.tenant() {
+        Some(tenant) => key.map(|key| format!("{tenant}/{key}")),
+        None => key,
+    };
     let warnings = state.placement_warnings(&spec, &task).await;
     match accept_one(&state, spec.clone(), correlation.0, key).await? {
         Submitted::Created(id) => {
@@ -144,19 +178,31 @@ pub(super) struct ListResponse {
 /// `GET /v1/jobs?state=&tenant=&queue=&limit=&cursor=`.
 pub(super) async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<ListResponse>, ApiError> {
+    caller.require(Role::Read)?;
     let job_state = match query.state.as_deref().filter(|s| !s.is_empty()) {
         None => None,
         Some(raw) => Some(raw.parse::<JobState>().map_err(|e| {
             ApiError::bad_request("invalid_query", e.to_string()).with_field("state")
         })?),
     };
-    let filter = JobFilter {
+    let mut filter = JobFilter {
         state: job_state,
         tenant: name_param("tenant", query.tenant)?,
         queue: name_param("queue", query.queue)?,
     };
+    if let Some(own) = caller.tenant() {
+        if filter.tenant.as_deref().is_some_and(|asked| asked != own) {
+            return Err(ApiError::forbidden(
+                "tenant_forbidden",
+                format!("this token lists only tenant {own:?}"),
+            )
+            .with_field("tenant"));
+        }
+        filter.tenant = Some(own.to_owned());
+    }
     let limit = bounded_param("limit", query.limit.as_deref(), 50, 1..=1000)?;
     let cursor = match query.cursor.as_deref().filter(|c| !c.is_empty()) {
         None => None,
@@ -192,8 +238,13 @@ fn name_param(name: &'static str, raw: Option<String>) -> Result<Option<String>,
 /// is told to kill it. Answers the record (200), 404, or 409 if it has already finished.
 pub(super) async fn cancel(
     State(state): State<AppState>,
+    caller: Caller,
     JobIdParam(id): JobIdParam,
 ) -> Result<Json<JobRecord>, ApiError> {
+    // A job's tenant never changes, so checking it before the transition is enough. Whose
+    // job it is comes first: another tenant's job is a 404 whatever the token's roles.
+    load_for(&state, &caller, id).await?;
+    caller.require(Role::Submit)?;
     let outcome = state
         .store()
         .transition(&Transition::new(id, JobState::Cancelled))
@@ -256,6 +307,7 @@ pub(super) struct LogsResponse {
 /// the entry `after`.
 pub(super) async fn logs(
     State(state): State<AppState>,
+    caller: Caller,
     JobIdParam(id): JobIdParam,
     ApiQuery(query): ApiQuery<LogsQuery>,
 ) -> Result<Json<LogsResponse>, ApiError> {
@@ -270,9 +322,8 @@ pub(super) async fn logs(
         .with_field("after"));
     }
     let limit = bounded_param("limit", query.limit.as_deref(), 100, 1..=1000)?;
-    if state.store().state(id).await?.is_none() {
-        return Err(job_not_found(id));
-    }
+    load_for(&state, &caller, id).await?;
+    caller.require(Role::Read)?;
     let count = usize::try_from(limit).unwrap_or(1000);
     let lines = state.store().read_log(id, after.as_deref(), count).await?;
     let next = lines.last().map(|l| l.id.clone()).or(after);

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use warren_protocol::{Heartbeat, JobId, JobState};
 use warren_store::JobFilter;
 
+use crate::auth::{Caller, Role};
 use crate::problem::{ApiError, error_chain};
 use crate::state::AppState;
 
@@ -39,7 +40,9 @@ const RUNNING_PAGE: usize = 1000;
 /// `GET /v1/workers`: the last heartbeat of every live worker, with the jobs it runs.
 pub(super) async fn workers(
     State(state): State<AppState>,
+    caller: Caller,
 ) -> Result<Json<WorkersResponse>, ApiError> {
+    caller.require(Role::Read)?;
     let store = state.store();
     let heartbeats = store.live_workers().await?;
     let mut running: HashMap<String, Vec<JobId>> = HashMap::new();
@@ -53,6 +56,10 @@ pub(super) async fn workers(
         let page = store.list(&filter, RUNNING_PAGE, cursor).await?;
         seen += page.jobs.len();
         for job in page.jobs {
+            // Other tenants' job ids are not the caller's to see.
+            if !caller.owns(&job) {
+                continue;
+            }
             if let Some(worker) = job.worker {
                 running.entry(worker).or_default().push(job.id);
             }
@@ -95,7 +102,12 @@ pub(super) struct StatsResponse {
 }
 
 /// `GET /v1/stats`: how many jobs are in each state.
-pub(super) async fn stats(State(state): State<AppState>) -> Result<Json<StatsResponse>, ApiError> {
+pub(super) async fn stats(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<StatsResponse>, ApiError> {
+    // The counts cover every tenant.
+    caller.require(Role::Admin)?;
     let counts = state.store().count_by_state().await?;
     let total = counts.iter().map(|(_, n)| n).sum();
     let by_state = counts.into_iter().map(|(s, n)| (s.as_str(), n)).collect();

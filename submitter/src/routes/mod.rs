@@ -15,11 +15,13 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::auth::authenticate;
 use crate::middleware::{CorrelationId, correlation, ensure_problem, request_timeout};
 use crate::state::AppState;
 
-/// Builds the router: every route, the request timeout (long-polls excepted), the body
-/// limit, tracing, the correlation id and the problem+json safety net.
+/// Builds the router: every route, authentication (probes excepted), the request timeout
+/// (long-polls excepted), the body limit, tracing, the correlation id and the problem+json
+/// safety net.
 pub(crate) fn router(state: AppState) -> Router {
     let timed = Router::new()
         .route("/v1/jobs", post(jobs::submit).get(jobs::list))
@@ -48,6 +50,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(max_body))
         .layer(CatchPanicLayer::new())
+        // Outside the body limit: a caller without a token learns nothing else.
+        .layer(from_fn_with_state(state.clone(), authenticate))
         .layer(map_response(ensure_problem))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let correlation_id = req
@@ -59,6 +63,7 @@ pub(crate) fn router(state: AppState) -> Router {
                 method = %req.method(),
                 path = %req.uri().path(),
                 correlation_id,
+                caller = tracing::field::Empty,
             )
         }))
         .layer(from_fn(correlation))

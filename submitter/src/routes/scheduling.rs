@@ -11,6 +11,7 @@ use warren_protocol::JobState;
 use warren_protocol::policy::PolicyConfig;
 use warren_store::JobRecord;
 
+use crate::auth::{Caller, Role};
 use crate::extract::{JobIdParam, JsonBody, parse_json};
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -104,16 +105,24 @@ fn parse_factors(member: &str) -> Option<Factors> {
 /// `GET /v1/jobs/{id}`: the job record, and for a waiting job where it stands.
 pub(super) async fn get_job(
     State(state): State<AppState>,
+    caller: Caller,
     JobIdParam(id): JobIdParam,
 ) -> Result<Json<JobView>, ApiError> {
-    let record = super::jobs::load(&state, id).await?;
+    // Whose job it is first: another tenant's job is a 404 whatever the token's roles.
+    let record = super::jobs::load_for(&state, &caller, id).await?;
+    caller.require(Role::Read)?;
     Ok(Json(view(&state, record).await?))
 }
 
 /// `GET /v1/scheduler`: the active scheduler's status: policy and weights, pending per
 /// class, per-tenant usage against share, workers' free capacity, the backfill reservation,
 /// limits, and which instance is active.
-pub(super) async fn status(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn status(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    // It shows every tenant's usage and pending work.
+    caller.require(Role::Admin)?;
     let Some(json) = state.store().scheduler_status().await? else {
         return Err(ApiError::unavailable_quiet("no_active_scheduler")
             .with_detail("no scheduler has reported in the last 10 s: is one running?"));
@@ -128,8 +137,10 @@ pub(super) async fn status(State(state): State<AppState>) -> Result<Json<Value>,
 /// job already waiting.
 pub(super) async fn set_policy(
     State(state): State<AppState>,
+    caller: Caller,
     JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require(Role::Admin)?;
     let changes: Value = parse_json(&body)?;
     let config = PolicyConfig::from_changes(&changes)
         .map_err(|e| ApiError::unprocessable("invalid_policy", e).with_field("policy"))?;

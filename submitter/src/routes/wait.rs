@@ -14,7 +14,8 @@ use serde::Deserialize;
 use tokio::time::Instant;
 use warren_store::JobRecord;
 
-use super::jobs::load;
+use super::jobs::load_for;
+use crate::auth::{Caller, Role};
 use crate::extract::{ApiQuery, JobIdParam, bounded_param};
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -36,6 +37,7 @@ pub(super) struct WaitQuery {
 
 pub(super) async fn wait(
     State(state): State<AppState>,
+    caller: Caller,
     JobIdParam(id): JobIdParam,
     ApiQuery(query): ApiQuery<WaitQuery>,
 ) -> Result<([(HeaderName, HeaderValue); 1], Json<JobRecord>), ApiError> {
@@ -49,7 +51,9 @@ pub(super) async fn wait(
     // Register before reading: a job that finishes in between still wakes us.
     let waiter = state.waiters().register(id);
     loop {
-        let record = load(&state, id).await?;
+        let record = load_for(&state, &caller, id).await?;
+        // After the tenant check, so another tenant's job is a 404 whatever the roles.
+        caller.require(Role::Read)?;
         if record.state.is_terminal() {
             return Ok((
                 [(WAIT_HEADER.clone(), HeaderValue::from_static("terminal"))],
@@ -65,7 +69,7 @@ pub(super) async fn wait(
         }
     }
     // Timed out or shutting down: answer with the job as it is now.
-    let record = load(&state, id).await?;
+    let record = load_for(&state, &caller, id).await?;
     let outcome = if record.state.is_terminal() {
         "terminal"
     } else {

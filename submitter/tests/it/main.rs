@@ -2,10 +2,12 @@
 //! `WARREN_TEST_AMQP_URL` / `WARREN_TEST_REDIS_URL`). Each test has its own namespace.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod auth;
 mod batch;
 mod cancel;
 mod errors;
 mod failures;
+mod limits;
 mod reads;
 mod ready;
 mod serve;

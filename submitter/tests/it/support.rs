@@ -17,7 +17,7 @@ use warren_kit::testkit::{self, TestNamespace};
 use warren_kit::{AmqpArgs, CommonArgs, RedisArgs};
 use warren_protocol::{JobEnvelope, JobState};
 use warren_store::{Store, StoreOptions};
-use warren_submitter::{AppState, SubmitterArgs, app, build_state_with};
+use warren_submitter::{AppState, SecurityArgs, SubmitterArgs, app, build_state_with};
 use warren_topology::lapin::Channel;
 use warren_topology::lapin::options::BasicGetOptions;
 use warren_topology::{AmqpPool, Topology, TopologyOptions, connect_pool};
@@ -47,6 +47,7 @@ pub(crate) fn args(ns: &TestNamespace, redis_url: String) -> SubmitterArgs {
         request_timeout: Duration::from_secs(30),
         // These tests run no scheduler; `readiness` turns this on where it matters.
         ready_requires_scheduler: false,
+        security: SecurityArgs::no_auth(),
         common: CommonArgs {
             amqp: AmqpArgs {
                 url: testkit::amqp_url(),

@@ -135,7 +135,11 @@ impl System {
             &ns,
             &logs,
             "warren-submitter",
-            &[("WARREN_HTTP_ADDR", format!("127.0.0.1:{port}"))],
+            &[
+                ("WARREN_HTTP_ADDR", format!("127.0.0.1:{port}")),
+                // The tests drive the API without tokens; auth has its own tests.
+                ("WARREN_NO_AUTH", "true".to_owned()),
+            ],
             "submitter",
         );
         let scheduler = spawn(&ns, &logs, "warren-scheduler", scheduler_env, "scheduler");

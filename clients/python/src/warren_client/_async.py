@@ -17,8 +17,10 @@ from ._types import Accepted, Job, JobSpec, LogLine
 class AsyncClient:
     """``Client``'s methods as coroutines."""
 
-    def __init__(self, url: str = DEFAULT_URL, *, timeout: float = 30.0) -> None:
-        self.sync = Client(url, timeout=timeout)
+    def __init__(
+        self, url: str = DEFAULT_URL, *, timeout: float = 30.0, token: Optional[str] = None
+    ) -> None:
+        self.sync = Client(url, timeout=timeout, token=token)
 
     async def submit(
         self,

@@ -28,12 +28,17 @@ class Client:
     """Talks to one Warren API (the submitter). Thread-safe: it keeps no connection state.
 
     ``timeout`` bounds each ordinary request, in seconds; long-polls are bounded by their own
-    ``timeout_s`` instead.
+    ``timeout_s`` instead. ``token`` is the bearer token the API asks for when it is configured
+    with tokens (a 401 ``missing_token`` otherwise); it is sent on every request.
     """
 
-    def __init__(self, url: str = DEFAULT_URL, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self, url: str = DEFAULT_URL, *, timeout: float = 30.0, token: Optional[str] = None
+    ) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
+        # Private, so that it does not show in reprs or debugger dumps by accident.
+        self._token = token
 
     # -- submitting ---------------------------------------------------------------------
 
@@ -150,6 +155,8 @@ class Client:
             url += "?" + urllib.parse.urlencode(query)
         data = None
         all_headers = {"accept": "application/json", **(headers or {})}
+        if self._token:
+            all_headers["authorization"] = f"Bearer {self._token}"
         if body is not None:
             data = json.dumps(body).encode()
             all_headers["content-type"] = "application/json"

@@ -1,0 +1,215 @@
+//! Who is calling: bearer tokens from the tokens file, their roles and their tenant.
+//!
+//! [`authenticate`] runs before every route except `/healthz` and `/readyz`: a missing or
+//! unknown token is a 401 with `WWW-Authenticate: Bearer`. Handlers then take a [`Caller`]
+//! and say what they need (`caller.require(Role::Read)?`, 403 otherwise) and whose job it
+//! is (`caller.owns(&record)`: another tenant's job is answered 404, as if it did not
+//! exist, so ids cannot be probed). With auth off every caller is a tenant-less admin.
+
+mod tokens;
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use warren_protocol::JobSpec;
+use warren_store::JobRecord;
+
+pub(crate) use tokens::{Principal, TokenTable};
+pub use tokens::{Role, hash_token};
+
+use crate::problem::ApiError;
+use crate::state::AppState;
+
+/// Whether requests must carry a token.
+#[derive(Debug)]
+pub(crate) enum Auth {
+    /// `--no-auth`: everyone is a tenant-less admin.
+    Off,
+    /// Tokens from the tokens file.
+    Tokens(TokenTable),
+}
+
+/// Paths anyone may call: probes of load balancers and orchestrators carry no token.
+fn is_open(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz")
+}
+
+/// Checks the bearer token and stores its [`Caller`] for the handlers.
+pub(crate) async fn authenticate(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    if is_open(req.uri().path()) {
+        return next.run(req).await;
+    }
+    let caller = match state.auth() {
+        Auth::Off => Caller(Arc::new(Principal {
+            name: "anonymous".into(),
+            roles: vec![Role::Admin],
+            tenant: None,
+        })),
+        Auth::Tokens(table) => {
+            let presented = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(bearer);
+            let Some(presented) = presented else {
+                return unauthorized(
+                    "missing_token",
+                    "this API needs a bearer token: send Authorization: Bearer <token>",
+                    r#"Bearer realm="warren""#,
+                );
+            };
+            let Some(principal) = table.find(presented) else {
+                return unauthorized(
+                    "invalid_token",
+                    "the bearer token is not valid",
+                    r#"Bearer realm="warren", error="invalid_token""#,
+                );
+            };
+            Caller(Arc::new(principal.clone()))
+        }
+    };
+    tracing::Span::current().record("caller", caller.0.name.as_str());
+    req.extensions_mut().insert(caller);
+    next.run(req).await
+}
+
+/// The token of `Bearer <token>` (the scheme is case-insensitive).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+fn unauthorized(code: &'static str, detail: &str, challenge: &'static str) -> Response {
+    let mut response = ApiError::unauthorized(code, detail).into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(challenge),
+    );
+    response
+}
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller(Arc<Principal>);
+
+impl Caller {
+    /// 403 unless the token has `role` (admin has every role).
+    pub(crate) fn require(&self, role: Role) -> Result<(), ApiError> {
+        let roles = &self.0.roles;
+        if roles.contains(&role) || roles.contains(&Role::Admin) {
+            return Ok(());
+        }
+        let name = match role {
+            Role::Submit => "submit",
+            Role::Read => "read",
+            Role::Admin => "admin",
+        };
+        Err(ApiError::forbidden(
+            "forbidden",
+            format!("this token lacks the {name} role"),
+        ))
+    }
+
+    /// The only tenant this caller may act for; `None` means every tenant.
+    pub(crate) fn tenant(&self) -> Option<&str> {
+        self.0.tenant.as_deref()
+    }
+
+    /// Whether `record` belongs to a tenant this caller may see.
+    pub(crate) fn owns(&self, record: &JobRecord) -> bool {
+        self.tenant().is_none_or(|t| t == record.spec.tenant)
+    }
+
+    /// Binds a spec to the caller's tenant: a spec without `tenant` gets it filled in, one
+    /// that names another tenant is refused (403). `raw_has_tenant` says whether the spec as
+    /// sent named one, to tell an absent tenant from one that happens to equal the default.
+    /// `prefix` starts the field name in batches (`jobs[3]`).
+    pub(crate) fn bind_tenant(
+        &self,
+        spec: &mut JobSpec,
+        raw_has_tenant: bool,
+        prefix: &str,
+    ) -> Result<(), ApiError> {
+        let Some(tenant) = self.tenant() else {
+            return Ok(());
+        };
+        if !raw_has_tenant {
+            tenant.clone_into(&mut spec.tenant);
+            return Ok(());
+        }
+        if spec.tenant == tenant {
+            return Ok(());
+        }
+        let field = crate::extract::join_path(prefix, "tenant");
+        Err(ApiError::forbidden(
+            "tenant_forbidden",
+            format!(
+                "{field}: this token submits only as tenant {tenant:?}; leave tenant out or set it to {tenant:?}"
+            ),
+        )
+        .with_field(field))
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        // `authenticate` inserts it on every route that takes one; a route that lacks it is
+        // a bug in the route table, refused rather than let through.
+        parts
+            .extensions
+            .get::<Self>()
+            .cloned()
+            .ok_or_else(|| ApiError::unauthorized("missing_token", "this API needs a bearer token"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+
+    use super::*;
+
+    #[test]
+    fn bearer_tokens_are_read() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer  abc "), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bearer "), None);
+        assert_eq!(bearer("Bearer"), None);
+    }
+
+    #[test]
+    fn roles_and_tenants_are_enforced() {
+        let caller = Caller(Arc::new(Principal {
+            name: "a".into(),
+            roles: vec![Role::Submit],
+            tenant: Some("team-a".into()),
+        }));
+        assert!(caller.require(Role::Submit).is_ok());
+        assert_eq!(
+            caller.require(Role::Read).unwrap_err().status,
+            StatusCode::FORBIDDEN
+        );
+        let mut spec: JobSpec = serde_json::from_str(r#"{"task":"noop"}"#).unwrap();
+        caller.bind_tenant(&mut spec, false, "").unwrap();
+        assert_eq!(spec.tenant, "team-a");
+        spec.tenant = "team-b".into();
+        let err = caller.bind_tenant(&mut spec, true, "jobs[1]").unwrap_err();
+        assert_eq!(err.code, "tenant_forbidden");
+        assert_eq!(err.field.as_deref(), Some("jobs[1].tenant"));
+    }
+}
