@@ -215,11 +215,35 @@ pub(super) async fn list(
         })?),
     };
     let limit = usize::try_from(limit).unwrap_or(1000);
-    let page = state.store().list(&filter, limit, cursor).await?;
+    let mut page = state.store().list(&filter, limit, cursor).await?;
+    explain_waiting(&state, &mut page.jobs).await?;
     Ok(Json(ListResponse {
         jobs: page.jobs,
         next_cursor: page.next_cursor,
     }))
+}
+
+/// Gives each waiting job of a page without a reason of its own the reason its class's first
+/// job waits (only that job gets one from the scheduler), so `warren ls` says why each waits.
+async fn explain_waiting(state: &AppState, jobs: &mut [JobRecord]) -> Result<(), ApiError> {
+    let unexplained: Vec<usize> = jobs
+        .iter()
+        .enumerate()
+        .filter(|(_, j)| j.state == JobState::Queued && j.pending_reason.is_none())
+        .map(|(i, _)| i)
+        .collect();
+    let places = futures_util::future::join_all(
+        unexplained
+            .iter()
+            .map(|&i| state.store().pending_position(jobs[i].id)),
+    )
+    .await;
+    for (i, place) in unexplained.into_iter().zip(places) {
+        if let Some(place) = place? {
+            jobs[i].pending_reason = place.class_reason;
+        }
+    }
+    Ok(())
 }
 
 /// A tenant or queue filter: empty means none; at most 64 characters.

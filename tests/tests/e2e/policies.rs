@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use warren_kit::testkit::wait_until;
 
 use crate::harness::{System, WorkerSpec, spec};
 
@@ -156,6 +157,27 @@ async fn one_gpu_runs_one_gpu_job_at_a_time_and_caps_hold() {
     let job = sys.wait_reason(&too_big).await;
     let reason = job["pending_reason"].as_str().unwrap();
     assert!(reason.contains("gpus=2"), "{reason}");
+    // Jobs behind it in its class have no reason of their own; listings give them the
+    // class's, so `warren ls` says why every one waits.
+    let behind = sys
+        .submit_batch(vec![json!({"task": "noop", "requires": {"gpus": 2}}); 3])
+        .await;
+    let reasons = wait_until(
+        "the listed jobs to say why they wait",
+        Duration::from_secs(15),
+        || async {
+            let listed = sys.get_json("/v1/jobs?state=queued").await.ok()?;
+            let reasons: Vec<String> = listed["jobs"]
+                .as_array()?
+                .iter()
+                .filter(|j| behind.iter().any(|id| j["id"] == id.as_str()))
+                .filter_map(|j| j["pending_reason"].as_str().map(str::to_owned))
+                .collect();
+            (reasons.len() == 3).then_some(reasons)
+        },
+    )
+    .await;
+    assert!(reasons.iter().all(|r| r.contains("gpus=2")), "{reasons:?}");
     sys.stop().await;
 }
 
