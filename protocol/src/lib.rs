@@ -23,8 +23,8 @@ pub use heartbeat::{Heartbeat, WorkerResources, admits_program};
 pub use ids::{JobId, WorkerId};
 pub use naming::{NameError, Namespace};
 pub use spec::{
-    DEFAULT_PRIORITY, JobSpec, MAX_ATTEMPTS, MAX_PRIORITY, MAX_SCHEDULE_TIMEOUT_S, MAX_TIMEOUT_S,
-    Requirements, ValidationError,
+    DEFAULT_PRIORITY, JobSpec, MAX_ATTEMPTS, MAX_DELAY_S, MAX_PRIORITY, MAX_SCHEDULE_TIMEOUT_S,
+    MAX_TIMEOUT_S, Requirements, ValidationError,
 };
 pub use state::{JobState, ParseStateError};
 pub use tags::{PoolName, ResourceTag, TagError};

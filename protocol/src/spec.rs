@@ -16,6 +16,8 @@ pub const DEFAULT_PRIORITY: u8 = 4;
 pub const MAX_ATTEMPTS: u32 = 100;
 /// Longest timeout a job may ask for: one week.
 pub const MAX_TIMEOUT_S: u64 = 7 * 24 * 3600;
+/// Longest a job may be delayed: 30 days.
+pub const MAX_DELAY_S: u64 = 30 * 24 * 3600;
 /// Longest a job may ask to wait for placement: 30 days.
 pub const MAX_SCHEDULE_TIMEOUT_S: u64 = 30 * 24 * 3600;
 const MAX_LABELS: usize = 32;
@@ -112,6 +114,13 @@ pub struct JobSpec {
     /// Wall-clock limit of one attempt; the worker's default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_s: Option<u64>,
+    /// Run no sooner than this many seconds after submission (held in the delay ladder, not
+    /// in any worker's memory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_s: Option<u64>,
+    /// Run no sooner than this time (ms since the epoch); the alternative to `delay_s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before_ms: Option<u64>,
     /// How long the job may wait to be placed before it fails with `schedule_timeout`
     /// (no worker could run it, or none had room); no limit when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -129,6 +138,13 @@ pub struct JobSpec {
 }
 
 impl JobSpec {
+    /// When the job may first run (ms since the epoch), if it asked to be delayed.
+    pub fn due_ms(&self, created_ms: u64) -> Option<u64> {
+        self.delay_s
+            .map(|s| created_ms.saturating_add(s.saturating_mul(1000)))
+            .or(self.not_before_ms)
+    }
+
     /// Creates a spec for `task` with every other field at its default.
     pub fn new(task: impl Into<String>, args: Value) -> Self {
         Self {
@@ -140,6 +156,8 @@ impl JobSpec {
             requires: Requirements::default(),
             estimated_runtime_ms: None,
             timeout_s: None,
+            delay_s: None,
+            not_before_ms: None,
             schedule_timeout_s: None,
             max_attempts: 1,
             labels: BTreeMap::new(),
@@ -167,6 +185,20 @@ impl JobSpec {
             return Err(ValidationError::new(
                 "timeout_s",
                 format!("must be 1 to {MAX_TIMEOUT_S} seconds, got {timeout}"),
+            ));
+        }
+        if self.delay_s.is_some() && self.not_before_ms.is_some() {
+            return Err(ValidationError::new(
+                "delay_s",
+                "give delay_s or not_before_ms, not both",
+            ));
+        }
+        if let Some(delay) = self.delay_s
+            && !(1..=MAX_DELAY_S).contains(&delay)
+        {
+            return Err(ValidationError::new(
+                "delay_s",
+                format!("must be 1 to {MAX_DELAY_S} seconds, got {delay}"),
             ));
         }
         if let Some(timeout) = self.schedule_timeout_s
@@ -243,6 +275,11 @@ mod tests {
             (
                 json!({"task": "noop", "schedule_timeout_s": 0}),
                 "schedule_timeout_s",
+            ),
+            (json!({"task": "noop", "delay_s": 0}), "delay_s"),
+            (
+                json!({"task": "noop", "delay_s": 5, "not_before_ms": 1}),
+                "delay_s",
             ),
             (json!({"task": "noop", "max_attempts": 0}), "max_attempts"),
             (json!({"task": "noop", "queue": ""}), "queue"),

@@ -402,6 +402,18 @@ impl Store {
         Ok(holder.map(WorkerId::from_raw))
     }
 
+    /// Forgets why a job waited (a delayed job released to the scheduler, which says why it
+    /// waits from then on).
+    ///
+    /// # Errors
+    /// Returns [`StoreError`] when Redis fails.
+    pub async fn clear_pending_reason(&self, id: JobId) -> Result<(), StoreError> {
+        self.conn()
+            .hdel::<_, _, ()>(self.keys.job(id), "pending_reason")
+            .await
+            .map_err(|e| StoreError::redis("clearing a pending reason", e))
+    }
+
     /// Records why a queued job is still waiting (`no_matching_pool: …`); a no-op once the job
     /// has left `queued`.
     ///

@@ -98,6 +98,9 @@ async fn step(
             requeue_later(&delivery).await;
             return;
         }
+        // A first attempt delayed on submit (already `queued`) said `delayed_until …`; from
+        // now on the scheduler says why it waits.
+        let _ = store.clear_pending_reason(id).await;
     }
     let sent = async {
         match hop {
@@ -117,6 +120,7 @@ async fn step(
         requeue_later(&delivery).await;
         return;
     }
+
     let _ = delivery.ack(BasicAckOptions::default()).await;
 }
 

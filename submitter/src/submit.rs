@@ -11,6 +11,7 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use warren_protocol::{JobEnvelope, JobId, JobSpec, Task, now_ms};
 use warren_store::NewJob;
+use warren_topology::delay::{NextHop, next_hop};
 use warren_topology::{Pending, TopologyError};
 
 use crate::extract::join_path;
@@ -37,6 +38,16 @@ pub(crate) async fn check_spec(
         ApiError::unprocessable("invalid_field", format!("{field}: {}", e.message))
             .with_field(field)
     })?;
+    if let Some(not_before) = spec.not_before_ms
+        && not_before > now_ms().saturating_add(warren_protocol::MAX_DELAY_S * 1000)
+    {
+        let field = join_path(prefix, "not_before_ms");
+        return Err(ApiError::unprocessable(
+            "invalid_field",
+            format!("{field}: at most 30 days ahead"),
+        )
+        .with_field(field));
+    }
     if let Task::Custom { name, .. } = &task
         && !state.knows_task(name).await?
     {
@@ -179,6 +190,7 @@ async fn accept_jobs(
     let published = publish(state, jobs, correlation_id).await;
     let first = jobs.first().map(|j| j.id.to_string()).unwrap_or_default();
     let Err(error) = published else {
+        note_delays(state, jobs).await;
         if let [job] = jobs {
             tracing::info!(job_id = %job.id, task = %job.spec.task, tenant = %job.spec.tenant, "job accepted");
         } else {
@@ -207,7 +219,26 @@ async fn accept_jobs(
     Err(ApiError::unavailable_quiet("unavailable"))
 }
 
-/// Publishes every job to intake and awaits all confirms in one round.
+/// Says why delayed jobs wait (`delayed_until <time>`), until the ladder releases them.
+async fn note_delays(state: &AppState, jobs: &[NewJob]) {
+    for job in jobs {
+        let Some(due) = job
+            .spec
+            .due_ms(job.created_ms)
+            .filter(|due| *due > now_ms())
+        else {
+            continue;
+        };
+        let at = std::time::UNIX_EPOCH + Duration::from_millis(due);
+        let reason = format!("delayed_until {}", humantime::format_rfc3339_millis(at));
+        if let Err(error) = state.store().set_pending_reason(job.id, &reason).await {
+            tracing::debug!(job_id = %job.id, error = %error_chain(&error), "could not note a delay");
+        }
+    }
+}
+
+/// Publishes every job to intake (or, delayed, to the delay ladder) and awaits all confirms
+/// in one round.
 async fn publish(
     state: &AppState,
     jobs: &[NewJob],
@@ -230,13 +261,30 @@ async fn publish_on(
 ) -> Result<(), TopologyError> {
     let mut pending: Vec<Pending> = Vec::with_capacity(jobs.len());
     for job in jobs {
-        let envelope = JobEnvelope::first_attempt(
+        let mut envelope = JobEnvelope::first_attempt(
             job.id,
             job.spec.clone(),
             job.created_ms,
             Some(correlation_id.to_owned()),
         );
-        pending.push(lease.publisher.send_intake(&envelope).await?);
+        let due = job
+            .spec
+            .due_ms(job.created_ms)
+            .filter(|due| *due > now_ms());
+        let sent = match due {
+            // A delayed job waits in the delay ladder (durable, in no worker's memory); the
+            // scheduler's ladder exit sends it to intake when it is due, on time.
+            Some(due) => {
+                envelope.not_before_ms = Some(due);
+                let rung = match next_hop(Duration::from_millis(due - now_ms())) {
+                    NextHop::Rung(rung) => rung,
+                    NextHop::Due => 0,
+                };
+                lease.publisher.send_delay(rung, &envelope).await?
+            }
+            None => lease.publisher.send_intake(&envelope).await?,
+        };
+        pending.push(sent);
     }
     let confirms = join_all(pending.into_iter().map(Pending::confirmed));
     let results = tokio::time::timeout(CONFIRM_TIMEOUT, confirms)

@@ -52,6 +52,9 @@ pub(crate) struct SubmitArgs {
     /// Timeout of one attempt, in seconds.
     #[arg(long)]
     timeout_s: Option<u64>,
+    /// Run no sooner than this many seconds from now (held durably in the delay ladder).
+    #[arg(long)]
+    delay_s: Option<u64>,
     /// Fail the job if it is not placed within this many seconds (no worker can run it, or
     /// none has room).
     #[arg(long)]
@@ -134,6 +137,7 @@ impl SubmitArgs {
         set("tenant", self.tenant.as_ref().map(|v| json!(v)));
         set("priority", self.priority.map(|v| json!(v)));
         set("timeout_s", self.timeout_s.map(|v| json!(v)));
+        set("delay_s", self.delay_s.map(|v| json!(v)));
         set(
             "schedule_timeout_s",
             self.schedule_timeout_s.map(|v| json!(v)),

@@ -199,3 +199,40 @@ async fn a_worker_with_a_task_runs_it_beside_workers_without_it() {
     assert_eq!(job["result"]["words"], 6, "{job}");
     sys.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delayed_job_waits_in_the_ladder_and_starts_on_time() {
+    let sys = System::start("e2e_delay", &[WorkerSpec::default()]).await;
+    let delayed = sys.submit(json!({"task": "noop", "delay_s": 3})).await;
+    let cancelled = sys.submit(json!({"task": "noop", "delay_s": 2})).await;
+    let waiting = sys.job(&delayed).await;
+    assert_eq!(waiting["state"], "queued", "{waiting}");
+    let reason = waiting["pending_reason"].as_str().unwrap_or("");
+    assert!(reason.starts_with("delayed_until "), "{waiting}");
+    let created = waiting["created_ms"].as_u64().unwrap();
+    let answer = sys
+        .http
+        .post(format!("{}/v1/jobs/{cancelled}/cancel", sys.base))
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.status().is_success(), "cancel: {}", answer.status());
+    let done = sys.wait_done(&delayed).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let started = done["timestamps"]["running"].as_u64().unwrap();
+    assert!(
+        started >= created + 3000,
+        "started {} ms early",
+        created + 3000 - started
+    );
+    assert!(
+        started <= created + 4500,
+        "started {} ms late",
+        started - created - 3000
+    );
+    // The cancelled one never ran, though its delay has passed by now.
+    let gone = sys.job(&cancelled).await;
+    assert_eq!(gone["state"], "cancelled", "{gone}");
+    assert!(gone["timestamps"]["running"].is_null(), "{gone}");
+    sys.stop().await;
+}
