@@ -55,7 +55,7 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
         #[command(flatten)]
-        args: submit::SubmitArgs,
+        args: Box<submit::SubmitArgs>,
     },
     /// Show a job, and why it waits if it does.
     Status {
@@ -169,7 +169,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 .map(ok)
         }
         Command::Admin(command) => admin::run(command).await.map(ok),
-        Command::Submit { client, args } => submit::run(&api(client)?, args).await,
+        Command::Submit { client, args } => submit::run(&api(client)?, *args).await,
         Command::Status { client, args } => jobs::status(&api(client)?, args).await.map(ok),
         Command::Wait { client, args } => wait::wait(&api(client)?, args).await,
         Command::Ls { client, args } => jobs::ls(&api(client)?, args).await.map(ok),
