@@ -275,6 +275,10 @@ impl Session {
                 // The delay ladder's exit is part of the session: if it stops, so does the
                 // session, and the reconnect starts both again.
                 ended = &mut delay => {
+                    if shutdown.is_cancelled() {
+                        // It stopped because we are stopping.
+                        break Ok(());
+                    }
                     break Err(match ended {
                         Ok(Ok(())) => anyhow::anyhow!("the delay ladder's consumer stopped"),
                         Ok(Err(error)) => error.context("the delay ladder's consumer failed"),
