@@ -23,6 +23,6 @@ pub use declare::{
 };
 pub use error::TopologyError;
 pub use headers::{DUE_HEADER, REASON_HEADER, header_str, header_u64, job_properties};
-pub use names::{DELAY_RUNGS, Topology, TopologyOptions};
+pub use names::{CANCEL_ROUTING_KEY, DELAY_RUNGS, Topology, TopologyOptions};
 pub use publisher::{Pending, Publisher};
 pub use subscribe::{Subscription, subscribe};

@@ -2,6 +2,10 @@ use std::time::Duration;
 
 use warren_protocol::{Namespace, PoolName, WorkerId};
 
+/// Routing key on the control exchange that asks every worker to stop a job (the one
+/// running it does); the body is `{"job_id": …}`.
+pub const CANCEL_ROUTING_KEY: &str = "job.cancel";
+
 /// How many rungs the delay ladder has: rung `k` holds a message for 2^k seconds, so the
 /// longest single hop is 2^17 s (about 36 hours); longer delays take several hops.
 pub const DELAY_RUNGS: u32 = 18;

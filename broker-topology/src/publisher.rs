@@ -4,13 +4,13 @@ use deadpool_lapin::lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use deadpool_lapin::lapin::types::{AMQPValue, FieldTable};
 use deadpool_lapin::lapin::{self, BasicProperties, Channel};
 use tokio::sync::oneshot;
-use warren_protocol::{JobEnvelope, PoolName, WorkerId};
+use warren_protocol::{JobEnvelope, JobId, PoolName, WorkerId};
 
 use crate::confirms::{Tracker, Verdict};
 use crate::connect::{AmqpPool, open_channel};
 use crate::error::TopologyError;
 use crate::headers::{REASON_HEADER, job_properties};
-use crate::names::Topology;
+use crate::names::{CANCEL_ROUTING_KEY, Topology};
 
 /// A channel in confirm mode that publishes with `mandatory`, so that "sent" means "a queue
 /// has it": the broker confirmed it, and did not return it as unroutable.
@@ -269,6 +269,22 @@ impl Publisher {
             // The channel is gone: the broker redelivers and the next attempt settles it.
             tracing::debug!(%error, "could not settle a dead-lettered message");
         }
+    }
+
+    /// Asks every worker to stop `job` (the one running it kills it). Best effort, like
+    /// every event: the job is already cancelled in Redis, and a worker never records a
+    /// result over a terminal state.
+    ///
+    /// # Errors
+    /// Returns [`TopologyError::Publish`] when the frame cannot be sent.
+    pub async fn broadcast_cancel(&self, job: JobId) -> Result<(), TopologyError> {
+        let body = serde_json::json!({ "job_id": job }).to_string();
+        self.emit(
+            &self.topology.control_exchange(),
+            CANCEL_ROUTING_KEY,
+            body.as_bytes(),
+        )
+        .await
     }
 
     /// Publishes a transient event (heartbeat, control command) without waiting for its

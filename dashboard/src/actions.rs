@@ -7,7 +7,6 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Serialize;
-use serde_json::json;
 use warren_protocol::{JobEnvelope, JobId, JobState, now_ms};
 use warren_store::{JobRecord, NewJob, Transition, TransitionOutcome};
 
@@ -56,14 +55,8 @@ pub(crate) async fn cancel(
 /// Broadcasts `job.cancel` so the worker running the job kills it. Best effort: the job is
 /// already cancelled in Redis, and a worker never records a result over a terminal state.
 async fn tell_workers(state: &AppState, id: JobId) {
-    let body = json!({ "job_id": id }).to_string();
-    let exchange = state.topology().control_exchange();
     let sent = match state.publisher().await {
-        Ok(publisher) => {
-            publisher
-                .emit(&exchange, "job.cancel", body.as_bytes())
-                .await
-        }
+        Ok(publisher) => publisher.broadcast_cancel(id).await,
         Err(error) => Err(error),
     };
     if let Err(error) = sent {

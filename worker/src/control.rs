@@ -24,7 +24,10 @@ pub(crate) async fn run(rt: Arc<Runtime>, pool: AmqpPool, stop: CancellationToke
 }
 
 async fn consume(rt: &Runtime, pool: &AmqpPool, stop: &CancellationToken) -> anyhow::Result<()> {
-    let keys = ["job.cancel".to_owned(), format!("worker.{}.#", rt.id)];
+    let keys = [
+        warren_topology::CANCEL_ROUTING_KEY.to_owned(),
+        format!("worker.{}.#", rt.id),
+    ];
     let mut subscription = warren_topology::subscribe(
         pool,
         &rt.topology.control_exchange(),

@@ -5,7 +5,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use warren_protocol::{JobId, JobSpec, JobState};
 use warren_store::{JobFilter, JobRecord, LogLine, Transition, TransitionOutcome};
 
@@ -296,15 +295,8 @@ pub(super) async fn cancel(
 /// Broadcasts `job.cancel` so the worker running the job kills it. Best effort: the job is
 /// already cancelled in Redis, and a worker never records a result over a terminal state.
 async fn tell_workers(state: &AppState, id: JobId) {
-    let body = json!({ "job_id": id }).to_string();
-    let exchange = state.topology().control_exchange();
     let sent = match state.publisher().get().await {
-        Ok(lease) => {
-            lease
-                .publisher
-                .emit(&exchange, "job.cancel", body.as_bytes())
-                .await
-        }
+        Ok(lease) => lease.publisher.broadcast_cancel(id).await,
         Err(error) => Err(error),
     };
     if let Err(error) = sent {
