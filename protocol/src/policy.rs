@@ -131,8 +131,10 @@ pub struct PolicyConfig {
     pub tenant_weights: BTreeMap<String, f64>,
     /// Whether smaller jobs may run ahead of a reserved large job where they end in time.
     pub backfill: bool,
-    /// Jobs a worker is sent beyond its free slots, so a finishing job finds the next one
-    /// waiting there (never beyond its cpu, memory or GPUs).
+    /// The most jobs a worker is sent beyond its free slots, so a finishing job finds the
+    /// next one waiting there (never beyond its cpu, memory or GPUs). The scheduler sizes
+    /// each worker's slack below this from the dispatch round trip and the runtimes of what
+    /// runs there; 0 sends nothing ahead.
     pub slack: u32,
     /// Concurrency caps and rate limits.
     pub limits: Limits,
@@ -159,7 +161,7 @@ impl PolicyConfig {
             half_life_s: 3600,
             tenant_weights: BTreeMap::new(),
             backfill: true,
-            slack: 2,
+            slack: 16,
             limits: Limits::default(),
         };
         match preset {

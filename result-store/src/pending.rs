@@ -253,6 +253,36 @@ impl Store {
         }))
     }
 
+    /// Counts the pending jobs, of every class, whose key is below `score`: under a policy
+    /// that orders by key alone (fifo, priority, sjf) the jobs that go before one with that
+    /// key, capacity aside. One pipelined `ZCOUNT` per class.
+    ///
+    /// # Errors
+    /// Returns [`StoreError`] when Redis fails.
+    pub async fn pending_ahead(&self, score: i64) -> Result<u64, StoreError> {
+        let classes: Vec<String> = self
+            .conn()
+            .hkeys(self.keys.pending_classes())
+            .await
+            .map_err(|e| StoreError::redis("reading the pending classes", e))?;
+        if classes.is_empty() {
+            return Ok(0);
+        }
+        let mut pipe = redis::pipe();
+        for class_id in &classes {
+            pipe.zcount(
+                self.keys.pending_class(class_id),
+                "-inf",
+                format!("({score}"),
+            );
+        }
+        let counts: Vec<u64> = pipe
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| StoreError::redis("counting the jobs ahead", e))?;
+        Ok(counts.into_iter().sum())
+    }
+
     /// Returns every class that has (or had) pending jobs: id → class JSON.
     ///
     /// # Errors

@@ -45,9 +45,10 @@ pub struct PolicyArgs {
     /// Do not let smaller jobs run ahead of a waiting large job's reservation.
     #[arg(long, env = "WARREN_NO_BACKFILL")]
     pub no_backfill: bool,
-    /// Jobs a worker is sent beyond its free slots, so a finishing job finds the next one
-    /// already there (never beyond its cpu, memory or GPUs).
-    #[arg(long, env = "WARREN_CREDIT_SLACK", default_value_t = 2)]
+    /// The most jobs a worker is sent beyond its free slots, so a finishing job finds the
+    /// next one already there (never beyond its cpu, memory or GPUs). Each worker's slack
+    /// adapts below this to the dispatch round trip and its jobs' runtimes; 0 sends none.
+    #[arg(long, env = "WARREN_CREDIT_SLACK", default_value_t = 16)]
     pub credit_slack: u32,
     /// Runtime assumed for a job that gives no estimate, of a task never seen finishing.
     #[arg(long, env = "WARREN_DEFAULT_RUNTIME", default_value = "60s", value_parser = humantime::parse_duration)]
@@ -69,7 +70,7 @@ impl Default for PolicyArgs {
             task_rates: BTreeMap::new(),
             queue_rates: BTreeMap::new(),
             no_backfill: false,
-            credit_slack: 2,
+            credit_slack: 16,
             default_runtime: Duration::from_secs(60),
         }
     }

@@ -63,8 +63,8 @@ pub(crate) struct Session {
     shared: Arc<Mutex<(Estimates, PolicyConfig)>>,
     /// Why each class's first job waits, and whether it changed since the last write.
     class_reasons: HashMap<String, (String, bool)>,
-    /// Dispatched jobs: their task and dispatch time, to learn runtimes.
-    dispatched: HashMap<JobId, (String, u64)>,
+    /// Dispatched jobs not yet ended, to learn runtimes and the dispatch round trip.
+    dispatched: HashMap<JobId, Sent>,
     orders: mpsc::UnboundedSender<Vec<dispatch::Order>>,
     last_seen: HashMap<WorkerId, (Instant, Duration)>,
     declared: HashSet<WorkerId>,
@@ -445,20 +445,25 @@ impl Session {
         };
         if event.state == JobState::Running {
             self.core.started(id, event.at);
-            if let Some(entry) = self.dispatched.get_mut(&id) {
-                entry.1 = event.at;
+            if let Some(sent) = self.dispatched.get_mut(&id) {
+                if std::mem::take(&mut sent.to_free_slot) {
+                    // Both ends on this scheduler's clock: the worker's may differ.
+                    self.core
+                        .observe_dispatch_rtt(now_ms().saturating_sub(sent.decided_ms));
+                }
+                sent.since_ms = event.at;
             }
         }
         let leaves_worker = event.state.is_terminal()
             || event.state == JobState::Retrying
             || (event.state == JobState::Queued && event.from != JobState::Queued);
         if leaves_worker {
-            if let Some((task, started)) = self.dispatched.remove(&id)
+            if let Some(sent) = self.dispatched.remove(&id)
                 && event.state == JobState::Succeeded
             {
                 // Run time: from its `running` event (or its dispatch) to its end.
                 self.estimates
-                    .observe(&task, event.at.saturating_sub(started));
+                    .observe(&sent.task, event.at.saturating_sub(sent.since_ms));
                 lock(&self.shared).0 = self.estimates.clone();
             }
             // The event's own time: it was stamped where the job ended.
@@ -500,9 +505,15 @@ impl Session {
                 .map(|w| w.heartbeat.pool.to_string())
                 .unwrap_or_default();
             self.reasons.remove(&dispatch.job);
+            let now = now_ms();
             self.dispatched.insert(
                 dispatch.job,
-                (dispatch.class.task.task_name().to_owned(), now_ms()),
+                Sent {
+                    task: dispatch.class.task.task_name().to_owned(),
+                    since_ms: now,
+                    decided_ms: now,
+                    to_free_slot: dispatch.to_free_slot,
+                },
             );
             orders.push((dispatch, pool));
         }
@@ -715,6 +726,17 @@ impl Session {
             .collect();
         let _ = self.store.set_runtime_estimates(&estimates).await;
     }
+}
+
+/// A dispatched job the scheduler waits to hear the end of.
+struct Sent {
+    task: String,
+    /// When it started running (its `running` event), or was dispatched until then (ms).
+    since_ms: u64,
+    /// When the scheduler chose it (ms, this scheduler's clock).
+    decided_ms: u64,
+    /// Sent to a free slot, its round trip not yet measured.
+    to_free_slot: bool,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

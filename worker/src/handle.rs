@@ -50,7 +50,7 @@ async fn handle(rt: Arc<Runtime>, delivery: Delivery, envelope: JobEnvelope) {
         return;
     }
     // Wait for a free slot (in delivery order: the semaphore is fair).
-    let Ok(_slot) = rt.slots.acquire().await else {
+    let Ok(slot) = rt.slots.acquire().await else {
         nack_requeue(&delivery).await;
         return;
     };
@@ -78,6 +78,10 @@ async fn handle(rt: Arc<Runtime>, delivery: Delivery, envelope: JobEnvelope) {
     let renewer = lease::spawn_renewal(rt.clone(), &envelope, cancel.clone(), lost.clone());
     let started = Instant::now();
     let outcome = execute::attempt(&rt, &envelope, task, cancel.clone()).await;
+    // The slot is free once the work is: the next delivery starts while this outcome is
+    // written, so a short job's slot does not idle for a Redis round trip. The scheduler
+    // counts the job until its end event, so nothing beyond the worker's capacity is sent.
+    drop(slot);
     rt.finish_job(envelope.job_id);
 
     if lost.load(Ordering::SeqCst) {

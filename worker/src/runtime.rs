@@ -231,7 +231,7 @@ async fn session(
     // Per-consumer prefetch (global = false): RabbitMQ 4.3 refuses global QoS. The slots
     // semaphore limits the jobs running at once; the prefetch lets a few more wait here, so
     // the next job is already local when one finishes (the scheduler sends at most slots +
-    // its credit slack, and never beyond this worker's capacity).
+    // its adaptive slack, and never beyond this worker's capacity).
     let prefetch = u16::try_from(rt.args.slots + PREFETCH_AHEAD).unwrap_or(u16::MAX);
     channel
         .basic_qos(prefetch, BasicQosOptions { global: false })
@@ -274,8 +274,10 @@ async fn session(
     outcome
 }
 
-/// Deliveries taken beyond the slots, waiting in this process for a free slot.
-const PREFETCH_AHEAD: u32 = 2;
+/// Deliveries taken beyond the slots, waiting in this process for a free slot. Above the
+/// scheduler's default slack cap (16): the scheduler decides how many wait here, and this only
+/// bounds what a worker holds should a scheduler misbehave.
+const PREFETCH_AHEAD: u32 = 32;
 
 /// Tells whether a channel error is RabbitMQ's `consumer_timeout` (a delivery unacked for
 /// longer than the broker allows). AMQP gives it only as text.

@@ -8,6 +8,7 @@ mod events;
 mod listing;
 mod logs;
 mod observe;
+mod pending;
 mod purge;
 mod transitions;
 mod workers;

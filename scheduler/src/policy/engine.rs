@@ -143,6 +143,9 @@ pub struct Dispatch {
     pub est_ms: u64,
     /// Its ordering factors (to put it back if the dispatch fails).
     pub factors: PendingJob,
+    /// It went to a free slot rather than waiting there behind others (its start time then
+    /// measures the dispatch round trip).
+    pub to_free_slot: bool,
 }
 
 /// What one round decided.
@@ -186,7 +189,16 @@ pub struct Scheduler {
     reservation: Option<Reservation>,
     turn: u64,
     decayed_at_ms: Option<u64>,
+    /// Time from a decision to the job running at a worker with a free slot (ms, moving
+    /// average): what an empty slot waits for its next job. Sizes each worker's slack.
+    dispatch_rtt_ms: f64,
 }
+
+/// The dispatch round trip assumed before one is measured (ms).
+const INITIAL_DISPATCH_RTT_MS: f64 = 2.0;
+
+/// Weight of a new round-trip sample in the moving average.
+const DISPATCH_RTT_ALPHA: f64 = 0.1;
 
 /// How often usage decays (the decay itself is exact; this only bounds the re-keying).
 const DECAY_EVERY_MS: u64 = 1000;
@@ -208,7 +220,22 @@ impl Scheduler {
             reservation: None,
             turn: 0,
             decayed_at_ms: None,
+            dispatch_rtt_ms: INITIAL_DISPATCH_RTT_MS,
         }
+    }
+
+    /// Counts one measured dispatch round trip: from the decision to the job's `running`
+    /// event, for a job sent to a free slot (one that waited behind others measures the
+    /// wait, not the trip).
+    pub fn observe_dispatch_rtt(&mut self, rtt_ms: u64) {
+        // A stall (a broker outage, a paused process) says nothing about the usual trip.
+        let sample = (rtt_ms as f64).min(1000.0);
+        self.dispatch_rtt_ms += DISPATCH_RTT_ALPHA * (sample - self.dispatch_rtt_ms);
+    }
+
+    /// The dispatch round trip in use (ms).
+    pub fn dispatch_rtt_ms(&self) -> f64 {
+        self.dispatch_rtt_ms
     }
 
     /// The policy in force.
@@ -400,8 +427,11 @@ impl Scheduler {
         let mut round = Round::default();
         self.reservation = None;
         let mut set_aside: Vec<Rank> = Vec::new();
-        let slack = self.config.slack;
-        while self.workers.values().any(|w| w.has_free_slot(slack)) {
+        let (rtt_ms, cap) = (self.dispatch_rtt_ms, self.config.slack);
+        for worker in self.workers.values_mut() {
+            worker.adapt_slack(rtt_ms, cap, now_ms);
+        }
+        while self.workers.values().any(WorkerState::has_free_slot) {
             let Some(rank) = self.order.pop_first() else {
                 break;
             };
@@ -414,6 +444,10 @@ impl Scheduler {
             let est_ms = factors.est_ms;
             match self.place(idx, job, est_ms, now_ms) {
                 Ok(worker) => {
+                    let to_free_slot = self
+                        .workers
+                        .get(&worker)
+                        .is_some_and(|w| w.free_slots() > 0);
                     self.classes[idx].jobs.remove(&(key, job));
                     self.pending -= 1;
                     let class = self.classes[idx].class.clone();
@@ -424,6 +458,7 @@ impl Scheduler {
                         class,
                         est_ms,
                         factors,
+                        to_free_slot,
                     });
                     self.rerank(idx);
                 }
@@ -469,7 +504,6 @@ impl Scheduler {
         {
             return Err(Reason::RateLimit(limit));
         }
-        let slack = self.config.slack;
         let reservation = self.reservation.clone();
         let backfill = self.config.backfill;
         let mut eligible = 0usize;
@@ -480,7 +514,7 @@ impl Scheduler {
                 continue;
             }
             eligible += 1;
-            if !worker.fits_now(&class.requires, slack) {
+            if !worker.fits_now(&class.requires) {
                 continue;
             }
             if let Some(r) = &reservation
@@ -523,7 +557,7 @@ impl Scheduler {
             .workers
             .values()
             .filter(|w| w.eligible(class))
-            .map(|w| (w.expected_fit_ms(&class.requires, slack, now_ms), w))
+            .map(|w| (w.expected_fit_ms(&class.requires, now_ms), w))
             .min_by_key(|(at, w)| (*at, w.heartbeat.worker_id.clone()));
         if let Some((at_ms, worker)) = reserved {
             self.reservation = Some(Reservation {
@@ -554,6 +588,8 @@ impl Scheduler {
                     est_ms,
                 },
             );
+            // What it runs now sizes how much may wait behind it.
+            state.adapt_slack(self.dispatch_rtt_ms, self.config.slack, now_ms);
         }
         self.running.insert(
             job,

@@ -50,6 +50,9 @@ pub struct WorkerStatus {
     pub free_mem_mb: i64,
     /// Free GPUs.
     pub free_gpus: i64,
+    /// Jobs it may be sent beyond its free slots, as last sized by the dispatch round trip
+    /// and the runtimes of what runs there.
+    pub slack: u32,
 }
 
 /// The whole summary.
@@ -71,6 +74,8 @@ pub struct Status {
     pub workers: Vec<WorkerStatus>,
     /// The worker held for a large job (backfill).
     pub reservation: Option<Reservation>,
+    /// From a decision to the job running at a free slot (ms, moving average).
+    pub dispatch_rtt_ms: f64,
 }
 
 impl Status {
@@ -121,9 +126,11 @@ impl Status {
                     free_cpu: w.free_cpu(),
                     free_mem_mb: w.free_mem(),
                     free_gpus: w.free_gpus(),
+                    slack: w.slack,
                 })
                 .collect(),
             reservation: scheduler.reservation().cloned(),
+            dispatch_rtt_ms: scheduler.dispatch_rtt_ms(),
         }
     }
 }

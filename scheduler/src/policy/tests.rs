@@ -313,3 +313,51 @@ fn long_dispatched_jobs_are_listed_for_a_check() {
     assert!(s.finished(j.id, 20_000));
     assert!(s.running_since(30_000, 10_000).is_empty());
 }
+
+/// Slack follows the work: short jobs get successors sent ahead, long ones none, so a job
+/// that arrives later with a higher priority is not stuck behind jobs parked at a worker.
+#[test]
+fn slack_adapts_to_runtimes_and_the_dispatch_round_trip() {
+    let sent_to = |est_ms: u64, rtt_ms: u64| {
+        let mut s = Scheduler::new(PolicyConfig::preset(Preset::Priority));
+        s.upsert_worker(worker("w", "cpu", 4, 4, 0));
+        for _ in 0..50 {
+            s.observe_dispatch_rtt(rtt_ms);
+        }
+        let a = class("a", &[], 0, 0);
+        for i in 0..100 {
+            s.add(&a, job(i, 4, est_ms));
+        }
+        s.decide(1000).dispatches.len()
+    };
+    let short = sent_to(10, 2);
+    assert!(
+        (5..=4 + 16).contains(&short),
+        "10 ms jobs: the 4 slots and a few ahead, got {short}"
+    );
+    assert!(
+        sent_to(10, 20) > short,
+        "a slower round trip sends more ahead"
+    );
+    assert_eq!(
+        sent_to(60_000, 2),
+        4,
+        "minute-long jobs: nothing waits at the worker"
+    );
+    assert_eq!(sent_to(1, 50), 4 + 16, "never beyond the cap");
+
+    // What a long job's worker was not sent ahead is still pending when something urgent
+    // arrives, and goes first.
+    let mut s = Scheduler::new(PolicyConfig::preset(Preset::Priority));
+    s.upsert_worker(worker("w", "cpu", 1, 4, 0));
+    let a = class("a", &[], 0, 0);
+    for i in 0..10 {
+        s.add(&a, job(i, 4, 60_000));
+    }
+    assert_eq!(s.decide(100).dispatches.len(), 1);
+    let first = s.running_since(u64::MAX, 0)[0];
+    let urgent = job(200, 9, 60_000);
+    s.add(&class("b", &[], 0, 0), urgent);
+    s.finished(first, 60_100);
+    assert_eq!(s.decide(60_100).dispatches[0].job, urgent.id);
+}

@@ -36,6 +36,8 @@ pub struct WorkerState {
     /// Silent for a while: sent nothing new, but its placements are kept in case it is only
     /// slow (a busy machine can miss heartbeats) and comes back.
     pub suspended: bool,
+    /// Jobs it may be sent beyond its free slots (see [`WorkerState::adapt_slack`]).
+    pub slack: u32,
     used_cpu: u64,
     used_mem: u64,
     used_gpus: u64,
@@ -48,6 +50,7 @@ impl WorkerState {
             heartbeat,
             placed: HashMap::new(),
             suspended: false,
+            slack: 0,
             used_cpu: 0,
             used_mem: 0,
             used_gpus: 0,
@@ -65,20 +68,42 @@ impl WorkerState {
     }
 
     /// Tells whether a job of `class` fits now: free resources, and fewer jobs than its
-    /// slots plus `slack`.
-    pub fn fits_now(&self, requires: &Requirements, slack: u32) -> bool {
-        let have = &self.heartbeat.resources;
-        let limit = u64::from(self.heartbeat.slots) + u64::from(slack);
-        (self.placed.len() as u64) < limit
-            && self.used_cpu + u64::from(requires.cpu) <= u64::from(have.cpu)
-            && self.used_mem + requires.mem_mb <= have.mem_mb
-            && self.used_gpus + u64::from(requires.gpus) <= u64::from(have.gpus)
+    /// slots plus its slack.
+    pub fn fits_now(&self, requires: &Requirements) -> bool {
+        let limit = u64::from(self.heartbeat.slots) + u64::from(self.slack);
+        (self.placed.len() as u64) < limit && self.resources_fit(requires)
     }
 
     /// Tells whether the worker has room for one more job of any kind.
-    pub fn has_free_slot(&self, slack: u32) -> bool {
+    pub fn has_free_slot(&self) -> bool {
         !self.suspended
-            && (self.placed.len() as u64) < u64::from(self.heartbeat.slots) + u64::from(slack)
+            && (self.placed.len() as u64) < u64::from(self.heartbeat.slots) + u64::from(self.slack)
+    }
+
+    /// Sets how many jobs may wait here beyond the free slots: twice the jobs expected to
+    /// end within one dispatch round trip (`rtt_ms`, from the scheduler's decision to the
+    /// job running), by the estimates of what runs here, at most `cap`. Short jobs then find
+    /// their successor already at the worker; long ones get none (fewer than one in ten
+    /// ends within a round trip), since a job waiting behind them would hold up the policy's
+    /// order for a whole run, while an empty slot costs them only one round trip.
+    pub fn adapt_slack(&mut self, rtt_ms: f64, cap: u32, now_ms: u64) {
+        let placed = self.placed.len().max(1) as f64;
+        let running_share = (f64::from(self.heartbeat.slots) / placed).min(1.0);
+        let ending_per_ms: f64 = self
+            .placed
+            .values()
+            .map(|p| {
+                let expected = p.est_ms.max(now_ms.saturating_sub(p.started_ms)).max(1);
+                1.0 / expected as f64
+            })
+            .sum::<f64>()
+            * running_share;
+        let wanted = 2.0 * ending_per_ms * rtt_ms;
+        self.slack = if wanted < 0.1 {
+            0
+        } else {
+            (wanted.ceil() as u32).min(cap)
+        };
     }
 
     /// Free slots (may be negative while slack jobs wait there).
@@ -129,8 +154,8 @@ impl WorkerState {
     /// When a job needing `requires` is expected to fit here, by the runtime estimates of
     /// what is placed: jobs are assumed to end in order of their expected end. A job
     /// overrunning its estimate counts as ending `now`.
-    pub fn expected_fit_ms(&self, requires: &Requirements, slack: u32, now_ms: u64) -> u64 {
-        if self.fits_now(requires, slack) {
+    pub fn expected_fit_ms(&self, requires: &Requirements, now_ms: u64) -> u64 {
+        if self.fits_now(requires) {
             return now_ms;
         }
         let mut ends: Vec<(u64, &Placed)> = self
@@ -143,6 +168,7 @@ impl WorkerState {
             heartbeat: self.heartbeat.clone(),
             placed: HashMap::new(),
             suspended: false,
+            slack: 0,
             used_cpu: self.used_cpu,
             used_mem: self.used_mem,
             used_gpus: self.used_gpus,

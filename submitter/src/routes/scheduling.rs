@@ -19,6 +19,10 @@ use crate::state::AppState;
 /// Where a waiting job stands, and why it waits.
 #[derive(Debug, Serialize)]
 pub(super) struct Standing {
+    /// Pending jobs of every class with a smaller key: under `fifo`, `priority` and `sjf`
+    /// the jobs that start before it (0: it is next), capacity and placement aside; under
+    /// `fair` and the round-robins a class's turn counts too (see `class_rank`).
+    jobs_ahead: Option<u64>,
     /// Jobs of its class (same tenant, queue, requirements and task) ahead of it.
     position_in_class: Option<u64>,
     /// Jobs of its class waiting in all.
@@ -69,12 +73,17 @@ pub(super) async fn view(state: &AppState, mut record: JobRecord) -> Result<JobV
         });
     };
     let factors = parse_factors(&place.member);
+    let jobs_ahead = match place.score {
+        Some(score) => Some(state.store().pending_ahead(score).await?),
+        None => None,
+    };
     if record.pending_reason.is_none() {
         record.pending_reason.clone_from(&place.class_reason);
     }
     Ok(JobView {
         record,
         scheduling: Some(Standing {
+            jobs_ahead,
             position_in_class: place.rank,
             class_pending: place.class_pending,
             class_rank: place.class_rank,

@@ -43,6 +43,20 @@ async fn priority_overtakes_a_saturated_backlog() {
     let backlog = sys
         .submit_batch((0..30).map(|_| sleep_job("a", 1, 100)).collect())
         .await;
+    // The last of the backlog knows how many go before it (it waits about 3 s).
+    let last = wait_until("the backlog admitted", Duration::from_secs(10), || async {
+        let job = sys.job(&backlog[29]).await;
+        (job["state"] != "queued" || job["scheduling"].is_object()).then_some(job)
+    })
+    .await;
+    let standing = &last["scheduling"];
+    let in_class = standing["position_in_class"].as_u64();
+    let ahead = standing["jobs_ahead"].as_u64();
+    assert!(
+        last["state"] != "queued"
+            || matches!((in_class, ahead), (Some(c), Some(a)) if c >= 20 && a <= c && a + 2 >= c),
+        "one class waiting: jobs ahead is its place in the class: {last}"
+    );
     let urgent = sys.submit(sleep_job("b", 9, 100)).await;
     let (urgent_start, _) = interval(&sys, &urgent).await;
     let mut after = 0;
