@@ -59,7 +59,7 @@ async fn scenario(name: &str, link: Link, outage: Duration) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn network_stall_between_a_worker_and_rabbitmq() {
-    scenario("net_stall", Link::Stalled, Duration::from_secs(6)).await;
+    scenario("net_stall", Link::Stalled, Duration::from_secs(12)).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
