@@ -468,6 +468,9 @@ impl Session {
             }
             // The event's own time: it was stamped where the job ended.
             self.core.finished(id, event.at.max(1));
+            if event.state == JobState::Queued {
+                self.readmit_if_pending(id);
+            }
         }
         if event.state.is_terminal() && event.from == JobState::Queued {
             // Cancelled (or failed by an operator, or by its schedule timeout) while it
@@ -491,6 +494,32 @@ impl Session {
             });
             self.reasons.remove(&id);
         }
+    }
+
+    /// A job handed back by its worker (a draining worker bounces what it has not started:
+    /// it publishes the job to intake, then marks it `queued`) can reach admission while
+    /// this scheduler still counts it as running there; the core then ignores it, and
+    /// without this it would wait in the Redis index, in no one's memory, for ever. Once it
+    /// has left its worker, whatever the index holds for it goes back into the order
+    /// (adding a job already there is a no-op).
+    fn readmit_if_pending(&self, id: JobId) {
+        let (store, tx) = (self.store.clone(), self.reports_tx.clone());
+        tokio::spawn(async move {
+            let Ok(Some(place)) = store.pending_position(id).await else {
+                return;
+            };
+            let class = place
+                .class_json
+                .as_deref()
+                .and_then(|json| serde_json::from_str(json).ok());
+            if let (Some(class), Some(job)) = (class, intake::parse_member(&place.member)) {
+                let _ = tx.send(Report::Admitted(vec![Admitted {
+                    class,
+                    job,
+                    deadline_ms: None,
+                }]));
+            }
+        });
     }
 
     /// Runs a round of the policy and sends what it chose.

@@ -16,6 +16,11 @@ use crate::policy::PolicyConfig;
 /// Most jobs looked at per state and sweep.
 const SWEEP_LIMIT: isize = 10_000;
 
+/// A job whose worker was lost this many times while running it is a poison job (it kills
+/// its workers, or the machines it lands on die): it fails instead of taking down worker
+/// after worker for ever.
+pub(crate) const MAX_WORKER_LOSSES: u32 = 3;
+
 /// Finds jobs owned by workers that are gone and puts them back in the pending index.
 /// `live` are the workers the scheduler hears from. Returns the jobs to order again.
 pub(crate) async fn sweep(
@@ -73,6 +78,21 @@ async fn reclaim(
     // A lease still held means the worker may be alive but silent (a partition): wait
     // for it to lapse rather than risk two copies.
     if store.lease_holder(id).await.ok()?.is_some() {
+        return None;
+    }
+    let losses = record.takeovers + 1;
+    if record.state == JobState::Running && losses >= MAX_WORKER_LOSSES {
+        let reason = format!(
+            "poison job: its worker was lost {losses} times while running it \
+             (limit {MAX_WORKER_LOSSES})"
+        );
+        let fail = Transition::new(id, JobState::Failed)
+            .at_attempt(record.attempt)
+            .set("takeovers", losses)
+            .set("error", &reason);
+        if let Ok(TransitionOutcome::Done(_)) = store.transition(&fail).await {
+            warn!(job_id = %id, %worker, %reason, "job failed as poison");
+        }
         return None;
     }
     let task = record.spec.validate().ok()?;

@@ -8,6 +8,8 @@
 
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use futures_util::future::join_all;
 use warren_protocol::{JobEnvelope, JobId, JobSpec, Task, now_ms};
 use warren_store::NewJob;
@@ -82,6 +84,7 @@ pub(crate) async fn accept_one(
     correlation_id: String,
     idempotency_key: Option<String>,
 ) -> Result<Submitted, ApiError> {
+    let deadline = publish_deadline(state);
     let task_state = state.clone();
     let work = async move {
         let state = task_state;
@@ -92,7 +95,7 @@ pub(crate) async fn accept_one(
         };
         let id = job.id;
         let Some(key) = idempotency_key else {
-            accept_jobs(&state, &[job], &correlation_id).await?;
+            accept_jobs(&state, &[job], &correlation_id, deadline).await?;
             return Ok(Submitted::Created(id));
         };
         let store = state.store();
@@ -102,7 +105,7 @@ pub(crate) async fn accept_one(
         {
             return Ok(Submitted::Existing(holder));
         }
-        if let Err(refused) = accept_jobs(&state, &[job], &correlation_id).await {
+        if let Err(refused) = accept_jobs(&state, &[job], &correlation_id, deadline).await {
             if let Err(error) = store.release_idempotency_key(&key, id).await {
                 // Retries with this key get 409 until the pending TTL frees it.
                 tracing::error!(job_id = %id, error = %error_chain(&error), "cannot release an idempotency key");
@@ -142,11 +145,12 @@ pub(crate) async fn accept_many(
     correlation_id: String,
     idempotency_key: Option<String>,
 ) -> Result<SubmittedBatch, ApiError> {
+    let deadline = publish_deadline(state);
     let task_state = state.clone();
     let work = async move {
         let state = task_state;
         let Some(key) = idempotency_key else {
-            accept_jobs(&state, &jobs, &correlation_id).await?;
+            accept_jobs(&state, &jobs, &correlation_id, deadline).await?;
             return Ok(SubmittedBatch::Created);
         };
         let ids: Vec<JobId> = jobs.iter().map(|job| job.id).collect();
@@ -157,7 +161,7 @@ pub(crate) async fn accept_many(
         {
             return Ok(SubmittedBatch::Existing(holder));
         }
-        if let Err(refused) = accept_jobs(&state, &jobs, &correlation_id).await {
+        if let Err(refused) = accept_jobs(&state, &jobs, &correlation_id, deadline).await {
             if let Err(error) = store.release_batch_idempotency_key(&key, &ids).await {
                 // Retries with this key get 409 until the pending TTL frees it.
                 tracing::error!(jobs = ids.len(), error = %error_chain(&error), "cannot release a batch idempotency key");
@@ -184,10 +188,12 @@ async fn accept_jobs(
     state: &AppState,
     jobs: &[NewJob],
     correlation_id: &str,
+    deadline: Instant,
 ) -> Result<(), ApiError> {
     // Nothing is published unless Redis has the records first.
     state.store().create_jobs(jobs).await?;
-    let published = publish(state, jobs, correlation_id).await;
+    let deadline = deadline.min(Instant::now() + CONFIRM_TIMEOUT);
+    let published = publish(state, jobs, correlation_id, deadline).await;
     let first = jobs.first().map(|j| j.id.to_string()).unwrap_or_default();
     let Err(error) = published else {
         note_delays(state, jobs).await;
@@ -237,15 +243,34 @@ async fn note_delays(state: &AppState, jobs: &[NewJob]) {
     }
 }
 
+/// When a submission must have its confirms, or be refused: well inside the request
+/// timeout. The accepting task outlives an abandoned request, so a publish confirmed after
+/// the timeout layer has answered 503 would run a job the client was told was refused (a
+/// memory alarm showed it: the blocked publishes went through once it cleared). A quarter
+/// of the timeout is left for deleting the records and answering.
+fn publish_deadline(state: &AppState) -> Instant {
+    Instant::now() + state.request_timeout() * 3 / 4
+}
+
 /// Publishes every job to intake (or, delayed, to the delay ladder) and awaits all confirms
-/// in one round.
+/// in one round, all before `deadline`.
 async fn publish(
     state: &AppState,
     jobs: &[NewJob],
     correlation_id: &str,
+    deadline: Instant,
 ) -> Result<(), TopologyError> {
-    let lease = state.publisher().get().await?;
-    let result = publish_on(&lease, jobs, correlation_id).await;
+    let late = || TopologyError::Connect {
+        message: "no publisher confirm before the submission's deadline".to_owned(),
+    };
+    let lease = tokio::time::timeout_at(deadline, state.publisher().get())
+        .await
+        .map_err(|_| late())??;
+    let result =
+        match tokio::time::timeout_at(deadline, publish_on(&lease, jobs, correlation_id)).await {
+            Ok(result) => result,
+            Err(_) => Err(late()),
+        };
     if let Err(error) = &result
         && may_have_broken_the_channel(error)
     {
@@ -286,12 +311,7 @@ async fn publish_on(
         };
         pending.push(sent);
     }
-    let confirms = join_all(pending.into_iter().map(Pending::confirmed));
-    let results = tokio::time::timeout(CONFIRM_TIMEOUT, confirms)
-        .await
-        .map_err(|_| TopologyError::Connect {
-            message: format!("no publisher confirm within {CONFIRM_TIMEOUT:?}"),
-        })?;
+    let results = join_all(pending.into_iter().map(Pending::confirmed)).await;
     results.into_iter().collect()
 }
 
