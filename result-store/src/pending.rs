@@ -39,6 +39,9 @@ type PositionReply = (
     Option<u64>,
 );
 
+/// Jobs sharing a waiting job's key that `pending_ahead` looks at, per class.
+pub const TIES_COUNTED: isize = 10_000;
+
 /// One pending job as the index stores it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingEntry {
@@ -253,34 +256,47 @@ impl Store {
         }))
     }
 
-    /// Counts the pending jobs, of every class, whose key is below `score`: under a policy
-    /// that orders by key alone (fifo, priority, sjf) the jobs that go before one with that
-    /// key, capacity aside. One pipelined `ZCOUNT` per class.
+    /// Counts the pending jobs, of every class, that come before `place` in key order (ties
+    /// broken by job id, as the scheduler breaks them): under a policy that orders by key
+    /// alone (fifo, priority, sjf) the jobs that start before it, capacity aside. One
+    /// pipelined `ZCOUNT` per other class, and a look at the jobs sharing its key (a batch's
+    /// jobs share their arrival), at most [`TIES_COUNTED`] per class.
     ///
     /// # Errors
     /// Returns [`StoreError`] when Redis fails.
-    pub async fn pending_ahead(&self, score: i64) -> Result<u64, StoreError> {
+    pub async fn pending_ahead(&self, place: &PendingPosition) -> Result<Option<u64>, StoreError> {
+        let (Some(score), Some(rank)) = (place.score, place.rank) else {
+            return Ok(None);
+        };
         let classes: Vec<String> = self
             .conn()
             .hkeys(self.keys.pending_classes())
             .await
             .map_err(|e| StoreError::redis("reading the pending classes", e))?;
-        if classes.is_empty() {
-            return Ok(0);
+        let others: Vec<&String> = classes.iter().filter(|c| **c != place.class_id).collect();
+        if others.is_empty() {
+            return Ok(Some(rank));
         }
         let mut pipe = redis::pipe();
-        for class_id in &classes {
-            pipe.zcount(
-                self.keys.pending_class(class_id),
-                "-inf",
-                format!("({score}"),
-            );
+        for class_id in &others {
+            let key = self.keys.pending_class(class_id);
+            pipe.zcount(&key, "-inf", format!("({score}"))
+                .zrangebyscore_limit(&key, score, score, 0, TIES_COUNTED);
         }
-        let counts: Vec<u64> = pipe
+        let replies: Vec<redis::Value> = pipe
             .query_async(&mut self.conn())
             .await
             .map_err(|e| StoreError::redis("counting the jobs ahead", e))?;
-        Ok(counts.into_iter().sum())
+        let mut ahead = rank;
+        for pair in replies.chunks(2) {
+            let below: u64 = redis::from_redis_value(&pair[0])
+                .map_err(|e| StoreError::redis("counting the jobs ahead", e))?;
+            let tied: Vec<String> = redis::from_redis_value(&pair[1])
+                .map_err(|e| StoreError::redis("counting the jobs ahead", e))?;
+            // Members start with the job id, whose text sorts as the id does.
+            ahead += below + tied.iter().filter(|m| **m < place.member).count() as u64;
+        }
+        Ok(Some(ahead))
     }
 
     /// Returns every class that has (or had) pending jobs: id → class JSON.

@@ -18,40 +18,43 @@ fn entry(class_id: &str, score: i64) -> PendingEntry {
 }
 
 /// A job's rank among all pending jobs counts the smaller keys of every class, not only its
-/// own: under fifo, priority and sjf that is the order they start in.
+/// own, and jobs sharing its key (a batch) by id: under fifo, priority and sjf that is the
+/// order they start in.
 #[tokio::test]
 async fn jobs_ahead_counts_smaller_keys_across_classes() {
     let ns = TestNamespace::new("pending_ahead");
     let store = store(&ns).await;
-    assert_eq!(within("empty", store.pending_ahead(100)).await.unwrap(), 0);
     let classes = [
         ("a".to_owned(), r#"{"tenant":"a"}"#.to_owned()),
         ("b".to_owned(), r#"{"tenant":"b"}"#.to_owned()),
     ];
     let entries = [
         entry("a", 10),
-        entry("a", 30),
-        entry("a", 50),
         entry("b", 20),
+        entry("a", 30),
+        entry("b", 30),
+        entry("a", 30),
         entry("b", 40),
+        entry("a", 50),
     ];
     within("adding", store.pending_add(&classes, &entries))
         .await
         .unwrap();
-    let ahead = |score| store.pending_ahead(score);
-    assert_eq!(within("first", ahead(10)).await.unwrap(), 0);
-    assert_eq!(within("b's first", ahead(20)).await.unwrap(), 1);
-    assert_eq!(within("a's third", ahead(50)).await.unwrap(), 4);
-    let place = within("position", store.pending_position(entries[4].job))
-        .await
-        .unwrap()
-        .expect("indexed");
-    assert_eq!(place.rank, Some(1), "second of its class");
-    assert_eq!(
-        within("b's second", ahead(place.score.unwrap()))
+    // The order the scheduler serves them in: key, then id.
+    let mut order: Vec<&PendingEntry> = entries.iter().collect();
+    order.sort_by_key(|e| (e.score, e.job.to_string()));
+    for (expected, entry) in order.into_iter().enumerate() {
+        let place = within("position", store.pending_position(entry.job))
             .await
-            .unwrap(),
-        3
-    );
+            .unwrap()
+            .expect("indexed");
+        let ahead = within("ahead", store.pending_ahead(&place)).await.unwrap();
+        assert_eq!(
+            ahead,
+            Some(expected as u64),
+            "entry {expected} (key {})",
+            entry.score
+        );
+    }
     ns.cleanup().await;
 }

@@ -73,10 +73,7 @@ pub(super) async fn view(state: &AppState, mut record: JobRecord) -> Result<JobV
         });
     };
     let factors = parse_factors(&place.member);
-    let jobs_ahead = match place.score {
-        Some(score) => Some(state.store().pending_ahead(score).await?),
-        None => None,
-    };
+    let jobs_ahead = state.store().pending_ahead(&place).await?;
     if record.pending_reason.is_none() {
         record.pending_reason.clone_from(&place.class_reason);
     }
