@@ -7,5 +7,6 @@ mod broker_outage;
 mod confinement;
 mod outages;
 mod processes;
+mod signing;
 mod support;
 mod tasks;

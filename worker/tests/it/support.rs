@@ -31,6 +31,7 @@ pub(crate) fn args(ns: &TestNamespace) -> WorkerArgs {
             redis: RedisArgs { url: redis_url() },
             namespace: ns.ns().clone(),
             result_ttl: Duration::from_secs(600),
+            signing: Default::default(),
         },
         shutdown: ShutdownArgs {
             shutdown_grace: Duration::from_secs(5),
