@@ -5,6 +5,7 @@
 
 mod broker_outage;
 mod confinement;
+mod limits;
 mod outages;
 mod processes;
 mod signing;

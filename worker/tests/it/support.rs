@@ -51,6 +51,7 @@ pub(crate) fn args(ns: &TestNamespace) -> WorkerArgs {
         exec_path: "/usr/local/bin:/usr/bin:/bin".into(),
         allow_cwd: vec![],
         job_dir_root: std::env::temp_dir(),
+        limits: Default::default(),
         confinement: Default::default(),
     }
 }
