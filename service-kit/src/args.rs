@@ -58,6 +58,7 @@ pub struct CommonArgs {
 pub struct SigningArgs {
     /// Signing keys, separated by commas: the first signs, all verify (for rotation).
     #[arg(
+        id = "signing_key",
         long = "signing-key",
         env = "WARREN_SIGNING_KEY",
         hide_env_values = true
@@ -65,9 +66,10 @@ pub struct SigningArgs {
     pub key: Option<String>,
     /// A file holding the signing keys, one a line (the first signs).
     #[arg(
+        id = "signing_key_file",
         long = "signing-key-file",
         env = "WARREN_SIGNING_KEY_FILE",
-        conflicts_with = "key"
+        conflicts_with = "signing_key"
     )]
     pub key_file: Option<std::path::PathBuf>,
 }
@@ -176,6 +178,29 @@ mod tests {
         assert_eq!(cli.common.amqp.url, "amqp://a");
         assert_eq!(cli.common.redis.url, "redis://b");
         assert!(Cli::try_parse_from(["x", "--namespace", "bad name"]).is_err());
+    }
+
+    #[test]
+    fn signing_keys_come_from_the_flag_or_a_file_not_both() {
+        let cli = Cli::try_parse_from(["x", "--signing-key", "k1,k2"]).unwrap();
+        assert_eq!(
+            cli.common.signing.key_text().unwrap().as_deref(),
+            Some("k1,k2")
+        );
+        assert!(!format!("{:?}", cli.common.signing).contains("k1"));
+        let file = std::env::temp_dir().join(format!("warren-keys-{}", std::process::id()));
+        std::fs::write(&file, "k3\nk4\n").unwrap();
+        let cli = Cli::try_parse_from(["x", "--signing-key-file", file.to_str().unwrap()]).unwrap();
+        assert_eq!(
+            cli.common.signing.key_text().unwrap().as_deref(),
+            Some("k3\nk4\n")
+        );
+        std::fs::remove_file(&file).unwrap();
+        let err = cli.common.signing.key_text().unwrap_err().to_string();
+        assert!(err.contains("WARREN_SIGNING_KEY_FILE"), "{err}");
+        assert!(
+            Cli::try_parse_from(["x", "--signing-key", "a", "--signing-key-file", "b"]).is_err()
+        );
     }
 
     #[test]
