@@ -155,3 +155,44 @@ async fn the_stored_spec_runs_not_the_messages_copy() {
     assert_eq!(job.result.unwrap()["stdout"], "stored\n");
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forged_cancel_is_ignored_and_a_signed_one_stops_the_job() {
+    let ns = TestNamespace::new("worker_signed_cancel");
+    let h = Harness::start(ns.clone(), signed_worker(&ns)).await;
+    let right = publisher_with(&h, KEY).await;
+    let wrong = publisher_with(&h, "some-other-key-0123456789abcdef").await;
+    let sleeper = |ms: u64| spec("sleep", json!({ "ms": ms }));
+
+    // Forged and unsigned cancels reach the worker but stop nothing: the job runs to its end.
+    let survives = record(&h, sleeper(1500)).await;
+    send(&right, &h, &survives).await;
+    wait_until("the job to run", Duration::from_secs(10), || {
+        let store = h.store.clone();
+        async move {
+            let job = store.get(survives.job_id).await.ok()??;
+            (job.state == JobState::Running).then_some(())
+        }
+    })
+    .await;
+    wrong.broadcast_cancel(survives.job_id).await.unwrap();
+    h.publisher.broadcast_cancel(survives.job_id).await.unwrap();
+    let job = h.wait_terminal(survives.job_id).await;
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+
+    // A signed cancel stops it.
+    let stopped = record(&h, sleeper(60_000)).await;
+    send(&right, &h, &stopped).await;
+    wait_until("the job to run", Duration::from_secs(10), || {
+        let store = h.store.clone();
+        async move {
+            let job = store.get(stopped.job_id).await.ok()??;
+            (job.state == JobState::Running).then_some(())
+        }
+    })
+    .await;
+    right.broadcast_cancel(stopped.job_id).await.unwrap();
+    let job = h.wait_terminal(stopped.job_id).await;
+    assert_eq!(job.state, JobState::Cancelled, "{:?}", job.error);
+    h.stop().await;
+}
