@@ -14,6 +14,7 @@ mod error;
 mod headers;
 mod names;
 mod publisher;
+pub mod signing;
 mod subscribe;
 
 pub use connect::{AmqpPool, connect_pool};
@@ -25,4 +26,5 @@ pub use error::TopologyError;
 pub use headers::{DUE_HEADER, REASON_HEADER, header_str, header_u64, job_properties};
 pub use names::{CANCEL_ROUTING_KEY, DELAY_RUNGS, Topology, TopologyOptions};
 pub use publisher::{Pending, Publisher};
+pub use signing::{Destination, SigningKeys};
 pub use subscribe::{Subscription, subscribe};

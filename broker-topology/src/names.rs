@@ -2,6 +2,8 @@ use std::time::Duration;
 
 use warren_protocol::{Namespace, PoolName, WorkerId};
 
+use crate::signing::SigningKeys;
+
 /// Routing key on the control exchange that asks every worker to stop a job (the one
 /// running it does); the body is `{"job_id": …}`.
 pub const CANCEL_ROUTING_KEY: &str = "job.cancel";
@@ -23,12 +25,30 @@ pub struct TopologyOptions {
 pub struct Topology {
     ns: Namespace,
     options: TopologyOptions,
+    signing: Option<SigningKeys>,
 }
 
 impl Topology {
     /// Names the topology of namespace `ns`.
     pub fn new(ns: Namespace, options: TopologyOptions) -> Self {
-        Self { ns, options }
+        Self {
+            ns,
+            options,
+            signing: None,
+        }
+    }
+
+    /// Signs the job messages published with this topology, and has consumers refuse
+    /// unsigned or forged ones (see [`crate::signing`]). `None` leaves messages unsigned.
+    #[must_use]
+    pub fn with_signing(mut self, keys: Option<SigningKeys>) -> Self {
+        self.signing = keys;
+        self
+    }
+
+    /// The keys job messages are signed and checked with, if any.
+    pub fn signing(&self) -> Option<&SigningKeys> {
+        self.signing.as_ref()
     }
 
     /// Returns the namespace.

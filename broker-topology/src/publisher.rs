@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use deadpool_lapin::lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use deadpool_lapin::lapin::types::{AMQPValue, FieldTable};
+use deadpool_lapin::lapin::types::AMQPValue;
 use deadpool_lapin::lapin::{self, BasicProperties, Channel};
 use tokio::sync::oneshot;
 use warren_protocol::{JobEnvelope, JobId, PoolName, WorkerId};
@@ -11,6 +11,7 @@ use crate::connect::{AmqpPool, open_channel};
 use crate::error::TopologyError;
 use crate::headers::{REASON_HEADER, job_properties};
 use crate::names::{CANCEL_ROUTING_KEY, Topology};
+use crate::signing::Destination;
 
 /// A channel in confirm mode that publishes with `mandatory`, so that "sent" means "a queue
 /// has it": the broker confirmed it, and did not return it as unroutable.
@@ -155,16 +156,31 @@ impl Publisher {
         }
     }
 
+    /// A job message's properties, signed for `to` when the topology has keys.
+    fn job_properties(
+        &self,
+        envelope: &JobEnvelope,
+        body: &[u8],
+        to: &Destination,
+    ) -> BasicProperties {
+        let properties = job_properties(envelope);
+        match self.topology.signing() {
+            Some(keys) => keys.sign_properties(properties, &envelope.job_id.to_string(), to, body),
+            None => properties,
+        }
+    }
+
     /// Sends a job to intake (the scheduler's queue).
     ///
     /// # Errors
     /// See [`Publisher::send`].
     pub async fn send_intake(&self, envelope: &JobEnvelope) -> Result<Pending, TopologyError> {
+        let body = envelope.to_bytes();
         self.send(
             &self.topology.intake_exchange(),
             self.topology.intake_routing_key(),
-            &envelope.to_bytes(),
-            job_properties(envelope),
+            &body,
+            self.job_properties(envelope, &body, &Destination::Intake),
         )
         .await
     }
@@ -178,11 +194,12 @@ impl Publisher {
         pool: &PoolName,
         envelope: &JobEnvelope,
     ) -> Result<Pending, TopologyError> {
+        let body = envelope.to_bytes();
         self.send(
             &self.topology.work_exchange(),
             &pool.to_string(),
-            &envelope.to_bytes(),
-            job_properties(envelope),
+            &body,
+            self.job_properties(envelope, &body, &Destination::Pool(pool.clone())),
         )
         .await
     }
@@ -196,11 +213,12 @@ impl Publisher {
         worker: &WorkerId,
         envelope: &JobEnvelope,
     ) -> Result<Pending, TopologyError> {
+        let body = envelope.to_bytes();
         self.send(
             &self.topology.work_exchange(),
             &self.topology.worker_routing_key(worker),
-            &envelope.to_bytes(),
-            job_properties(envelope),
+            &body,
+            self.job_properties(envelope, &body, &Destination::Worker(worker.clone())),
         )
         .await
     }
@@ -214,11 +232,12 @@ impl Publisher {
         rung: u32,
         envelope: &JobEnvelope,
     ) -> Result<Pending, TopologyError> {
+        let body = envelope.to_bytes();
         self.send(
             "",
             &self.topology.delay_queue(rung),
-            &envelope.to_bytes(),
-            job_properties(envelope),
+            &body,
+            self.job_properties(envelope, &body, &Destination::Delay),
         )
         .await
     }
@@ -279,10 +298,16 @@ impl Publisher {
     /// Returns [`TopologyError::Publish`] when the frame cannot be sent.
     pub async fn broadcast_cancel(&self, job: JobId) -> Result<(), TopologyError> {
         let body = serde_json::json!({ "job_id": job }).to_string();
-        self.emit(
+        let id = job.to_string();
+        let mut props = event_properties().with_message_id(id.as_str().into());
+        if let Some(keys) = self.topology.signing() {
+            props = keys.sign_properties(props, &id, &Destination::Cancel, body.as_bytes());
+        }
+        self.emit_with(
             &self.topology.control_exchange(),
             CANCEL_ROUTING_KEY,
             body.as_bytes(),
+            props,
         )
         .await
     }
@@ -298,19 +323,28 @@ impl Publisher {
         routing_key: &str,
         body: &[u8],
     ) -> Result<(), TopologyError> {
-        let props = BasicProperties::default()
-            .with_delivery_mode(1)
-            .with_content_type("application/json".into());
+        self.emit_with(exchange, routing_key, body, event_properties())
+            .await
+    }
+
+    async fn emit_with(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        props: BasicProperties,
+    ) -> Result<(), TopologyError> {
+        let headers = props.headers().clone().unwrap_or_default();
         // The confirm is still tracked (and dropped once it comes): left to lapin, every
         // unawaited confirm would be kept until the channel closes.
         self.tracker
-            .send_unconfirmed(FieldTable::default(), |headers| {
+            .send_unconfirmed(headers, |headers| {
                 self.channel.basic_publish(
                     exchange.into(),
                     routing_key.into(),
                     BasicPublishOptions::default(),
                     body,
-                    props.with_headers(headers),
+                    props.clone().with_headers(headers),
                 )
             })
             .await
@@ -320,4 +354,11 @@ impl Publisher {
                 source,
             })
     }
+}
+
+/// Properties of a transient event.
+fn event_properties() -> BasicProperties {
+    BasicProperties::default()
+        .with_delivery_mode(1)
+        .with_content_type("application/json".into())
 }

@@ -75,7 +75,10 @@ pub(crate) async fn build(args: &DashboardArgs) -> anyhow::Result<AppState> {
     let amqp = connect_pool(&common.amqp.url, "warren-dashboard", 1)
         .await
         .with_context(|| format!("connecting to rabbitmq at {}", safe_url(&common.amqp.url)))?;
-    let topology = Topology::new(ns, TopologyOptions::default());
+    let topology = Topology::new(ns, TopologyOptions::default()).with_signing(
+        warren_topology::signing::from_config(common.signing.key_text()?.as_deref())
+            .map_err(anyhow::Error::msg)?,
+    );
     let (live, _) = broadcast::channel(LIVE_BUFFER);
     let state = AppState {
         inner: Arc::new(Inner {

@@ -23,10 +23,13 @@ pub use heartbeat::{Heartbeat, WorkerResources, admits_program};
 pub use ids::{JobId, WorkerId};
 pub use naming::{NameError, Namespace};
 pub use spec::{
-    DEFAULT_PRIORITY, JobSpec, MAX_ATTEMPTS, MAX_DELAY_S, MAX_PRIORITY, MAX_SCHEDULE_TIMEOUT_S,
-    MAX_TIMEOUT_S, Requirements, ValidationError,
+    DEFAULT_PRIORITY, JobSpec, MAX_ARGS_BYTES, MAX_ATTEMPTS, MAX_DELAY_S, MAX_LABELS, MAX_PRIORITY,
+    MAX_REQUIRED_TAGS, MAX_SCHEDULE_TIMEOUT_S, MAX_TIMEOUT_S, Requirements, ValidationError,
 };
 pub use state::{JobState, ParseStateError};
 pub use tags::{PoolName, ResourceTag, TagError};
-pub use task::{BUILTIN_TASKS, CommandArgs, MAX_SHA256_BYTES, RESERVED_ENV, Task, is_reserved_env};
+pub use task::{
+    BUILTIN_TASKS, CommandArgs, MAX_ARGV, MAX_COMMAND_BYTES, MAX_ENV, MAX_SHA256_BYTES,
+    RESERVED_ENV, Task, is_reserved_env,
+};
 pub use time::now_ms;

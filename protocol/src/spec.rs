@@ -20,7 +20,14 @@ pub const MAX_TIMEOUT_S: u64 = 7 * 24 * 3600;
 pub const MAX_DELAY_S: u64 = 30 * 24 * 3600;
 /// Longest a job may ask to wait for placement: 30 days.
 pub const MAX_SCHEDULE_TIMEOUT_S: u64 = 30 * 24 * 3600;
-const MAX_LABELS: usize = 32;
+/// Most labels a job may carry.
+pub const MAX_LABELS: usize = 32;
+/// Most tags a job may require. Every distinct tag set is a class the scheduler keeps and
+/// matches against every pool; no real worker offers more than a handful.
+pub const MAX_REQUIRED_TAGS: usize = 16;
+/// Most bytes of a job's `args` as JSON. With every other field bounded, this bounds the
+/// whole spec (a little over this), which Redis stores and every listing returns.
+pub const MAX_ARGS_BYTES: usize = 256 * 1024;
 
 /// A job spec that failed validation: which field, and what to fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -169,6 +176,15 @@ impl JobSpec {
     /// # Errors
     /// Returns the first [`ValidationError`] found, naming the field and what to fix.
     pub fn validate(&self) -> Result<Task, ValidationError> {
+        if !self.args.is_null() {
+            let bytes = serde_json::to_vec(&self.args).map_or(0, |json| json.len());
+            if bytes > MAX_ARGS_BYTES {
+                return Err(ValidationError::new(
+                    "args",
+                    format!("at most {MAX_ARGS_BYTES} bytes as JSON, got {bytes}"),
+                ));
+            }
+        }
         let task = Task::parse(&self.task, &self.args)?;
         check_identifier("queue", &self.queue).map_err(|e| ValidationError::new("queue", e.why))?;
         check_identifier("tenant", &self.tenant)
@@ -213,6 +229,15 @@ impl JobSpec {
             return Err(ValidationError::new(
                 "max_attempts",
                 format!("must be 1 to {MAX_ATTEMPTS}, got {}", self.max_attempts),
+            ));
+        }
+        if self.requires.tags.len() > MAX_REQUIRED_TAGS {
+            return Err(ValidationError::new(
+                "requires.tags",
+                format!(
+                    "at most {MAX_REQUIRED_TAGS} tags, got {}",
+                    self.requires.tags.len()
+                ),
             ));
         }
         if self.labels.len() > MAX_LABELS {
@@ -286,6 +311,18 @@ mod tests {
             (json!({"task": "noop", "tenant": "a b"}), "tenant"),
             (json!({"task": "sleep"}), "args"),
             (json!({"task": "no such"}), "task"),
+            (
+                json!({"task": "noop", "requires": {"tags": (0..17).map(|i| format!("t{i}")).collect::<Vec<_>>()}}),
+                "requires.tags",
+            ),
+            (
+                json!({"task": "echo", "args": "x".repeat(MAX_ARGS_BYTES)}),
+                "args",
+            ),
+            (
+                json!({"task": "command", "args": {"argv": vec!["a"; 1025]}}),
+                "args.argv",
+            ),
         ];
         for (value, field) in cases {
             let err = spec(value.clone()).unwrap().validate().unwrap_err();

@@ -12,6 +12,14 @@ pub const BUILTIN_TASKS: &[&str] = &["command", "noop", "sleep", "echo", "fail",
 /// enough to be a denial of service by typo.
 pub const MAX_SHA256_BYTES: u64 = 1 << 30;
 
+/// Most items in a command's `argv`.
+pub const MAX_ARGV: usize = 1024;
+/// Most variables in a command's `env`.
+pub const MAX_ENV: usize = 128;
+/// Most bytes of `argv` and `env` together (each item counted with a terminating NUL, each
+/// variable as `NAME=value`): well under what `execve` takes, so a job never fails there.
+pub const MAX_COMMAND_BYTES: usize = 128 * 1024;
+
 /// Arguments of a `command` job: a program run directly (never through a shell).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -190,6 +198,34 @@ pub fn is_reserved_env(name: &str) -> bool {
 /// Checks what a `command` job asks for beyond its shape: no NUL byte anywhere the kernel
 /// would cut the string short, no reserved or malformed environment name, an absolute `cwd`.
 fn check_command(args: &CommandArgs) -> Result<(), ValidationError> {
+    if args.argv.len() > MAX_ARGV {
+        return Err(ValidationError::new(
+            "args.argv",
+            format!("at most {MAX_ARGV} items, got {}", args.argv.len()),
+        ));
+    }
+    if args.env.len() > MAX_ENV {
+        return Err(ValidationError::new(
+            "args.env",
+            format!("at most {MAX_ENV} variables, got {}", args.env.len()),
+        ));
+    }
+    let argv_bytes: usize = args.argv.iter().map(|a| a.len() + 1).sum();
+    let env_bytes: usize = args.env.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+    if argv_bytes + env_bytes > MAX_COMMAND_BYTES {
+        let field = if argv_bytes >= env_bytes {
+            "args.argv"
+        } else {
+            "args.env"
+        };
+        return Err(ValidationError::new(
+            field,
+            format!(
+                "argv and env may hold at most {MAX_COMMAND_BYTES} bytes together, got {}",
+                argv_bytes + env_bytes
+            ),
+        ));
+    }
     if args.argv.iter().any(|a| a.contains('\0')) {
         return Err(ValidationError::new(
             "args.argv",

@@ -252,6 +252,26 @@ impl Store {
         JobRecord::from_hash(&key, hash).map(Some)
     }
 
+    /// Reads only a job's stored spec; `None` if the job has no record.
+    ///
+    /// # Errors
+    /// Returns [`StoreError`] when Redis fails or the stored spec is corrupt.
+    pub async fn spec(&self, id: JobId) -> Result<Option<JobSpec>, StoreError> {
+        let key = self.keys.job(id);
+        let mut conn = self.conn();
+        let spec: Option<String> = conn
+            .hget(&key, "spec")
+            .await
+            .map_err(|e| StoreError::redis("reading a job's spec", e))?;
+        spec.map(|json| {
+            serde_json::from_str(&json).map_err(|e| StoreError::Corrupt {
+                key: key.clone(),
+                message: format!("spec: {e}"),
+            })
+        })
+        .transpose()
+    }
+
     /// Reads only a job's state (cheaper than [`Store::get`]).
     ///
     /// # Errors

@@ -11,7 +11,8 @@ use warren_topology::lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
 };
 use warren_topology::lapin::types::FieldTable;
-use warren_topology::{AmqpPool, Publisher, Topology};
+use warren_topology::signing::check_message;
+use warren_topology::{AmqpPool, Destination, Publisher, Topology};
 
 /// Consumes `{ns}.delay.expired` until `stop` or until the channel fails.
 pub(crate) async fn run(
@@ -52,6 +53,15 @@ async fn step(
     delivery: Result<Delivery, warren_topology::lapin::Error>,
 ) {
     let Ok(delivery) = delivery else { return };
+    if let Err(reason) = check_message(
+        publisher.topology().signing(),
+        &delivery.properties,
+        &delivery.data,
+        &[Destination::Delay],
+    ) {
+        publisher.dead_letter(&delivery, &reason).await;
+        return;
+    }
     let envelope = match JobEnvelope::from_bytes(&delivery.data) {
         Ok(envelope) => envelope,
         Err(reason) => {

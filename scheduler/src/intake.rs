@@ -7,9 +7,10 @@ use sha2::{Digest, Sha256};
 use tracing::warn;
 use warren_protocol::{JobEnvelope, JobId, JobSpec, JobState, Task};
 use warren_store::{PendingEntry, Store, Transition};
-use warren_topology::Publisher;
 use warren_topology::lapin::message::Delivery;
 use warren_topology::lapin::options::{BasicAckOptions, BasicNackOptions};
+use warren_topology::signing::check_message;
+use warren_topology::{Destination, Publisher};
 
 use crate::policy::{JobClass, PendingJob, PolicyConfig, TaskNeed};
 
@@ -149,6 +150,16 @@ pub(crate) async fn admit(
 ) -> Vec<Admitted> {
     let mut parsed = Vec::with_capacity(deliveries.len());
     for delivery in deliveries {
+        if let Err(reason) = check_message(
+            publisher.topology().signing(),
+            &delivery.properties,
+            &delivery.data,
+            &[Destination::Intake],
+        ) {
+            // Not failed in Redis: a forged message must not be able to end a real job.
+            publisher.dead_letter(&delivery, &reason).await;
+            continue;
+        }
         let envelope = match JobEnvelope::from_bytes(&delivery.data) {
             Ok(envelope) => envelope,
             Err(reason) => {

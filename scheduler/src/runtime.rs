@@ -30,7 +30,11 @@ pub(crate) async fn run(args: SchedulerArgs, shutdown: CancellationToken) -> any
     let pool = connect_pool(&common.amqp.url, "warren-scheduler", 1)
         .await
         .with_context(|| format!("connecting to rabbitmq at {}", safe_url(&common.amqp.url)))?;
-    let topology = Topology::new(common.namespace.clone(), TopologyOptions::default());
+    let topology = Topology::new(common.namespace.clone(), TopologyOptions::default())
+        .with_signing(
+            warren_topology::signing::from_config(common.signing.key_text()?.as_deref())
+                .map_err(anyhow::Error::msg)?,
+        );
     let instance = WorkerId::generate("scheduler").to_string();
     info!(namespace = %common.namespace, policy = %config.preset, %instance, "scheduler starting");
 

@@ -47,6 +47,56 @@ pub struct CommonArgs {
     /// How long finished jobs, their results and logs are kept (e.g. 7d).
     #[arg(long, env = "WARREN_RESULT_TTL", default_value = "7d", value_parser = humantime::parse_duration)]
     pub result_ttl: Duration,
+    /// Keys that sign and check job messages.
+    #[command(flatten)]
+    pub signing: SigningArgs,
+}
+
+/// The HMAC keys job messages are signed with (see docs/confinement.md). Without any, messages
+/// are not signed and anyone who can publish to RabbitMQ can run jobs.
+#[derive(Clone, Default, Args)]
+pub struct SigningArgs {
+    /// Signing keys, separated by commas: the first signs, all verify (for rotation).
+    #[arg(
+        id = "signing_key",
+        long = "signing-key",
+        env = "WARREN_SIGNING_KEY",
+        hide_env_values = true
+    )]
+    pub key: Option<String>,
+    /// A file holding the signing keys, one a line (the first signs).
+    #[arg(
+        id = "signing_key_file",
+        long = "signing-key-file",
+        env = "WARREN_SIGNING_KEY_FILE",
+        conflicts_with = "signing_key"
+    )]
+    pub key_file: Option<std::path::PathBuf>,
+}
+
+impl SigningArgs {
+    /// The configured key text, read from the file if one is named; `None` if neither is set.
+    ///
+    /// # Errors
+    /// When the key file cannot be read.
+    pub fn key_text(&self) -> anyhow::Result<Option<String>> {
+        match (&self.key, &self.key_file) {
+            (_, Some(path)) => std::fs::read_to_string(path).map(Some).map_err(|e| {
+                anyhow::anyhow!("reading WARREN_SIGNING_KEY_FILE {}: {e}", path.display())
+            }),
+            (Some(key), None) => Ok(Some(key.clone())),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+impl fmt::Debug for SigningArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningArgs")
+            .field("key", &self.key.as_ref().map(|_| "***"))
+            .field("key_file", &self.key_file)
+            .finish()
+    }
 }
 
 /// Redacts the password of a URL, so URLs can be logged and shown in errors.
@@ -128,6 +178,29 @@ mod tests {
         assert_eq!(cli.common.amqp.url, "amqp://a");
         assert_eq!(cli.common.redis.url, "redis://b");
         assert!(Cli::try_parse_from(["x", "--namespace", "bad name"]).is_err());
+    }
+
+    #[test]
+    fn signing_keys_come_from_the_flag_or_a_file_not_both() {
+        let cli = Cli::try_parse_from(["x", "--signing-key", "k1,k2"]).unwrap();
+        assert_eq!(
+            cli.common.signing.key_text().unwrap().as_deref(),
+            Some("k1,k2")
+        );
+        assert!(!format!("{:?}", cli.common.signing).contains("k1"));
+        let file = std::env::temp_dir().join(format!("warren-keys-{}", std::process::id()));
+        std::fs::write(&file, "k3\nk4\n").unwrap();
+        let cli = Cli::try_parse_from(["x", "--signing-key-file", file.to_str().unwrap()]).unwrap();
+        assert_eq!(
+            cli.common.signing.key_text().unwrap().as_deref(),
+            Some("k3\nk4\n")
+        );
+        std::fs::remove_file(&file).unwrap();
+        let err = cli.common.signing.key_text().unwrap_err().to_string();
+        assert!(err.contains("WARREN_SIGNING_KEY_FILE"), "{err}");
+        assert!(
+            Cli::try_parse_from(["x", "--signing-key", "a", "--signing-key-file", "b"]).is_err()
+        );
     }
 
     #[test]

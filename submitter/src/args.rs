@@ -151,6 +151,7 @@ mod tests {
                 },
                 namespace: warren_protocol::Namespace::default(),
                 result_ttl: Duration::from_secs(60),
+                signing: Default::default(),
             },
         }
     }

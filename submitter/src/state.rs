@@ -109,7 +109,10 @@ pub(crate) async fn build(
     let pool = connect_pool(&common.amqp.url, "warren-submitter", AMQP_POOL_SIZE)
         .await
         .with_context(|| format!("connecting to rabbitmq at {}", safe_url(&common.amqp.url)))?;
-    let topology = Topology::new(ns, options);
+    let topology = Topology::new(ns, options).with_signing(
+        warren_topology::signing::from_config(common.signing.key_text()?.as_deref())
+            .map_err(anyhow::Error::msg)?,
+    );
     let publisher = Publisher::open(&pool, &topology)
         .await
         .context("opening the publisher channel")?;

@@ -220,6 +220,23 @@ fn app_services_run_their_binary_with_backend_urls() {
 }
 
 #[test]
+fn every_service_that_sends_or_takes_jobs_shares_one_signing_key() {
+    let doc = compose();
+    let keys: Vec<String> = ["submitter", "scheduler", "worker", "dashboard"]
+        .iter()
+        .map(|name| {
+            environment(service(&doc, name))
+                .get("WARREN_SIGNING_KEY")
+                .unwrap_or_else(|| panic!("{name} does not set WARREN_SIGNING_KEY"))
+                .clone()
+        })
+        .collect();
+    assert!(keys.iter().all(|k| *k == keys[0]), "{keys:?}");
+    // What the services check at start (warren_topology::signing::MIN_KEY_BYTES).
+    assert!(keys[0].len() >= 16, "{}", keys[0]);
+}
+
+#[test]
 fn dashboard_is_healthchecked_and_published_on_loopback() {
     let doc = compose();
     let dashboard = service(&doc, "dashboard");

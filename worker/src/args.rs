@@ -6,6 +6,7 @@ use warren_kit::{CommonArgs, ShutdownArgs};
 use warren_protocol::{PoolName, WorkerResources};
 
 use crate::confine::{ConfineSettings, Confinement};
+use crate::limits::CgroupMode;
 
 /// Settings of one worker process.
 #[derive(Debug, Clone, Args)]
@@ -78,10 +79,50 @@ pub struct WorkerArgs {
     /// Where each job's fresh directory is made (and removed when the attempt ends).
     #[arg(long, env = "WARREN_JOB_DIR_ROOT", default_value = "/tmp")]
     pub job_dir_root: PathBuf,
+    /// Resource limits of commands and the user they run as.
+    #[command(flatten)]
+    pub limits: JobLimitArgs,
     /// Not a flag: the allow-list, pass-through variables and directories resolved by
     /// [`WorkerArgs::check`] when the worker starts. Leave it at its default.
     #[arg(skip)]
     pub confinement: Confinement,
+}
+
+/// How `command` jobs are limited, beyond their `requires` (see `docs/confinement.md`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct JobLimitArgs {
+    /// Run commands as this user (a name or a uid), with its primary group and no
+    /// supplementary groups. The worker must run as root to switch; it refuses to start
+    /// otherwise.
+    #[arg(long = "run-as", env = "WARREN_RUN_AS")]
+    pub run_as: Option<String>,
+    /// Whether each job gets a cgroup v2 (memory.max, every descendant killed at its end):
+    /// `auto` when the worker may make one, `off` never.
+    #[arg(
+        long = "cgroup",
+        env = "WARREN_CGROUP",
+        value_enum,
+        default_value = "auto"
+    )]
+    pub cgroup: CgroupMode,
+    /// Most open files of each command process (`RLIMIT_NOFILE`); 0 leaves the worker's.
+    #[arg(long = "job-nofile", env = "WARREN_JOB_NOFILE", default_value_t = 1024)]
+    pub nofile: u64,
+    /// Most processes of the commands' user (`RLIMIT_NPROC`, counted per user, so mostly
+    /// useful with --run-as); 0 leaves the worker's.
+    #[arg(long = "job-nproc", env = "WARREN_JOB_NPROC", default_value_t = 0)]
+    pub nproc: u64,
+}
+
+impl Default for JobLimitArgs {
+    fn default() -> Self {
+        Self {
+            run_as: None,
+            cgroup: CgroupMode::Auto,
+            nofile: 1024,
+            nproc: 0,
+        }
+    }
 }
 
 /// The machine's cores, as the default capacity.
@@ -149,6 +190,7 @@ impl WorkerArgs {
             pass_env: &self.pass_env,
             allow_cwd: &self.allow_cwd,
             job_dir_root: &self.job_dir_root,
+            limits: &self.limits,
         })?;
         Ok(())
     }

@@ -19,6 +19,7 @@ use warren_store::{LogStream, Store};
 use crate::confine::{Confinement, JobIdentity};
 use crate::group_guard::GroupGuard;
 use crate::joblog;
+use crate::limits;
 use crate::output::spawn_reader;
 use crate::task::{JobError, TaskResult};
 
@@ -49,6 +50,8 @@ pub(crate) struct RunEnv<'a> {
     pub(crate) limits: RunLimits,
     pub(crate) confinement: &'a Confinement,
     pub(crate) store: &'a Store,
+    /// The job's `requires.mem_mb` (0: not limited).
+    pub(crate) mem_mb: u64,
 }
 
 /// Runs the program and reports `{exit_code, signal, stdout, stderr, duration_ms,
@@ -118,10 +121,17 @@ async fn run_in(
         .kill_on_drop(true);
     env.confinement
         .apply_env(&mut cmd, &args.env, who, workdir, fresh);
+    env.confinement.apply_user(&mut cmd);
+    let cgroup = env.confinement.job_cgroup(who, env.mem_mb);
+    let plan = env.confinement.plan(env.mem_mb);
+    plan.install(&mut cmd, cgroup.as_ref());
     let mut child = match cmd.spawn() {
         Ok(child) => child,
         Err(e) => {
             guard.release().await;
+            if let Some(cgroup) = cgroup {
+                cgroup.kill_and_remove().await;
+            }
             // Not executable, gone since the worker started: running it again will not help.
             return Err(JobError::permanent(format!(
                 "could not start {}: {e}",
@@ -134,7 +144,13 @@ async fn run_in(
         .and_then(|id| i32::try_from(id).ok())
         .map(Pid::from_raw);
     if let Some(pgid) = pgid
-        && let Err(error) = guard.arm(pgid, fresh.then_some(workdir)).await
+        && let Err(error) = guard
+            .arm(
+                pgid,
+                fresh.then_some(workdir),
+                cgroup.as_ref().map(|c| c.dir()),
+            )
+            .await
     {
         tracing::warn!(job_id = %who.job_id, %error, "could not arm the process guard");
     }
@@ -182,7 +198,16 @@ async fn run_in(
             (child.wait().await, Some(why))
         }
     };
+    // The cgroup also holds what left the group (`setsid`): it goes now too.
+    let oom_killed = cgroup.as_ref().is_some_and(limits::JobCgroup::oom_killed);
+    let has_cgroup = cgroup.is_some();
+    if let Some(cgroup) = cgroup.as_ref() {
+        cgroup.kill();
+    }
     guard.release().await;
+    if let Some(cgroup) = cgroup {
+        cgroup.kill_and_remove().await;
+    }
     finish_readers(readers).await;
     let shipped = shipper.await.unwrap_or_default();
     let exit_code = status
@@ -201,6 +226,13 @@ async fn run_in(
         "duration_ms": started.elapsed().as_millis() as u64,
         "log_truncated": shipped.truncated,
         "log_cap_bytes": env.store.options().log_max_bytes,
+        "limits": {
+            "data_bytes": plan.data_bytes,
+            "nofile": plan.nofile,
+            "nproc": plan.nproc,
+            "cgroup": has_cgroup,
+            "oom_killed": oom_killed,
+        },
     });
     match (stopped, exit_code) {
         (Some(Stop::TimedOut), _) => Err(JobError::TimedOut {
@@ -210,6 +242,15 @@ async fn run_in(
         (None, Some(0)) => Ok(result),
         (None, Some(code)) => Err(JobError::Retryable {
             message: format!("exited with code {code}"),
+            after: None,
+            result: Some(result),
+        }),
+        (None, _) if oom_killed => Err(JobError::Retryable {
+            message: format!(
+                "killed: out of memory (requires.mem_mb = {}, limit {} MiB with headroom)",
+                env.mem_mb,
+                env.mem_mb + limits::MEM_HEADROOM_MB
+            ),
             after: None,
             result: Some(result),
         }),

@@ -8,9 +8,14 @@
 use std::ffi::OsString;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use nix::unistd::{Gid, Uid, User};
 use tokio::process::Command;
 use warren_protocol::{JobId, is_reserved_env};
+
+use crate::args::JobLimitArgs;
+use crate::limits::{self, CgroupMode, CgroupRoot, JobCgroup, Plan};
 
 /// Locale of commands when the worker does not pass one through.
 const DEFAULT_LANG: &str = "C.UTF-8";
@@ -32,6 +37,21 @@ pub struct Confinement {
     allow_cwd: Vec<PathBuf>,
     /// Where each job's own directory is made.
     job_dir_root: PathBuf,
+    /// Where jobs' cgroups are made, if they get one.
+    cgroups: Option<Arc<CgroupRoot>>,
+    /// `RLIMIT_NOFILE` and `RLIMIT_NPROC` of commands.
+    nofile: Option<u64>,
+    nproc: Option<u64>,
+    /// The user commands run as, if not the worker's.
+    run_as: Option<RunAs>,
+}
+
+/// The user `--run-as` names.
+#[derive(Debug, Clone)]
+struct RunAs {
+    name: String,
+    uid: Uid,
+    gid: Gid,
 }
 
 /// Names the passed-through variables but never shows their values: they may be secrets.
@@ -45,6 +65,10 @@ impl std::fmt::Debug for Confinement {
             .field("pass_env", &pass_env)
             .field("allow_cwd", &self.allow_cwd)
             .field("job_dir_root", &self.job_dir_root)
+            .field("cgroups", &self.cgroups)
+            .field("nofile", &self.nofile)
+            .field("nproc", &self.nproc)
+            .field("run_as", &self.run_as)
             .finish_non_exhaustive()
     }
 }
@@ -66,6 +90,7 @@ pub(crate) struct ConfineSettings<'a> {
     pub(crate) pass_env: &'a [String],
     pub(crate) allow_cwd: &'a [PathBuf],
     pub(crate) job_dir_root: &'a Path,
+    pub(crate) limits: &'a JobLimitArgs,
 }
 
 impl Confinement {
@@ -129,7 +154,58 @@ impl Confinement {
             s.job_dir_root.is_absolute(),
             "--job-dir-root must be an absolute path"
         );
+        me.nofile = (s.limits.nofile > 0).then_some(s.limits.nofile);
+        me.nproc = (s.limits.nproc > 0).then_some(s.limits.nproc);
+        if let Some(user) = &s.limits.run_as {
+            let user = resolve_user(user)?;
+            tracing::info!(user = %user.name, uid = %user.uid, gid = %user.gid, "commands run as another user");
+            me.run_as = Some(user);
+        }
+        if s.limits.cgroup == CgroupMode::Auto {
+            match CgroupRoot::detect() {
+                Ok(root) => {
+                    tracing::info!("commands get {}", root.describe());
+                    me.cgroups = Some(Arc::new(root));
+                }
+                Err(why) => tracing::warn!(
+                    "commands get no cgroup ({why}): memory is limited by RLIMIT_DATA only, and \
+                     a process that calls setsid can outlive its job"
+                ),
+            }
+        }
         Ok(me)
+    }
+
+    /// The rlimits of a command that asked for `mem_mb`.
+    pub(crate) fn plan(&self, mem_mb: u64) -> Plan {
+        Plan {
+            data_bytes: limits::data_bytes(mem_mb),
+            nofile: self.nofile,
+            nproc: self.nproc,
+        }
+    }
+
+    /// Makes the cgroup of one attempt, if jobs get one. Failing to is logged, not fatal: the
+    /// job still has its rlimits and its process group.
+    pub(crate) fn job_cgroup(&self, who: &JobIdentity, mem_mb: u64) -> Option<JobCgroup> {
+        let root = self.cgroups.as_ref()?;
+        let name = format!("warren-job-{}-{}-{:x}", who.job_id, who.attempt, nanos());
+        let mem_bytes = limits::data_bytes(mem_mb);
+        match root.create(&name, mem_bytes, self.nproc) {
+            Ok(cgroup) => Some(cgroup),
+            Err(error) => {
+                tracing::warn!(job_id = %who.job_id, %error, "could not make the job's cgroup");
+                None
+            }
+        }
+    }
+
+    /// Has `cmd` run as the `--run-as` user, if one is set. std then also clears the
+    /// supplementary groups (it calls `setgroups(0)` when root sets a uid).
+    pub(crate) fn apply_user(&self, cmd: &mut Command) {
+        if let Some(user) = &self.run_as {
+            cmd.uid(user.uid.as_raw()).gid(user.gid.as_raw());
+        }
     }
 
     /// Finds a bare program name on the exec path: the first executable file.
@@ -205,15 +281,17 @@ impl Confinement {
 
     /// Makes a fresh private directory for one attempt of a job.
     pub(crate) fn make_job_dir(&self, who: &JobIdentity) -> std::io::Result<PathBuf> {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
         let dir = self.job_dir_root.join(format!(
-            "warren-job-{}-{}-{nanos:x}",
-            who.job_id, who.attempt
+            "warren-job-{}-{}-{:x}",
+            who.job_id,
+            who.attempt,
+            nanos()
         ));
         // `create` (not `create_all`) fails on anything already there, a symlink included.
         std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+        if let Some(user) = &self.run_as {
+            nix::unistd::chown(&dir, Some(user.uid), Some(user.gid))?;
+        }
         Ok(dir)
     }
 
@@ -249,6 +327,33 @@ impl Confinement {
     }
 }
 
+fn nanos() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+}
+
+/// Finds the `--run-as` user, and checks that the worker can become it.
+fn resolve_user(user: &str) -> anyhow::Result<RunAs> {
+    let found = match user.parse::<u32>() {
+        Ok(uid) => User::from_uid(Uid::from_raw(uid)),
+        Err(_) => User::from_name(user),
+    }
+    .map_err(|e| anyhow::anyhow!("--run-as {user:?}: looking the user up: {e}"))?
+    .ok_or_else(|| anyhow::anyhow!("--run-as {user:?}: no such user on this machine"))?;
+    let me = nix::unistd::geteuid();
+    anyhow::ensure!(
+        me.is_root() || me == found.uid,
+        "--run-as {user:?}: the worker runs as uid {me}, and only root can run commands as \
+         another user; start the worker as root, or drop --run-as / WARREN_RUN_AS"
+    );
+    Ok(RunAs {
+        name: found.name,
+        uid: found.uid,
+        gid: found.gid,
+    })
+}
+
 fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
@@ -265,6 +370,7 @@ mod tests {
             pass_env: &[],
             allow_cwd,
             job_dir_root: Path::new("/tmp"),
+            limits: &JobLimitArgs::default(),
         })
         .unwrap()
     }
@@ -306,6 +412,7 @@ mod tests {
             pass_env: &[],
             allow_cwd: &[],
             job_dir_root: Path::new("/tmp"),
+            limits: &JobLimitArgs::default(),
         })
         .unwrap_err();
         assert!(err.to_string().contains("no-such-program-warren"), "{err}");

@@ -7,7 +7,8 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use warren_protocol::JobId;
-use warren_topology::AmqpPool;
+use warren_topology::signing::check_message;
+use warren_topology::{AmqpPool, Destination};
 
 use crate::runtime::Runtime;
 
@@ -42,6 +43,15 @@ async fn consume(rt: &Runtime, pool: &AmqpPool, stop: &CancellationToken) -> any
             next = consumer.next() => {
                 let Some(delivery) = next else { return Ok(()) };
                 let delivery = delivery?;
+                if let Err(reason) = check_message(
+                    rt.topology.signing(),
+                    &delivery.properties,
+                    &delivery.data,
+                    &[Destination::Cancel],
+                ) {
+                    warn!(reason, "ignoring a control message");
+                    continue;
+                }
                 match serde_json::from_slice::<CancelCommand>(&delivery.data) {
                     Ok(cmd) => {
                         if rt.cancel_job(cmd.job_id) {

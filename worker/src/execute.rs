@@ -31,6 +31,7 @@ pub(crate) async fn attempt(
             },
             confinement: &rt.args.confinement,
             store: &rt.store,
+            mem_mb: envelope.spec.requires.mem_mb,
         };
         let who = JobIdentity {
             job_id: envelope.job_id,

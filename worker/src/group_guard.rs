@@ -1,8 +1,7 @@
 //! Kills a job's process group when the worker dies, even by `kill -9`.
 //!
-//! The usual tool, `prctl(PR_SET_PDEATHSIG)` in the child, needs `pre_exec`, which is
-//! `unsafe` (the workspace forbids it), and only reaches the direct child anyway, not the
-//! processes it starts. Instead each job gets a guard: a tiny `/bin/sh` in a process group
+//! The usual tool, `prctl(PR_SET_PDEATHSIG)` in the child, only reaches the direct child,
+//! not the processes it starts. Instead each job gets a guard: a tiny `/bin/sh` in a process group
 //! of its own whose stdin is a pipe from the worker. The guard reads the job's process group
 //! id, then waits. If the worker releases it, it exits; if the pipe reaches end of file
 //! without a release, the worker is gone (the kernel closes a dead process's pipes), and the
@@ -22,11 +21,18 @@ use tokio::process::{Child, ChildStdin, Command};
 /// Reads the group id and the job's own directory (an empty line when it has none), then
 /// either a release line (exit) or end of file (kill the group, remove the directory).
 /// `kill -KILL -PGID` is the form dash's built-in accepts for a process group.
+/// With a cgroup (a third line, empty when none), it kills the cgroup too, which reaches the
+/// processes that left the group, and removes it once they are reaped.
 const SCRIPT: &str = r#"read pgid || exit 0
 read dir || exit 0
+read cg || exit 0
 if read release; then exit 0; fi
 kill -KILL -"$pgid" 2>/dev/null
+if [ -n "$cg" ]; then echo 1 > "$cg/cgroup.kill"; fi
 if [ -n "$dir" ]; then rm -rf -- "$dir"; fi
+if [ -n "$cg" ]; then
+  for i in 1 2 3 4 5 6 7 8 9 10; do rmdir "$cg" 2>/dev/null && break; sleep 1; done
+fi
 exit 0"#;
 
 /// How long a released guard gets to exit before it is killed.
@@ -65,16 +71,22 @@ impl GroupGuard {
 
     /// Tells the guard which group to kill, and which directory to remove, should the
     /// worker die.
-    pub(crate) async fn arm(&mut self, pgid: Pid, dir: Option<&Path>) -> std::io::Result<()> {
+    pub(crate) async fn arm(
+        &mut self,
+        pgid: Pid,
+        dir: Option<&Path>,
+        cgroup: Option<&Path>,
+    ) -> std::io::Result<()> {
         let Some(stdin) = self.stdin.as_mut() else {
             return Err(std::io::Error::other("guard already released"));
         };
         let dir = dir.map(|d| d.display().to_string()).unwrap_or_default();
-        if dir.contains('\n') {
+        let cgroup = cgroup.map(|d| d.display().to_string()).unwrap_or_default();
+        if dir.contains('\n') || cgroup.contains('\n') {
             return Err(std::io::Error::other("job directory name holds a newline"));
         }
         stdin
-            .write_all(format!("{pgid}\n{dir}\n").as_bytes())
+            .write_all(format!("{pgid}\n{dir}\n{cgroup}\n").as_bytes())
             .await?;
         stdin.flush().await?;
         self.armed = true;

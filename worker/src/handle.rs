@@ -10,21 +10,55 @@ use serde_json::Value;
 use tracing::{Instrument, debug, info, info_span, warn};
 use warren_protocol::{JobEnvelope, JobState};
 use warren_store::{ClaimOutcome, Transition, TransitionOutcome};
+use warren_topology::Destination;
 use warren_topology::lapin::message::Delivery;
 use warren_topology::lapin::options::{BasicAckOptions, BasicNackOptions};
+use warren_topology::signing::check_message;
 
 use crate::runtime::Runtime;
 use crate::task::{JobError, TaskResult};
 use crate::{execute, lease, retry};
 
 pub(crate) async fn delivery(rt: Arc<Runtime>, delivery: Delivery) {
-    let envelope = match JobEnvelope::from_bytes(&delivery.data) {
+    if let Err(reason) = check_message(
+        rt.topology.signing(),
+        &delivery.properties,
+        &delivery.data,
+        &[Destination::Worker(rt.id.clone())],
+    ) {
+        // The record is left alone: a forged message must not be able to end a real job.
+        dead_letter(&rt, &delivery, &reason).await;
+        return;
+    }
+    let mut envelope = match JobEnvelope::from_bytes(&delivery.data) {
         Ok(envelope) => envelope,
         Err(reason) => {
             dead_letter(&rt, &delivery, &format!("malformed job message: {reason}")).await;
             return;
         }
     };
+    // The record in Redis, written by the submitter after its checks, is what runs; the
+    // message only says which job and attempt.
+    match rt.store.spec(envelope.job_id).await {
+        Ok(Some(stored)) => {
+            if stored != envelope.spec {
+                warn!(job_id = %envelope.job_id, "the message's spec differs from the stored one; running the stored one");
+                envelope.spec = stored;
+            }
+        }
+        Ok(None) => {
+            warn!(job_id = %envelope.job_id, "job record is missing (expired or never written); dropping the message");
+            ack(&delivery).await;
+            return;
+        }
+        Err(error) => {
+            warn!(job_id = %envelope.job_id, %error, "cannot read the job's spec; returning the message to the queue");
+            // Not at once: while Redis is down, an immediate requeue would spin.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            nack_requeue(&delivery).await;
+            return;
+        }
+    }
     let span = info_span!(
         "job",
         job_id = %envelope.job_id,

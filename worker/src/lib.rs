@@ -18,6 +18,7 @@ mod handle;
 mod heartbeat;
 mod joblog;
 mod lease;
+mod limits;
 mod output;
 mod retry;
 mod runtime;
@@ -29,8 +30,9 @@ use std::future::Future;
 use tokio_util::sync::CancellationToken;
 use warren_protocol::WorkerId;
 
-pub use args::WorkerArgs;
+pub use args::{JobLimitArgs, WorkerArgs};
 pub use confine::Confinement;
+pub use limits::CgroupMode;
 pub use task::{JobError, TaskContext, TaskFuture, TaskResult};
 
 use crate::task::{Handler, handler};

@@ -128,7 +128,11 @@ pub(crate) async fn run(worker: Worker, shutdown: CancellationToken) -> anyhow::
     let pool = connect_pool(&common.amqp.url, "warren-worker", 1)
         .await
         .with_context(|| format!("connecting to rabbitmq at {}", safe_url(&common.amqp.url)))?;
-    let topology = Topology::new(common.namespace.clone(), TopologyOptions::default());
+    let topology = Topology::new(common.namespace.clone(), TopologyOptions::default())
+        .with_signing(
+            warren_topology::signing::from_config(common.signing.key_text()?.as_deref())
+                .map_err(anyhow::Error::msg)?,
+        );
     let publisher = open_publisher(&pool, &topology, &id).await?;
     let custom: Vec<String> = tasks.keys().cloned().collect();
     store

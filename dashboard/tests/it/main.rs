@@ -52,6 +52,7 @@ impl Harness {
                 redis: RedisArgs { url: redis_url() },
                 namespace: ns.ns().clone(),
                 result_ttl: Duration::from_secs(600),
+                signing: Default::default(),
             },
         };
         let state = within(build_state(&args))

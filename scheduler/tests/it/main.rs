@@ -5,4 +5,5 @@
 
 mod policies;
 mod release;
+mod signing;
 mod support;

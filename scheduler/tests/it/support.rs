@@ -72,6 +72,15 @@ impl Harness {
     }
 
     pub(crate) async fn start_with(name: &str, policy: PolicyArgs) -> Self {
+        Self::start_full(name, policy, None).await
+    }
+
+    /// A scheduler (and a harness publisher) that sign and check job messages with `key`.
+    pub(crate) async fn start_signed(name: &str, key: &str) -> Self {
+        Self::start_full(name, PolicyArgs::default(), Some(key)).await
+    }
+
+    async fn start_full(name: &str, policy: PolicyArgs, key: Option<&str>) -> Self {
         // Logs show with `RUST_LOG=warren_scheduler=debug cargo test -- --nocapture`.
         warren_kit::telemetry::init(&warren_kit::TelemetryArgs {
             log_format: warren_kit::args::LogFormat::Pretty,
@@ -83,7 +92,8 @@ impl Harness {
         let amqp = warren_topology::connect_pool(&amqp_url(), "scheduler-it", 1)
             .await
             .expect("RabbitMQ reachable at WARREN_TEST_AMQP_URL");
-        let topology = Topology::new(ns.ns().clone(), TopologyOptions::default());
+        let topology = Topology::new(ns.ns().clone(), TopologyOptions::default())
+            .with_signing(key.map(|k| warren_topology::SigningKeys::parse(k).unwrap()));
         let publisher = Publisher::open(&amqp, &topology).await.unwrap();
         warren_topology::declare_core(publisher.channel(), &topology)
             .await
@@ -94,6 +104,10 @@ impl Harness {
                 redis: RedisArgs { url: redis_url() },
                 namespace: ns.ns().clone(),
                 result_ttl: Duration::from_secs(600),
+                signing: warren_kit::args::SigningArgs {
+                    key: key.map(str::to_owned),
+                    key_file: None,
+                },
             },
             prefetch: 100,
             policy,

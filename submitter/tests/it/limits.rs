@@ -167,3 +167,43 @@ async fn connections_beyond_the_cap_wait_for_a_free_slot() {
         .unwrap();
     h.finish().await;
 }
+
+#[tokio::test]
+async fn oversized_specs_get_422_naming_the_field_and_nothing_is_published() {
+    let h = Harness::new("limits_spec_caps").await;
+    // The attack of issue 7: 80,000 tags in one job (about 700 KB, under the body cap).
+    let tags: Vec<String> = (0..80_000).map(|i| format!("t{i}")).collect();
+    let many_args: Vec<String> = (0..2000).map(|i| i.to_string()).collect();
+    let many_env: serde_json::Map<String, serde_json::Value> =
+        (0..200).map(|i| (format!("V{i}"), json!("x"))).collect();
+    let cases = [
+        (
+            json!({"task": "noop", "requires": {"tags": tags}}),
+            "requires.tags",
+        ),
+        (
+            json!({"task": "command", "args": {"argv": many_args}}),
+            "args.argv",
+        ),
+        (
+            json!({"task": "command", "args": {"argv": ["echo", "x".repeat(200_000)]}}),
+            "args.argv",
+        ),
+        (
+            json!({"task": "command", "args": {"argv": ["echo"], "env": many_env}}),
+            "args.env",
+        ),
+        (
+            json!({"task": "echo", "args": {"blob": "x".repeat(300_000)}}),
+            "args",
+        ),
+    ];
+    for (spec, field) in cases {
+        let reply = h.send(crate::support::post_json("/v1/jobs", &spec)).await;
+        let body = reply.problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
+        assert_eq!(body["field"], field, "{reply:#?}");
+        assert!(reply.detail().contains("at most"), "{reply:#?}");
+    }
+    assert!(h.intake_message().await.is_none(), "nothing was published");
+    h.finish().await;
+}

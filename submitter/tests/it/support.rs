@@ -55,6 +55,7 @@ pub(crate) fn args(ns: &TestNamespace, redis_url: String) -> SubmitterArgs {
             redis: RedisArgs { url: redis_url },
             namespace: ns.ns().clone(),
             result_ttl: Duration::from_secs(3600),
+            signing: Default::default(),
         },
     }
 }

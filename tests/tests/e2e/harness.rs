@@ -382,7 +382,10 @@ impl System {
         let pools = warren_topology::connect_pool(&amqp_url(), "e2e", 1)
             .await
             .unwrap();
-        let topology = Topology::new(self.ns.ns().clone(), TopologyOptions::default());
+        let topology = Topology::new(self.ns.ns().clone(), TopologyOptions::default())
+            .with_signing(Some(
+                warren_topology::SigningKeys::parse(SIGNING_KEY).unwrap(),
+            ));
         let publisher = warren_topology::Publisher::open(&pools, &topology)
             .await
             .unwrap();
@@ -462,6 +465,10 @@ async fn teardown(ns: &warren_protocol::Namespace, pools: &[PoolName]) {
     conn.close();
 }
 
+/// Every service of the system signs and checks job messages, as in compose: the whole flow
+/// (intake, placement, retries through the delay ladder, cancels) runs signed.
+const SIGNING_KEY: &str = "e2e-signing-key-0123456789abcdef";
+
 fn spawn(
     ns: &TestNamespace,
     logs: &std::path::Path,
@@ -475,6 +482,7 @@ fn spawn(
         .env("WARREN_REDIS_URL", redis_url())
         .env("WARREN_NAMESPACE", ns.ns().as_str())
         .env("WARREN_RESULT_TTL", "10m")
+        .env("WARREN_SIGNING_KEY", SIGNING_KEY)
         .env(
             "RUST_LOG",
             "info,warren_worker=debug,warren_scheduler=debug,lapin=warn",

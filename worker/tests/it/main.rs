@@ -5,7 +5,9 @@
 
 mod broker_outage;
 mod confinement;
+mod limits;
 mod outages;
 mod processes;
+mod signing;
 mod support;
 mod tasks;

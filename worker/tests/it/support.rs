@@ -31,6 +31,7 @@ pub(crate) fn args(ns: &TestNamespace) -> WorkerArgs {
             redis: RedisArgs { url: redis_url() },
             namespace: ns.ns().clone(),
             result_ttl: Duration::from_secs(600),
+            signing: Default::default(),
         },
         shutdown: ShutdownArgs {
             shutdown_grace: Duration::from_secs(5),
@@ -50,6 +51,7 @@ pub(crate) fn args(ns: &TestNamespace) -> WorkerArgs {
         exec_path: "/usr/local/bin:/usr/bin:/bin".into(),
         allow_cwd: vec![],
         job_dir_root: std::env::temp_dir(),
+        limits: Default::default(),
         confinement: Default::default(),
     }
 }
