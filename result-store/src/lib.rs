@@ -6,6 +6,7 @@
 //! script publishes the change on `{ns}:events`, so an event exists exactly when a transition
 //! happened. The store does not talk to RabbitMQ.
 
+mod actions;
 mod error;
 mod events;
 mod expiry;
@@ -21,6 +22,7 @@ mod scripts;
 mod submit_ops;
 mod workers;
 
+pub use actions::{JobAction, MAX_ACTIONS};
 pub use error::StoreError;
 pub use events::JobEvent;
 pub use jobs::{ClaimOutcome, LeaseRenewal, NewJob, Transition, TransitionOutcome};
