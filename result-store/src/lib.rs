@@ -27,7 +27,7 @@ pub use error::StoreError;
 pub use events::JobEvent;
 pub use jobs::{ClaimOutcome, LeaseRenewal, NewJob, Transition, TransitionOutcome};
 pub use keys::Keys;
-pub use listing::{JobFilter, Page};
+pub use listing::{FilterError, FilterParams, JobFilter, Page};
 pub use logs::{LogLine, LogStream};
 pub use observe::{CounterSample, Resolution, SchedulerInfo, WorkerEntry};
 pub use pending::{PendingEntry, PendingPosition};

@@ -1,7 +1,7 @@
 //! Listing: newest-first pages over the score-0 indexes, and counts by state.
 
 use redis::AsyncCommands;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use warren_protocol::{JobId, JobState};
 
 use crate::record::JobRecord;
@@ -33,6 +33,100 @@ pub struct JobFilter {
 fn id_prefix(ms: u64) -> String {
     let ms = ms.min((1 << 48) - 1);
     format!("{:08x}-{:04x}", ms >> 16, ms & 0xffff)
+}
+
+/// A listing's filters as a query string gives them (every value optional; an empty one is
+/// no filter), checked by [`FilterParams::parse`]. The dashboard and the submitter's
+/// `GET /v1/jobs` both take these, so they filter alike.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct FilterParams {
+    /// A job state.
+    pub state: Option<String>,
+    /// A tenant.
+    pub tenant: Option<String>,
+    /// A queue.
+    pub queue: Option<String>,
+    /// A task name.
+    pub task: Option<String>,
+    /// A resource tag the jobs require.
+    pub tag: Option<String>,
+    /// A label, `key=value`.
+    pub label: Option<String>,
+    /// Created at or after: ms since the epoch, or RFC 3339 (`2026-12-01T10:00:00Z`).
+    pub since: Option<String>,
+    /// Created at or before: ms since the epoch, or RFC 3339.
+    pub until: Option<String>,
+}
+
+/// A filter parameter that does not parse: which one, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterError {
+    /// The parameter's name.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl FilterParams {
+    /// Checks the parameters and makes the filter.
+    ///
+    /// # Errors
+    /// Names the first parameter that is malformed or too long.
+    pub fn parse(self) -> Result<JobFilter, FilterError> {
+        let fail = |field: &'static str, message: String| FilterError { field, message };
+        let name = |field: &'static str, raw: Option<String>, max: usize| match raw
+            .map(|r| r.trim().to_owned())
+            .filter(|r| !r.is_empty())
+        {
+            Some(r) if r.len() > max => Err(fail(
+                field,
+                format!("{field} must be at most {max} characters"),
+            )),
+            other => Ok(other),
+        };
+        let state = name("state", self.state, 64)?
+            .map(|raw| raw.parse::<JobState>())
+            .transpose()
+            .map_err(|e| fail("state", e.to_string()))?;
+        let label = name("label", self.label, 64 + 1 + 256)?
+            .map(|raw| JobFilter::parse_label(&raw))
+            .transpose()
+            .map_err(|message| fail("label", message))?;
+        let time = |field: &'static str, raw: Option<String>| {
+            name(field, raw, 64)?
+                .map(|raw| {
+                    parse_time(&raw).ok_or_else(|| {
+                    fail(
+                        field,
+                        format!(
+                            "{field} must be ms since the epoch or an RFC 3339 time, got {raw:?}"
+                        ),
+                    )
+                })
+                })
+                .transpose()
+        };
+        Ok(JobFilter {
+            state,
+            tenant: name("tenant", self.tenant, 64)?,
+            queue: name("queue", self.queue, 64)?,
+            task: name("task", self.task, 128)?,
+            tag: name("tag", self.tag, 64)?,
+            label,
+            since_ms: time("since", self.since)?,
+            until_ms: time("until", self.until)?,
+        })
+    }
+}
+
+/// Milliseconds since the epoch, from a number of them or an RFC 3339 time.
+fn parse_time(raw: &str) -> Option<u64> {
+    if let Ok(ms) = raw.parse::<u64>() {
+        return Some(ms);
+    }
+    let at = humantime::parse_rfc3339_weak(raw).ok()?;
+    let since = at.duration_since(std::time::UNIX_EPOCH).ok()?;
+    u64::try_from(since.as_millis()).ok()
 }
 
 /// One page of a listing, newest first.
@@ -246,5 +340,41 @@ mod tests {
         );
         assert!(JobFilter::parse_label("=v").is_err());
         assert!(JobFilter::parse_label("nokey").is_err());
+    }
+
+    #[test]
+    fn params_parse_or_name_the_field() {
+        let filter = FilterParams {
+            state: Some("queued".into()),
+            task: Some(" sleep ".into()),
+            label: Some("env=prod".into()),
+            since: Some("2026-12-01T10:00:00Z".into()),
+            until: Some("1796119200000".into()),
+            tenant: Some(String::new()),
+            ..FilterParams::default()
+        }
+        .parse()
+        .unwrap();
+        assert_eq!(filter.state, Some(JobState::Queued));
+        assert_eq!(filter.task.as_deref(), Some("sleep"));
+        assert_eq!(filter.tenant, None);
+        assert_eq!(filter.since_ms, Some(1_796_119_200_000));
+        assert_eq!(filter.until_ms, Some(1_796_119_200_000));
+        let bad = |params: FilterParams| params.parse().unwrap_err().field;
+        let since = FilterParams {
+            since: Some("yesterday".into()),
+            ..FilterParams::default()
+        };
+        assert_eq!(bad(since), "since");
+        let label = FilterParams {
+            label: Some("env".into()),
+            ..FilterParams::default()
+        };
+        assert_eq!(bad(label), "label");
+        let state = FilterParams {
+            state: Some("sleeping".into()),
+            ..FilterParams::default()
+        };
+        assert_eq!(bad(state), "state");
     }
 }
