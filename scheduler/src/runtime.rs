@@ -31,6 +31,7 @@ pub(crate) async fn run(args: SchedulerArgs, shutdown: CancellationToken) -> any
         .await
         .with_context(|| format!("connecting to rabbitmq at {}", safe_url(&common.amqp.url)))?;
     let topology = Topology::new(common.namespace.clone(), TopologyOptions::default());
+    warren_kit::metrics::serve_if_set(&args.metrics, &shutdown).await?;
     let instance = WorkerId::generate("scheduler").to_string();
     info!(namespace = %common.namespace, policy = %config.preset, %instance, "scheduler starting");
 
@@ -74,6 +75,7 @@ pub(crate) async fn run(args: SchedulerArgs, shutdown: CancellationToken) -> any
                     backoff = Duration::from_millis(200);
                 }
                 warn!(error = format!("{error:#}"), retry_in = ?backoff, "scheduler lost its session");
+                crate::metrics::amqp_reconnect();
                 tokio::select! {
                     () = shutdown.cancelled() => break,
                     () = tokio::time::sleep(backoff) => {},

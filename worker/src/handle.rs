@@ -29,6 +29,7 @@ pub(crate) async fn delivery(rt: Arc<Runtime>, delivery: Delivery) {
         "job",
         job_id = %envelope.job_id,
         task = %envelope.spec.task,
+        tenant = %envelope.spec.tenant,
         attempt = envelope.attempt,
         correlation_id = envelope.correlation_id.as_deref().unwrap_or(""),
     );
@@ -77,6 +78,7 @@ async fn handle(rt: Arc<Runtime>, delivery: Delivery, envelope: JobEnvelope) {
     let lost = Arc::new(AtomicBool::new(false));
     let renewer = lease::spawn_renewal(rt.clone(), &envelope, cancel.clone(), lost.clone());
     let started = Instant::now();
+    crate::metrics::started(&rt, &envelope);
     let outcome = execute::attempt(&rt, &envelope, task, cancel.clone()).await;
     rt.finish_job(envelope.job_id);
 
@@ -272,6 +274,7 @@ async fn record(rt: &Runtime, envelope: &JobEnvelope, outcome: TaskResult, took:
     match write_with_retry(rt, &transition).await {
         Some(TransitionOutcome::Done(_)) => {
             info!(state = %target, took_ms = took.as_millis() as u64, "job finished attempt");
+            crate::metrics::finished(rt, envelope, target, took);
             true
         }
         Some(other) => {

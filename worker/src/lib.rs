@@ -18,6 +18,7 @@ mod handle;
 mod heartbeat;
 mod joblog;
 mod lease;
+mod metrics;
 mod output;
 mod retry;
 mod runtime;

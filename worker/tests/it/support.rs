@@ -51,6 +51,7 @@ pub(crate) fn args(ns: &TestNamespace) -> WorkerArgs {
         allow_cwd: vec![],
         job_dir_root: std::env::temp_dir(),
         confinement: Default::default(),
+        metrics: warren_kit::MetricsArgs { metrics_addr: None },
     }
 }
 
