@@ -317,7 +317,10 @@ function jobsView(root, params) {
     try {
       const count = await request(true);
       if (!count.matched) { toast(`no job matching this filter can be ${verb}`); return; }
-      const described = Object.entries(filterParams(filter)).map(([k, v]) => `${k}=${v}`).join(', ') || 'no filter';
+      const shown = Object.entries(filterParams(filter)).filter(([k]) => !(k === 'since' && filter.within))
+        .map(([k, v]) => `${k}=${v}`);
+      if (filter.within) shown.push(`created in the last ${filter.within}`);
+      const described = shown.join(', ') || 'no filter';
       const text = `${action === 'cancel' ? 'Cancel' : 'Retry'} ${count.matched}${count.truncated ? ' (the newest; more match)' : ''} job(s) matching ${described}?`
         + (action === 'cancel' ? ' Running jobs are killed.' : ' Each is submitted again as a new job.');
       if (!(await confirmAction(text))) return;
