@@ -153,6 +153,28 @@ async fn dashboard_shows_the_system_live_in_a_browser() {
     let cancelled = result["jobs"]["slow"].as_str().unwrap().parse().unwrap();
     let record = store.get(cancelled).await.unwrap().unwrap();
     assert_eq!(record.state, JobState::Cancelled, "cancelled from the UI");
+    assert_eq!(record.actions.len(), 1, "the cancel is in its history");
+    for id in result["jobs"]["batch"].as_array().unwrap() {
+        let record = store
+            .get(id.as_str().unwrap().parse().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            record.state,
+            JobState::Cancelled,
+            "bulk-cancelled from the UI"
+        );
+        let action = &record.actions[0];
+        assert_eq!(
+            (
+                action.action.as_str(),
+                action.via.as_str(),
+                action.detail.as_deref()
+            ),
+            ("cancel", "dashboard", Some("bulk"))
+        );
+    }
 
     stop(up).await;
     cleanup.run().await;

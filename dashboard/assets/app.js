@@ -256,21 +256,45 @@ function overviewView(root) {
   } };
 }
 
+// Time windows offered by the Jobs view's "created" filter, in ms.
+const WINDOWS = { '15m': 15 * 60e3, '1h': 3600e3, '24h': 24 * 3600e3, '7d': 7 * 24 * 3600e3 };
+// Filters the Jobs view and the bulk actions pass to the API, as they appear in the URL.
+const FILTERS = ['state', 'tenant', 'queue', 'task', 'tag', 'label', 'since', 'until'];
+
+// The API's filter parameters for what the URL holds: a `within` window becomes `since`,
+// measured from now, each time the jobs are fetched.
+function filterParams(filter) {
+  const out = {};
+  for (const key of FILTERS) if (filter[key]) out[key] = filter[key];
+  if (filter.within && WINDOWS[filter.within]) out.since = String(Date.now() - WINDOWS[filter.within]);
+  return out;
+}
+
 function jobsView(root, params) {
-  const filter = { state: params.get('state') || '', tenant: params.get('tenant') || '', queue: params.get('queue') || '' };
+  const filter = {};
+  for (const key of [...FILTERS, 'within']) filter[key] = params.get(key) || '';
   const cursors = [''];
   const stateSelect = el('select', { name: 'state', 'data-testid': 'filter-state' }, el('option', { value: '' }, 'any state'),
     STATES.map((s) => el('option', { value: s, selected: s === filter.state }, s)));
-  const tenant = el('input', { name: 'tenant', value: filter.tenant, placeholder: 'tenant', 'data-testid': 'filter-tenant' });
-  const queue = el('input', { name: 'queue', value: filter.queue, placeholder: 'queue', 'data-testid': 'filter-queue' });
+  const input = (name, placeholder, size) => el('input', { name, value: filter[name], placeholder, size, 'data-testid': `filter-${name}` });
+  const tenant = input('tenant', 'tenant', 10);
+  const queue = input('queue', 'queue', 10);
+  const task = input('task', 'task', 10);
+  const tag = input('tag', 'tag', 8);
+  const label = input('label', 'key=value', 14);
+  const within = el('select', { name: 'within', 'data-testid': 'filter-within' }, el('option', { value: '' }, 'any time'),
+    Object.keys(WINDOWS).map((w) => el('option', { value: w, selected: w === filter.within }, `last ${w}`)));
   const form = el('form', { class: 'filters', onsubmit: (e) => {
     e.preventDefault();
     const q = new URLSearchParams();
     if (stateSelect.value) q.set('state', stateSelect.value);
-    if (tenant.value.trim()) q.set('tenant', tenant.value.trim());
-    if (queue.value.trim()) q.set('queue', queue.value.trim());
+    for (const [name, box] of Object.entries({ tenant, queue, task, tag, label })) if (box.value.trim()) q.set(name, box.value.trim());
+    if (within.value) q.set('within', within.value);
+    // An explicit range from the URL (since/until) stays until the window replaces it.
+    if (!within.value) for (const key of ['since', 'until']) if (filter[key]) q.set(key, filter[key]);
     location.hash = `#/jobs${q.toString() ? `?${q}` : ''}`;
   } }, el('label', {}, 'state', stateSelect), el('label', {}, 'tenant', tenant), el('label', {}, 'queue', queue),
+  el('label', {}, 'task', task), el('label', {}, 'tag', tag), el('label', {}, 'label', label), el('label', {}, 'created', within),
   el('button', { type: 'submit', 'data-testid': 'filter-apply' }, 'Filter'));
   const goto = el('input', { name: 'id', placeholder: 'job id', size: 38, 'data-testid': 'goto-id' });
   form.append(el('label', {}, 'open a job by id', goto),
@@ -279,21 +303,32 @@ function jobsView(root, params) {
   const newer = el('button', { 'data-testid': 'page-newer', onclick: () => { cursors.pop(); load(); } }, '← Newer');
   const older = el('button', { 'data-testid': 'page-older', onclick: () => { cursors.push(older.dataset.cursor); load(); } }, 'Older →');
   const pageLabel = el('span', { class: 'muted' });
-  // Bulk actions act on the jobs shown (this page of this filter), one request each, after
-  // one confirmation: what is acted on is exactly what the user sees.
-  const bulkCancel = el('button', { class: 'danger', 'data-testid': 'bulk-cancel', onclick: () => bulk('cancel') }, 'Cancel shown');
-  const bulkRetry = el('button', { 'data-testid': 'bulk-retry', onclick: () => bulk('retry') }, 'Retry shown');
+  // Bulk actions act on every job matching the filter, not only the page shown: the server
+  // counts them first (a dry run), the dialog says how many, and the server acts on them.
+  const bulkCancel = el('button', { class: 'danger', 'data-testid': 'bulk-cancel', onclick: () => bulk('cancel') }, 'Cancel all matching');
+  const bulkRetry = el('button', { 'data-testid': 'bulk-retry', onclick: () => bulk('retry') }, 'Retry all matching');
 
   async function bulk(action) {
-    const eligible = [...rows.values()].map((r) => r.job)
-      .filter((job) => (action === 'cancel' ? !TERMINAL.has(job.state) : RETRYABLE.has(job.state)));
-    if (!eligible.length) { toast(`no job shown can be ${action === 'cancel' ? 'cancelled' : 'retried'}`); return; }
-    if (!(await confirmAction(`${action === 'cancel' ? 'Cancel' : 'Retry'} the ${eligible.length} job(s) shown?`))) return;
-    let done = 0;
-    for (const job of eligible) {
-      try { await api(`/api/jobs/${job.id}/${action}`, { method: 'POST' }); done += 1; } catch { /* counted below */ }
+    const request = (dryRun) => api('/api/jobs/bulk', {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ action, filter: filterParams(filter), dry_run: dryRun }),
+    });
+    const verb = action === 'cancel' ? 'cancelled' : 'retried';
+    try {
+      const count = await request(true);
+      if (!count.matched) { toast(`no job matching this filter can be ${verb}`); return; }
+      const shown = Object.entries(filterParams(filter)).filter(([k]) => !(k === 'since' && filter.within))
+        .map(([k, v]) => `${k}=${v}`);
+      if (filter.within) shown.push(`created in the last ${filter.within}`);
+      const described = shown.join(', ') || 'no filter';
+      const text = `${action === 'cancel' ? 'Cancel' : 'Retry'} ${count.matched}${count.truncated ? ' (the newest; more match)' : ''} job(s) matching ${described}?`
+        + (action === 'cancel' ? ' Running jobs are killed.' : ' Each is submitted again as a new job.');
+      if (!(await confirmAction(text))) return;
+      const result = await request(false);
+      toast(`${action}: ${result.done} of ${result.matched} ${verb}${result.skipped ? `, ${result.skipped} had moved on` : ''}${result.failed ? `, ${result.failed} failed` : ''}`);
+    } catch (error) {
+      toast(`cannot ${action}: ${error.message}`);
     }
-    toast(`${action}: ${done} of ${eligible.length} done`);
     load();
   }
   root.append(form, el('table', {}, el('thead', {}, el('tr', {}, ['id', 'task', 'tenant', 'queue', 'state', 'attempt', 'created', 'updated', 'worker', ''].map((t) => el('th', {}, t)))), body),
@@ -312,8 +347,7 @@ function jobsView(root, params) {
   }
 
   async function load() {
-    const q = new URLSearchParams({ limit: '25' });
-    for (const [k, v] of Object.entries(filter)) if (v) q.set(k, v);
+    const q = new URLSearchParams({ limit: '25', ...filterParams(filter) });
     const cursor = cursors.at(-1);
     if (cursor) q.set('cursor', cursor);
     const page = await api(`/api/jobs?${q}`);
@@ -388,7 +422,12 @@ function jobView(root, id) {
   async function refresh() {
     const job = await api(`/api/jobs/${id}`);
     actions.replaceChildren(...actionButtons(job, (newId) => { if (newId) location.hash = `#/job/${newId}`; else refresh(); }));
-    const timeline = Object.entries(job.timestamps).sort((a, b) => a[1] - b[1]);
+    // States reached and actions taken, in time order: who did what, from where.
+    const timeline = [
+      ...Object.entries(job.timestamps).map(([s, ms]) => ({ ms, cells: [stateCell(s, 'timeline-state')] })),
+      ...(job.actions ?? []).map((a) => ({ ms: a.at_ms, cells: [el('span', { 'data-testid': 'timeline-action' },
+        `${a.action} by ${a.by} via ${a.via}${a.detail ? ` (${a.detail})` : ''}`)] })),
+    ].sort((a, b) => a.ms - b.ms);
     details.replaceChildren(el('dl', { class: 'kv', 'data-testid': 'job-details' },
       el('dt', {}, 'state'), el('dd', {}, stateCell(job.state)),
       el('dt', {}, 'task'), el('dd', {}, job.spec.task),
@@ -398,7 +437,7 @@ function jobView(root, id) {
       el('dt', {}, 'pool'), el('dd', { class: 'mono' }, job.pool ?? ''),
       el('dt', {}, 'worker'), el('dd', { class: 'mono' }, job.worker ?? ''),
       el('dt', {}, 'pending reason'), el('dd', { 'data-testid': 'pending-reason' }, job.pending_reason ?? ''),
-      el('dt', {}, 'timeline'), el('dd', {}, el('table', {}, timeline.map(([s, ms]) => el('tr', {}, el('td', {}, stateCell(s, 'timeline-state')), el('td', {}, time(ms)))))),
+      el('dt', {}, 'timeline'), el('dd', {}, el('table', {}, timeline.map((t) => el('tr', {}, el('td', {}, t.cells), el('td', {}, time(t.ms)))))),
       el('dt', {}, 'exit code'), el('dd', {}, job.exit_code ?? ''),
       el('dt', {}, 'error'), el('dd', { class: 'mono', 'data-testid': 'job-error' }, job.error ?? ''),
       el('dt', {}, 'result'), el('dd', {}, job.result === undefined ? '' : el('pre', { class: 'json' }, JSON.stringify(job.result, null, 2))),

@@ -91,10 +91,40 @@ try {
   await openView(page, '#/jobs?state=failed');
   await row(page, failing).waitFor(WAIT);
   assert.equal(await row(page, quick).count(), 0, 'a succeeded job is not listed under failed');
-  // Bulk retry of the failed jobs shown: one more failing job runs (and fails again).
+  // Bulk retry of every failed job (the server counts them first, and the dialog says how
+  // many): one more failing job runs (and fails again).
   await page.locator('[data-testid=bulk-retry]').click();
+  await page.locator('[data-testid=confirm-dialog][open]').waitFor(WAIT);
+  assert.match(await page.locator('#confirm-text').textContent(), /^Retry 1 job\(s\) matching state=failed\?/);
   await page.locator('[data-testid=confirm-yes]').click();
   await page.locator('tr[data-job-id] [data-testid=job-state]', { hasText: 'failed' }).nth(1).waitFor(WAIT);
+
+  // Filters by task, label and creation time, set in the form; then a bulk cancel of the
+  // whole filtered set, after a confirmation that says how many jobs.
+  const batch = [];
+  for (let i = 0; i < 3; i += 1) {
+    batch.push(await submit({ task: 'command', args: { argv: ['sleep', '60'] }, tenant: 'carol', labels: { batch: 'b1' } }));
+  }
+  const unlabelled = await submit({ task: 'command', args: { argv: ['echo', 'not in the batch'] }, tenant: 'carol' });
+  await openView(page, '#/jobs');
+  await page.locator('[data-testid=filter-task]').fill('command');
+  await page.locator('[data-testid=filter-label]').fill('batch=b1');
+  await page.locator('[data-testid=filter-within]').selectOption('15m');
+  await page.locator('[data-testid=filter-apply]').click();
+  for (const id of batch) await row(page, id).waitFor(WAIT);
+  assert.equal(await row(page, unlabelled).count(), 0, 'the label filter leaves the unlabelled job out');
+  assert.equal(await page.locator('tr[data-job-id]').count(), 3, 'only the batch is listed');
+  await page.locator('[data-testid=bulk-cancel]').click();
+  await page.locator('[data-testid=confirm-dialog][open]').waitFor(WAIT);
+  assert.match(await page.locator('#confirm-text').textContent(), /^Cancel 3 job\(s\) matching task=command, label=batch=b1, created in the last 15m\?/);
+  await shot(page, 'bulk-confirm');
+  await page.locator('[data-testid=confirm-yes]').click();
+  for (const id of batch) await expectRowState(page, id, 'cancelled');
+  for (const id of batch) assert.equal(await jobState(id), 'cancelled', 'the bulk cancel reached Redis');
+  assert.equal(await jobState(unlabelled) === 'cancelled', false, 'a job outside the filter is left alone');
+  // The cancel is in the job's timeline: what, by whom, from where.
+  await openView(page, `#/job/${batch[0]}`);
+  await page.locator('[data-testid=timeline-action]', { hasText: 'cancel by anonymous via dashboard (bulk)' }).waitFor(WAIT);
 
   // Job detail: the live log of a running job.
   const tailed = await submit({
@@ -129,7 +159,8 @@ try {
   for (const state of ['queued', 'scheduled', 'running', 'retrying']) {
     await page.locator(`[data-testid=count-${state}]`, { hasText: /^0$/ }).waitFor(WAIT);
   }
-  await page.locator('[data-testid=count-succeeded]', { hasText: /^3$/ }).waitFor(WAIT);
+  // quick, logged, tailed and the job outside the bulk cancel's filter.
+  await page.locator('[data-testid=count-succeeded]', { hasText: /^4$/ }).waitFor(WAIT);
   await page.locator('[data-testid=run-p95]', { hasText: /\d+(\.\d)? m?s$/ }).waitFor(WAIT);
   // The backlog comes from the active scheduler's status (nothing is pending by now).
   await page.locator('[data-testid=backlog]', { hasText: /0 pending, 0 running; policy fifo/ }).waitFor(WAIT);
@@ -144,7 +175,7 @@ try {
     succeeded: Number(await page.locator('[data-testid=finished-succeeded]').textContent()),
     failed: Number(await page.locator('[data-testid=finished-failed]').textContent()),
   };
-  console.log(`RESULT ${JSON.stringify({ counts, finished, jobs: { quick, logged, slow, failing, tailed } })}`);
+  console.log(`RESULT ${JSON.stringify({ counts, finished, jobs: { quick, logged, slow, failing, tailed, batch } })}`);
 } finally {
   await browser.close();
 }

@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Serialize;
 use warren_protocol::{JobEnvelope, JobId, JobState, now_ms};
-use warren_store::{JobRecord, NewJob, Transition, TransitionOutcome};
+use warren_store::{JobAction, JobRecord, NewJob, Transition, TransitionOutcome};
 
 use crate::api::{job_id, job_not_found, load};
 use crate::error::ApiError;
@@ -27,18 +27,8 @@ pub(crate) async fn cancel(
     Path(raw): Path<String>,
 ) -> Result<Json<JobRecord>, ApiError> {
     let id = job_id(&raw)?;
-    let outcome = state
-        .store()
-        .transition(&Transition::new(id, JobState::Cancelled))
-        .await?;
-    match outcome {
-        TransitionOutcome::Done(previous) => {
-            tracing::info!(job_id = %id, %previous, "job cancelled from the dashboard");
-            metrics::counter!("warren_dashboard_actions_total", "action" => "cancel").increment(1);
-            if previous == JobState::Running {
-                tell_workers(&state, id).await;
-            }
-        }
+    match cancel_one(&state, id, None).await? {
+        TransitionOutcome::Done(_) => {}
         TransitionOutcome::Missing => return Err(job_not_found(id)),
         TransitionOutcome::Illegal(current)
         | TransitionOutcome::NotOwner(current)
@@ -50,6 +40,49 @@ pub(crate) async fn cancel(
         }
     }
     load(state.store(), id).await.map(Json)
+}
+
+/// Who acts from the dashboard: it has no tokens yet, so nobody in particular.
+pub(crate) const ACTOR: &str = "anonymous";
+/// Where dashboard actions come from, in a job's history.
+pub(crate) const VIA: &str = "dashboard";
+
+/// Cancels one job, tells its worker when it was running, and records the action in the
+/// job's history (`detail`: `bulk` for bulk actions).
+pub(crate) async fn cancel_one(
+    state: &AppState,
+    id: JobId,
+    detail: Option<&str>,
+) -> Result<TransitionOutcome, ApiError> {
+    let outcome = state
+        .store()
+        .transition(&Transition::new(id, JobState::Cancelled))
+        .await?;
+    if let TransitionOutcome::Done(previous) = outcome {
+        tracing::info!(job_id = %id, %previous, "job cancelled from the dashboard");
+        metrics::counter!("warren_dashboard_actions_total", "action" => "cancel").increment(1);
+        let mut action = JobAction::now("cancel", ACTOR, VIA);
+        if let Some(detail) = detail {
+            action = action.with_detail(detail);
+        }
+        note(state, id, &action).await;
+        if previous == JobState::Running {
+            tell_workers(state, id).await;
+        }
+    }
+    Ok(outcome)
+}
+
+/// Adds an action to a job's history. Best effort: the action itself has happened.
+async fn note(state: &AppState, id: JobId, action: &JobAction) {
+    if let Err(error) = state.store().record_action(id, action).await {
+        tracing::warn!(job_id = %id, error = %crate::error::chain(&error), "cannot record an action in the job's history");
+    }
+}
+
+/// Whether a job in `state` may be retried: it finished without succeeding.
+pub(crate) fn retryable(state: JobState) -> bool {
+    state.is_terminal() && state != JobState::Succeeded
 }
 
 /// Broadcasts `job.cancel` so the worker running the job kills it. Best effort: the job is
@@ -82,7 +115,7 @@ pub(crate) async fn retry(
 ) -> Result<(StatusCode, Json<Retried>), ApiError> {
     let id = job_id(&raw)?;
     let record = load(state.store(), id).await?;
-    if !record.state.is_terminal() || record.state == JobState::Succeeded {
+    if !retryable(record.state) {
         return Err(ApiError::conflict(
             "not_retryable",
             format!(
@@ -91,6 +124,25 @@ pub(crate) async fn retry(
             ),
         ));
     }
+    let new_id = retry_one(&state, record, None).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Retried {
+            id: new_id,
+            state: JobState::Queued,
+            retry_of: id,
+        }),
+    ))
+}
+
+/// Submits a finished job again as a new job (see [`retry`]) and records the retry in the
+/// old job's history; returns the new job's id.
+pub(crate) async fn retry_one(
+    state: &AppState,
+    record: JobRecord,
+    detail: Option<&str>,
+) -> Result<JobId, ApiError> {
+    let id = record.id;
     let mut spec = record.spec;
     spec.labels
         .insert(RETRY_OF_LABEL.to_owned(), id.to_string());
@@ -104,7 +156,7 @@ pub(crate) async fn retry(
     // submitter), so nothing half-made stays.
     state.store().create_jobs(&jobs).await?;
     let [job] = jobs;
-    if let Err(error) = publish(&state, &job).await {
+    if let Err(error) = publish(state, &job).await {
         if let Err(delete) = state.store().delete_jobs(std::slice::from_ref(&job)).await {
             tracing::error!(job_id = %job.id, error = %crate::error::chain(&delete), "cannot delete a retried job whose publish failed");
         }
@@ -115,14 +167,15 @@ pub(crate) async fn retry(
     }
     tracing::info!(job_id = %job.id, retry_of = %id, "job retried from the dashboard");
     metrics::counter!("warren_dashboard_actions_total", "action" => "retry").increment(1);
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(Retried {
-            id: job.id,
-            state: JobState::Queued,
-            retry_of: id,
-        }),
-    ))
+    let made = format!("as {}", job.id);
+    let detail = detail.map_or(made.clone(), |d| format!("{d}, {made}"));
+    note(
+        state,
+        id,
+        &JobAction::now("retry", ACTOR, VIA).with_detail(detail),
+    )
+    .await;
+    Ok(job.id)
 }
 
 async fn publish(

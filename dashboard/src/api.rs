@@ -9,7 +9,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use warren_protocol::{JobId, JobState};
-use warren_store::{JobFilter, JobRecord, LogLine, Page, SchedulerInfo, Store};
+use warren_store::{FilterParams, JobFilter, JobRecord, LogLine, Page, SchedulerInfo, Store};
 
 use crate::error::ApiError;
 use crate::extract::ApiQuery;
@@ -45,26 +45,27 @@ pub(crate) async fn get_scheduler(
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct ListQuery {
-    state: Option<String>,
-    tenant: Option<String>,
-    queue: Option<String>,
+    #[serde(flatten)]
+    filter: FilterParams,
     limit: Option<String>,
     cursor: Option<String>,
 }
 
-/// `GET /api/jobs?state=&tenant=&queue=&limit=&cursor=`: a page of jobs, newest first (the
-/// store's listing; `next_cursor` is absent on the last page).
+/// Checks filter parameters, answering 400 `invalid_query` naming the parameter.
+pub(crate) fn parse_filter(params: FilterParams) -> Result<JobFilter, ApiError> {
+    params
+        .parse()
+        .map_err(|e| ApiError::bad_request("invalid_query", format!("{}: {}", e.field, e.message)))
+}
+
+/// `GET /api/jobs?state=&tenant=&queue=&task=&tag=&label=&since=&until=&limit=&cursor=`: a
+/// page of jobs, newest first (the store's listing, reading the narrowest index among the
+/// filters; `next_cursor` is absent on the last page).
 pub(crate) async fn list_jobs(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<Page>, ApiError> {
-    let job_state = match non_empty(query.state) {
-        None => None,
-        Some(raw) => Some(
-            raw.parse::<JobState>()
-                .map_err(|e| ApiError::bad_request("invalid_query", e.to_string()))?,
-        ),
-    };
+    let filter = parse_filter(query.filter)?;
     let limit = match non_empty(query.limit) {
         None => 25,
         Some(raw) => raw
@@ -83,11 +84,6 @@ pub(crate) async fn list_jobs(
                 "cursor must be the next_cursor of a previous page",
             )
         })?),
-    };
-    let filter = JobFilter {
-        state: job_state,
-        tenant: non_empty(query.tenant),
-        queue: non_empty(query.queue),
     };
     Ok(Json(state.store().list(&filter, limit, cursor).await?))
 }

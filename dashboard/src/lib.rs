@@ -19,6 +19,7 @@ mod actions;
 mod api;
 mod args;
 mod assets;
+mod bulk;
 mod error;
 mod extract;
 mod latency;
@@ -109,8 +110,10 @@ pub fn app(state: AppState) -> Router {
         .route("/", get(assets::index))
         .route("/assets/{name}", get(assets::asset))
         .route_layer(from_fn_with_state(state.clone(), request_timeout));
-    // Streams bound themselves: they end at shutdown (and a log tail when its job ends).
+    // Streams bound themselves: they end at shutdown (and a log tail when its job ends). A
+    // bulk action is bounded by its cap of jobs, and may take longer than one request should.
     let streams = Router::new()
+        .route("/api/jobs/bulk", post(bulk::bulk))
         .route("/api/live", get(live::live))
         .route("/api/jobs/{id}/logs/live", get(api::tail_log));
     timed

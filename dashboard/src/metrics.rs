@@ -2,14 +2,12 @@
 //! on `GET /metrics`. Job and worker gauges are read from Redis at scrape time (cheap: a few
 //! counters and index sizes), so every dashboard replica reports the same numbers.
 
-use std::sync::OnceLock;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use axum::response::Response;
+use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -27,22 +25,10 @@ impl std::fmt::Debug for Metrics {
 }
 
 impl Metrics {
-    /// Installs the Prometheus recorder as the process's global recorder, once: `warren up`
-    /// and tests build several dashboards in one process, and they share it.
+    /// The process-wide recorder (shared with the other services in `warren up`).
     pub(crate) fn install() -> Self {
-        static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-        let handle = HANDLE.get_or_init(|| {
-            PrometheusBuilder::new()
-                .install_recorder()
-                .unwrap_or_else(|error| {
-                    // Another recorder owns the facade: our own series stay empty, and the
-                    // gauges read from Redis are still rendered through this local one.
-                    tracing::warn!(%error, "a metrics recorder is already installed");
-                    PrometheusBuilder::new().build_recorder().handle()
-                })
-        });
         Self {
-            handle: handle.clone(),
+            handle: warren_kit::metrics::install(),
         }
     }
 }
@@ -74,15 +60,7 @@ pub(crate) async fn render(State(state): State<AppState>) -> Result<Response, Ap
     metrics::gauge!("warren_worker_slots", "state" => "busy").set(f64::from(busy));
     metrics::gauge!("warren_worker_slots", "state" => "free").set(f64::from(slots - busy));
     metrics::gauge!("warren_dashboard_live_clients").set(state.live().receiver_count() as f64);
-    let body = state.metrics().handle.render();
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        body,
-    )
-        .into_response())
+    Ok(warren_kit::metrics::render(&state.metrics().handle))
 }
 
 /// Counts requests and their latency by route template and status (bounded labels: the

@@ -25,6 +25,12 @@ pub enum StoreError {
 
 impl StoreError {
     pub(crate) fn redis(what: &'static str, source: redis::RedisError) -> Self {
+        if source.is_io_error() || source.is_connection_dropped() || source.is_connection_refusal()
+        {
+            // The connection manager reconnects after each of these; it has no hook to count
+            // the reconnects themselves (short of RESP3 push messages).
+            metrics::counter!("warren_redis_connection_errors_total").increment(1);
+        }
         Self::Redis { what, source }
     }
 

@@ -175,6 +175,17 @@ impl Store {
                 .ignore();
             pipe.zadd(self.keys.index_queue(&job.spec.queue), &id, 0)
                 .ignore();
+            let extra = extra_indexes(&job.spec);
+            if !extra.is_empty() {
+                // Named on the record so that the transition to a terminal state can hand
+                // them to the pruning of expired jobs.
+                let names = serde_json::to_string(&extra).unwrap_or_default();
+                pipe.hset(&key, "indexes", names).ignore();
+                for suffix in &extra {
+                    pipe.zadd(format!("{}{suffix}", self.keys.prefix()), &id, 0)
+                        .ignore();
+                }
+            }
         }
         let mut conn = self.conn();
         pipe.query_async::<()>(&mut conn)
@@ -200,6 +211,10 @@ impl Store {
                 .ignore();
             pipe.zrem(self.keys.index_queue(&job.spec.queue), &id)
                 .ignore();
+            for suffix in extra_indexes(&job.spec) {
+                pipe.zrem(format!("{}{suffix}", self.keys.prefix()), &id)
+                    .ignore();
+            }
         }
         let mut conn = self.conn();
         pipe.query_async::<()>(&mut conn)
@@ -451,6 +466,23 @@ impl Store {
             .map_err(|e| StoreError::redis("setting a pending reason", e))?;
         Ok(())
     }
+}
+
+/// The task, tag and label indexes a job belongs to, as key suffixes after the prefix.
+pub(crate) fn extra_indexes(spec: &JobSpec) -> Vec<String> {
+    let mut out = vec![crate::Keys::index_task_suffix(&spec.task)];
+    out.extend(
+        spec.requires
+            .tags
+            .iter()
+            .map(|tag| crate::Keys::index_tag_suffix(tag.as_str())),
+    );
+    out.extend(
+        spec.labels
+            .iter()
+            .map(|(k, v)| crate::Keys::index_label_suffix(k, v)),
+    );
+    out
 }
 
 /// The states a transition may start from: the legal ones, narrowed by `only_from`.

@@ -107,8 +107,37 @@ impl Keys {
         format!("{}jobs:queue:{queue}", self.prefix)
     }
 
+    /// Index of the jobs of one task.
+    pub fn index_task(&self, task: &str) -> String {
+        format!("{}{}", self.prefix, Self::index_task_suffix(task))
+    }
+
+    /// Index of the jobs that require one resource tag.
+    pub fn index_tag(&self, tag: &str) -> String {
+        format!("{}{}", self.prefix, Self::index_tag_suffix(tag))
+    }
+
+    /// Index of the jobs labelled `key=value`. A key holding `=` shares its index with
+    /// another split of the same text; listing re-checks the label on each record.
+    pub fn index_label(&self, key: &str, value: &str) -> String {
+        format!("{}{}", self.prefix, Self::index_label_suffix(key, value))
+    }
+
+    pub(crate) fn index_task_suffix(task: &str) -> String {
+        format!("jobs:task:{task}")
+    }
+
+    pub(crate) fn index_tag_suffix(tag: &str) -> String {
+        format!("jobs:tag:{tag}")
+    }
+
+    pub(crate) fn index_label_suffix(key: &str, value: &str) -> String {
+        format!("jobs:label:{key}={value}")
+    }
+
     /// Finished jobs by the time their record expires (ms), so their index entries can be
-    /// pruned. Members are JSON `[id, tenant, queue]`.
+    /// pruned. Members are JSON `[id, tenant, queue]`, plus the job's task, tag and label
+    /// indexes (key suffixes after the prefix) as a fourth element when it has any.
     pub fn index_expiring(&self) -> String {
         format!("{}jobs:expiring", self.prefix)
     }

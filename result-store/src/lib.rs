@@ -6,6 +6,7 @@
 //! script publishes the change on `{ns}:events`, so an event exists exactly when a transition
 //! happened. The store does not talk to RabbitMQ.
 
+mod actions;
 mod error;
 mod events;
 mod expiry;
@@ -21,11 +22,12 @@ mod scripts;
 mod submit_ops;
 mod workers;
 
+pub use actions::{JobAction, MAX_ACTIONS};
 pub use error::StoreError;
 pub use events::JobEvent;
 pub use jobs::{ClaimOutcome, LeaseRenewal, NewJob, Transition, TransitionOutcome};
 pub use keys::Keys;
-pub use listing::{JobFilter, Page};
+pub use listing::{FilterError, FilterParams, JobFilter, Page};
 pub use logs::{LogLine, LogStream};
 pub use observe::{CounterSample, Resolution, SchedulerInfo, WorkerEntry};
 pub use pending::{PendingEntry, PendingPosition};

@@ -52,6 +52,9 @@ pub struct JobRecord {
     /// The byte cap of the log, once anything was logged.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_cap_bytes: Option<u64>,
+    /// What people did to it (cancel, retry…), oldest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<crate::JobAction>,
 }
 
 impl JobRecord {
@@ -88,6 +91,10 @@ impl JobRecord {
         let takeovers = number(take("takeovers")).unwrap_or(0) as u32;
         let log_truncated = take("log_truncated").is_some_and(|v| v == "1");
         let log_cap_bytes = number(take("log_cap_bytes"));
+        // A history that does not parse is shown as none rather than failing the read.
+        let actions = take("actions")
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_default();
         let timestamps = JobState::ALL
             .iter()
             .filter_map(|s| {
@@ -113,6 +120,7 @@ impl JobRecord {
             takeovers,
             log_truncated,
             log_cap_bytes,
+            actions,
         })
     }
 }

@@ -12,6 +12,8 @@ pub(crate) static ANNOTATE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/annotate.lua")));
 pub(crate) static APPEND_LOG: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/append_log.lua")));
+pub(crate) static RECORD_ACTION: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/record_action.lua")));
 pub(crate) static PRUNE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/prune.lua")));
 

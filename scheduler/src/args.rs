@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use clap::Args;
-use warren_kit::CommonArgs;
+use warren_kit::{CommonArgs, MetricsArgs};
 
 use crate::policy::config::{Rate, parse_pairs, parse_rates};
 use crate::policy::{Limits, PolicyConfig, Preset};
@@ -126,4 +126,7 @@ pub struct SchedulerArgs {
     /// active one dies.
     #[arg(long, env = "WARREN_LEADER_TTL", default_value = "5s", value_parser = humantime::parse_duration)]
     pub leader_ttl: Duration,
+    /// Where to serve Prometheus metrics (`WARREN_METRICS_ADDR`; off when unset).
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }

@@ -53,7 +53,10 @@ async fn send_batch(store: &Store, publisher: &Publisher, batch: Vec<Order>) -> 
             Ok(Some(envelope)) => {
                 // In order: the publish frame goes out before the next one.
                 match publisher.send_worker(&dispatch.worker, &envelope).await {
-                    Ok(pending) => sent.push((dispatch, pool, envelope.attempt, pending)),
+                    Ok(pending) => {
+                        let sent_at = (envelope.attempt == 1).then_some(envelope.created_at_ms);
+                        sent.push((dispatch, pool, envelope.attempt, sent_at, pending));
+                    }
                     Err(error) => outcomes.push(failed(dispatch, &error.to_string())),
                 }
             }
@@ -62,10 +65,11 @@ async fn send_batch(store: &Store, publisher: &Publisher, batch: Vec<Order>) -> 
         }
     }
     let confirmed = join_all(sent.into_iter().map(
-        |(dispatch, pool, attempt, pending)| async move {
+        |(dispatch, pool, attempt, created_ms, pending)| async move {
             let confirm: Result<(), TopologyError> = pending.confirmed().await;
             match confirm {
                 Ok(()) => {
+                    crate::metrics::dispatched(&pool, created_ms);
                     record_sent(store, &dispatch, &pool, attempt).await;
                     None
                 }

@@ -14,6 +14,7 @@ mod delay;
 mod dispatch;
 mod heartbeats;
 mod intake;
+mod metrics;
 pub mod policy;
 mod runtime;
 mod session;

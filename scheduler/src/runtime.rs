@@ -35,6 +35,7 @@ pub(crate) async fn run(args: SchedulerArgs, shutdown: CancellationToken) -> any
             warren_topology::signing::from_config(common.signing.key_text()?.as_deref())
                 .map_err(anyhow::Error::msg)?,
         );
+    warren_kit::metrics::serve_if_set(&args.metrics, &shutdown).await?;
     let instance = WorkerId::generate("scheduler").to_string();
     info!(namespace = %common.namespace, policy = %config.preset, %instance, "scheduler starting");
 
@@ -78,6 +79,7 @@ pub(crate) async fn run(args: SchedulerArgs, shutdown: CancellationToken) -> any
                     backoff = Duration::from_millis(200);
                 }
                 warn!(error = format!("{error:#}"), retry_in = ?backoff, "scheduler lost its session");
+                crate::metrics::amqp_reconnect();
                 tokio::select! {
                     () = shutdown.cancelled() => break,
                     () = tokio::time::sleep(backoff) => {},

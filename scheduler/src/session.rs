@@ -709,7 +709,9 @@ impl Session {
     }
 
     fn write_status(&self) {
-        let mut status = serde_json::to_value(self.core.status()).unwrap_or_default();
+        let summary = self.core.status();
+        crate::metrics::record_status(&summary);
+        let mut status = serde_json::to_value(summary).unwrap_or_default();
         if let Some(object) = status.as_object_mut() {
             object.insert("instance".into(), self.instance.clone().into());
             object.insert("active".into(), true.into());

@@ -1,5 +1,5 @@
 //! What every Warren service shares that is not domain: command-line/environment argument
-//! groups, telemetry set-up and the shutdown signal. With the `testkit` feature it also holds
+//! groups, telemetry set-up, Prometheus metrics and the shutdown signal. With the `testkit` feature it also holds
 //! the helpers tests use to get an isolated namespace and to wait without sleeping.
 //!
 //! Domain types live in `warren-protocol`; broker and Redis code in `warren-topology` and
@@ -7,9 +7,11 @@
 
 pub mod args;
 pub mod cli;
+pub mod metrics;
 pub mod shutdown;
 pub mod telemetry;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
 pub use args::{AmqpArgs, CommonArgs, RedisArgs, ShutdownArgs, TelemetryArgs};
+pub use metrics::MetricsArgs;

@@ -81,6 +81,8 @@ pub(crate) async fn build(
     options: TopologyOptions,
 ) -> anyhow::Result<AppState> {
     args.check()?;
+    // Before anything is counted: series recorded with no recorder installed are lost.
+    warren_kit::metrics::install();
     let security = &args.security;
     let auth = match &security.tokens_file {
         Some(path) => {

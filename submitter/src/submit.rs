@@ -197,6 +197,14 @@ async fn accept_jobs(
     let first = jobs.first().map(|j| j.id.to_string()).unwrap_or_default();
     let Err(error) = published else {
         note_delays(state, jobs).await;
+        for job in jobs {
+            metrics::counter!(
+                "warren_jobs_submitted_total",
+                "task" => job.spec.task.clone(),
+                "tenant" => job.spec.tenant.clone()
+            )
+            .increment(1);
+        }
         if let [job] = jobs {
             tracing::info!(job_id = %job.id, task = %job.spec.task, tenant = %job.spec.tenant, "job accepted");
         } else {

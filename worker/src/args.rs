@@ -2,7 +2,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use warren_kit::{CommonArgs, ShutdownArgs};
+use warren_kit::{CommonArgs, MetricsArgs, ShutdownArgs};
 use warren_protocol::{PoolName, WorkerResources};
 
 use crate::confine::{ConfineSettings, Confinement};
@@ -86,6 +86,9 @@ pub struct WorkerArgs {
     /// [`WorkerArgs::check`] when the worker starts. Leave it at its default.
     #[arg(skip)]
     pub confinement: Confinement,
+    /// Where to serve Prometheus metrics (`WARREN_METRICS_ADDR`; off when unset).
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 /// How `command` jobs are limited, beyond their `requires` (see `docs/confinement.md`).

@@ -63,6 +63,7 @@ pub(crate) async fn delivery(rt: Arc<Runtime>, delivery: Delivery) {
         "job",
         job_id = %envelope.job_id,
         task = %envelope.spec.task,
+        tenant = %envelope.spec.tenant,
         attempt = envelope.attempt,
         correlation_id = envelope.correlation_id.as_deref().unwrap_or(""),
     );
@@ -111,6 +112,7 @@ async fn handle(rt: Arc<Runtime>, delivery: Delivery, envelope: JobEnvelope) {
     let lost = Arc::new(AtomicBool::new(false));
     let renewer = lease::spawn_renewal(rt.clone(), &envelope, cancel.clone(), lost.clone());
     let started = Instant::now();
+    crate::metrics::started(&rt, &envelope);
     let outcome = execute::attempt(&rt, &envelope, task, cancel.clone()).await;
     // The slot is free once the work is: the next delivery starts while this outcome is
     // written, so a short job's slot does not idle for a Redis round trip. The scheduler
@@ -310,6 +312,7 @@ async fn record(rt: &Runtime, envelope: &JobEnvelope, outcome: TaskResult, took:
     match write_with_retry(rt, &transition).await {
         Some(TransitionOutcome::Done(_)) => {
             info!(state = %target, took_ms = took.as_millis() as u64, "job finished attempt");
+            crate::metrics::finished(rt, envelope, target, took);
             true
         }
         Some(other) => {

@@ -9,6 +9,7 @@ use warren_protocol::{Heartbeat, now_ms};
 use crate::runtime::Runtime;
 
 fn build(rt: &Runtime, draining: bool) -> Heartbeat {
+    crate::metrics::slots(rt);
     let running = rt.running_ids();
     Heartbeat {
         worker_id: rt.id.clone(),

@@ -19,6 +19,7 @@ mod heartbeat;
 mod joblog;
 mod lease;
 mod limits;
+mod metrics;
 mod output;
 mod retry;
 mod runtime;

@@ -156,6 +156,8 @@ pub(crate) async fn run(worker: Worker, shutdown: CancellationToken) -> anyhow::
         draining: AtomicBool::new(false),
     });
     info!(worker_id = %rt.id, pool = %rt.args.tags, slots = rt.args.slots, "worker ready");
+    warren_kit::metrics::serve_if_set(&rt.args.metrics, &shutdown).await?;
+    crate::metrics::slots(&rt);
 
     let tracker = TaskTracker::new();
     let heartbeat_stop = CancellationToken::new();
@@ -182,6 +184,7 @@ pub(crate) async fn run(worker: Worker, shutdown: CancellationToken) -> anyhow::
                     );
                 }
                 warn!(error, retry_in = ?backoff, "worker lost its broker session");
+                crate::metrics::amqp_reconnect();
                 tokio::select! {
                     () = shutdown.cancelled() => break,
                     () = tokio::time::sleep(backoff) => {},

@@ -78,6 +78,8 @@ pub(crate) async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Re
         prefetch: args.prefetch,
         policy: args.policy.clone(),
         leader_ttl: Duration::from_secs(5),
+        // The submitter's /metrics shows every service of this one process.
+        metrics: warren_kit::MetricsArgs { metrics_addr: None },
     };
     let state = warren_submitter::build_state(&submitter).await?;
     let listener = tokio::net::TcpListener::bind(submitter.http_addr)

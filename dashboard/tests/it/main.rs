@@ -107,6 +107,24 @@ impl Harness {
         (status, body)
     }
 
+    /// Sends one request with a JSON body.
+    pub(crate) async fn send(&self, method: &str, uri: &str, body: &Value) -> (StatusCode, Value) {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let response = within(self.app().oneshot(request)).await.unwrap();
+        let status = response.status();
+        let bytes = within(axum::body::to_bytes(response.into_body(), 1 << 24))
+            .await
+            .unwrap();
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        (status, body)
+    }
+
     pub(crate) async fn get(&self, uri: &str) -> Value {
         let (status, body) = self.call("GET", uri).await;
         assert_eq!(status, StatusCode::OK, "GET {uri}: {body}");

@@ -102,6 +102,31 @@ async fn jobs_are_listed_filtered_and_paged() {
     assert!(second.get("next_cursor").is_none(), "{second}");
     assert_eq!(second["jobs"][1]["id"], alice[0].to_string());
 
+    // Task, label and time filters (each read from an index).
+    let count = |v: &serde_json::Value| v["jobs"].as_array().unwrap().len();
+    assert_eq!(count(&h.get("/api/jobs?task=noop").await), 6);
+    assert_eq!(count(&h.get("/api/jobs?task=echo&tenant=alice").await), 0);
+    let later = warren_protocol::now_ms() + 60_000;
+    assert_eq!(count(&h.get(&format!("/api/jobs?since={later}")).await), 0);
+    assert_eq!(
+        count(&h.get(&format!("/api/jobs?until={later}&tenant=bob")).await),
+        1
+    );
+    assert_eq!(
+        count(&h.get("/api/jobs?since=2020-01-01T00:00:00Z").await),
+        6
+    );
+    assert_eq!(count(&h.get("/api/jobs?label=env%3Dprod").await), 0);
+    for bad in ["label=env", "since=soon", "tag=%20"] {
+        let (status, body) = h.call("GET", &format!("/api/jobs?{bad}")).await;
+        let expected = if bad == "tag=%20" {
+            StatusCode::OK
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        assert_eq!(status, expected, "{bad}: {body}");
+    }
+
     let (status, body) = h.call("GET", "/api/jobs?state=nope").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"]["code"], "invalid_query");

@@ -15,6 +15,10 @@ for _, member in ipairs(due) do
     for i = 4, #ARGV do redis.call('ZREM', ARGV[1] .. 'jobs:state:' .. ARGV[i], id) end
     if tenant ~= '' then redis.call('ZREM', ARGV[1] .. 'jobs:tenant:' .. tenant, id) end
     if queue ~= '' then redis.call('ZREM', ARGV[1] .. 'jobs:queue:' .. queue, id) end
+    -- The task, tag and label indexes, for jobs that have them.
+    if type(entry[4]) == 'table' then
+      for _, suffix in ipairs(entry[4]) do redis.call('ZREM', ARGV[1] .. suffix, id) end
+    end
     redis.call('ZREM', expiring, member)
     pruned = pruned + 1
   elseif ttl == -1 then

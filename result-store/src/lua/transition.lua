@@ -30,9 +30,11 @@ if ARGV[8] == '1' then
   redis.call('INCR', ARGV[1] .. 'stats:' .. to)
   -- The record expires by itself but its index entries do not: remember when, and which
   -- indexes hold it, so that prune.lua can drop them once it has gone.
-  local where = redis.call('HMGET', KEYS[1], 'tenant', 'queue')
+  local where = redis.call('HMGET', KEYS[1], 'tenant', 'queue', 'indexes')
+  local member = {ARGV[2], where[1] or '', where[2] or ''}
+  if where[3] then member[4] = cjson.decode(where[3]) end
   redis.call('ZADD', ARGV[1] .. 'jobs:expiring', tonumber(ARGV[4]) + tonumber(ARGV[9]) * 1000,
-    cjson.encode({ARGV[2], where[1] or '', where[2] or ''}))
+    cjson.encode(member))
 else
   -- A job the scheduler or a worker has touched is real: drop the provisional TTL that
   -- guards against records whose publish never happened.

@@ -71,6 +71,7 @@ async fn list_is_newest_first_and_filters() {
         state: Some(JobState::Queued),
         tenant: Some("team-a".into()),
         queue: Some("renders".into()),
+        ..JobFilter::default()
     };
     assert_eq!(ids(&list(&store, &combined, 100, None).await), vec![a3, a1]);
     let cancelled_b = JobFilter {
@@ -304,6 +305,7 @@ async fn finished_jobs_leave_the_indexes_and_counts_when_they_expire() {
         keys.index_state(JobState::Succeeded),
         keys.index_tenant(&finished_spec.tenant),
         keys.index_queue(&finished_spec.queue),
+        keys.index_task(&finished_spec.task),
     ] {
         assert!(!indexed(&mut conn, &key, finished).await, "{key}");
     }

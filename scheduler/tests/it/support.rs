@@ -112,6 +112,7 @@ impl Harness {
             prefetch: 100,
             policy,
             leader_ttl: Duration::from_secs(2),
+            metrics: warren_kit::MetricsArgs { metrics_addr: None },
         };
         let stop = CancellationToken::new();
         let scheduler = tokio::spawn(warren_scheduler::run(args.clone(), stop.child_token()));

@@ -119,6 +119,11 @@ impl Caller {
         ))
     }
 
+    /// The token's name (`anonymous` with auth off), for the record of what it did.
+    pub(crate) fn name(&self) -> &str {
+        &self.0.name
+    }
+
     /// The only tenant this caller may act for; `None` means every tenant.
     pub(crate) fn tenant(&self) -> Option<&str> {
         self.0.tenant.as_deref()

@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use warren_protocol::{JobId, JobSpec, JobState};
-use warren_store::{JobFilter, JobRecord, LogLine, Transition, TransitionOutcome};
+use warren_store::{FilterParams, JobAction, JobRecord, LogLine, Transition, TransitionOutcome};
 
 use crate::auth::{Caller, Role};
 use crate::extract::{ApiQuery, JobIdParam, JsonBody, bounded_param, parse_object};
@@ -162,6 +162,11 @@ pub(super) struct ListQuery {
     state: Option<String>,
     tenant: Option<String>,
     queue: Option<String>,
+    task: Option<String>,
+    tag: Option<String>,
+    label: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
     limit: Option<String>,
     cursor: Option<String>,
 }
@@ -174,24 +179,26 @@ pub(super) struct ListResponse {
     next_cursor: Option<String>,
 }
 
-/// `GET /v1/jobs?state=&tenant=&queue=&limit=&cursor=`.
+/// `GET /v1/jobs?state=&tenant=&queue=&task=&tag=&label=&since=&until=&limit=&cursor=`.
 pub(super) async fn list(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<ListResponse>, ApiError> {
     caller.require(Role::Read)?;
-    let job_state = match query.state.as_deref().filter(|s| !s.is_empty()) {
-        None => None,
-        Some(raw) => Some(raw.parse::<JobState>().map_err(|e| {
-            ApiError::bad_request("invalid_query", e.to_string()).with_field("state")
-        })?),
-    };
-    let mut filter = JobFilter {
-        state: job_state,
-        tenant: name_param("tenant", query.tenant)?,
-        queue: name_param("queue", query.queue)?,
-    };
+    // The same filters as the dashboard's listing, checked by the same code.
+    let mut filter = FilterParams {
+        state: query.state,
+        tenant: query.tenant,
+        queue: query.queue,
+        task: query.task,
+        tag: query.tag,
+        label: query.label,
+        since: query.since,
+        until: query.until,
+    }
+    .parse()
+    .map_err(|e| ApiError::bad_request("invalid_query", e.message).with_field(e.field))?;
     if let Some(own) = caller.tenant() {
         if filter.tenant.as_deref().is_some_and(|asked| asked != own) {
             return Err(ApiError::forbidden(
@@ -245,18 +252,6 @@ async fn explain_waiting(state: &AppState, jobs: &mut [JobRecord]) -> Result<(),
     Ok(())
 }
 
-/// A tenant or queue filter: empty means none; at most 64 characters.
-fn name_param(name: &'static str, raw: Option<String>) -> Result<Option<String>, ApiError> {
-    match raw.filter(|r| !r.is_empty()) {
-        Some(r) if r.len() > 64 => Err(ApiError::bad_request(
-            "invalid_query",
-            format!("{name} must be at most 64 characters"),
-        )
-        .with_field(name)),
-        other => Ok(other),
-    }
-}
-
 /// `POST /v1/jobs/{id}/cancel`: cancels a job that has not finished; a running job's worker
 /// is told to kill it. Answers the record (200), 404, or 409 if it has already finished.
 pub(super) async fn cancel(
@@ -274,7 +269,8 @@ pub(super) async fn cancel(
         .await?;
     match outcome {
         TransitionOutcome::Done(previous) => {
-            tracing::info!(job_id = %id, %previous, "job cancelled");
+            tracing::info!(job_id = %id, %previous, caller = caller.name(), "job cancelled");
+            record_action(&state, id, JobAction::now("cancel", caller.name(), "api")).await;
             if previous == JobState::Running {
                 tell_workers(&state, id).await;
             }
@@ -290,6 +286,13 @@ pub(super) async fn cancel(
         }
     }
     load(&state, id).await.map(Json)
+}
+
+/// Adds an action to the job's history. Best effort: the action itself has happened.
+async fn record_action(state: &AppState, id: JobId, action: JobAction) {
+    if let Err(error) = state.store().record_action(id, &action).await {
+        tracing::warn!(job_id = %id, error = %error_chain(&error), "cannot record an action in the job's history");
+    }
 }
 
 /// Broadcasts `job.cancel` so the worker running the job kills it. Best effort: the job is

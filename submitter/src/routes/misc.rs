@@ -119,6 +119,12 @@ pub(super) async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
+/// `GET /metrics`: Prometheus text (the read role when tokens are on: labels name tenants).
+pub(super) async fn metrics(caller: Caller) -> Result<axum::response::Response, ApiError> {
+    caller.require(Role::Read)?;
+    Ok(warren_kit::metrics::render(&warren_kit::metrics::install()))
+}
+
 /// `GET /readyz`: Redis answers, RabbitMQ confirms a probe publish (an open channel is not
 /// enough: during a memory alarm the broker blocks publishers and submissions hang), and an
 /// active scheduler is there (its status key, rewritten every 0.5 s, has not expired).

@@ -16,7 +16,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::auth::authenticate;
-use crate::middleware::{CorrelationId, correlation, ensure_problem, request_timeout};
+use crate::middleware::{CorrelationId, correlation, ensure_problem, request_timeout, track};
 use crate::state::AppState;
 
 /// Builds the router: every route, authentication (probes excepted), the request timeout
@@ -34,6 +34,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/stats", get(misc::stats))
         .route("/v1/scheduler", get(scheduling::status))
         .route("/v1/scheduler/policy", put(scheduling::set_policy))
+        .route("/metrics", get(misc::metrics))
         .route("/healthz", get(misc::healthz))
         .route("/readyz", get(misc::readyz))
         .route_layer(from_fn_with_state(state.clone(), request_timeout));
@@ -50,6 +51,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(max_body))
         .layer(CatchPanicLayer::new())
+        .layer(from_fn(track))
         // Outside the body limit: a caller without a token learns nothing else.
         .layer(from_fn_with_state(state.clone(), authenticate))
         .layer(map_response(ensure_problem))

@@ -23,6 +23,13 @@ async fn queued_jobs_cancel_once() {
     assert_eq!(reply.status, StatusCode::OK, "{reply:#?}");
     assert_eq!(reply.body["id"], id);
     assert_eq!(reply.body["state"], "cancelled");
+    // Recorded in the job's history: who (no tokens here: anonymous) and from where.
+    let action = &reply.body["actions"][0];
+    assert_eq!(
+        (&action["action"], &action["by"], &action["via"]),
+        (&json!("cancel"), &json!("anonymous"), &json!("api")),
+        "{reply:#?}"
+    );
     let stored = h.store.state(id.parse().unwrap()).await.unwrap();
     assert_eq!(stored, Some(JobState::Cancelled));
 

@@ -60,6 +60,28 @@ async fn lists_page_newest_first_with_a_cursor() {
     assert_eq!(reply.body["next_cursor"], Value::Null);
     let reply = h.send(get("/v1/jobs?state=running")).await;
     assert_eq!(reply.body["jobs"], json!([]));
+
+    // The dashboard's filters: task, label, creation time.
+    let labelled = h
+        .submit(&json!({"task": "echo", "args": {"text": "x"}, "labels": {"env": "prod"}}))
+        .await;
+    for query in ["task=echo", "label=env=prod", "task=echo&label=env%3Dprod"] {
+        let reply = h.send(get(&format!("/v1/jobs?{query}"))).await;
+        assert_eq!(reply.status, StatusCode::OK, "{reply:#?}");
+        assert_eq!(reply.body["jobs"].as_array().unwrap().len(), 1, "{query}");
+        assert_eq!(reply.body["jobs"][0]["id"], labelled, "{query}");
+    }
+    let later = now_ms() + 60_000;
+    let reply = h.send(get(&format!("/v1/jobs?since={later}"))).await;
+    assert_eq!(reply.body["jobs"], json!([]), "{reply:#?}");
+    let reply = h
+        .send(get(&format!("/v1/jobs?until={later}&task=noop")))
+        .await;
+    assert_eq!(
+        reply.body["jobs"].as_array().unwrap().len(),
+        5,
+        "{reply:#?}"
+    );
     h.finish().await;
 }
 
@@ -82,6 +104,16 @@ async fn bad_list_queries_are_400() {
     assert_eq!(
         reply.problem(StatusCode::BAD_REQUEST, "invalid_query")["field"],
         "cursor"
+    );
+    let reply = h.send(get("/v1/jobs?label=env")).await;
+    assert_eq!(
+        reply.problem(StatusCode::BAD_REQUEST, "invalid_query")["field"],
+        "label"
+    );
+    let reply = h.send(get("/v1/jobs?since=tomorrow")).await;
+    assert_eq!(
+        reply.problem(StatusCode::BAD_REQUEST, "invalid_query")["field"],
+        "since"
     );
     let reply = h.send(get("/v1/jobs?stat=queued")).await;
     reply.problem(StatusCode::BAD_REQUEST, "invalid_query");

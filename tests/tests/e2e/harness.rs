@@ -92,6 +92,10 @@ pub(crate) struct System {
     scheduler: Child,
     standby_schedulers: Vec<Child>,
     pub(crate) workers: Vec<Child>,
+    /// Where the scheduler serves `/metrics` (`http://127.0.0.1:port`).
+    pub(crate) scheduler_metrics: String,
+    /// Where each worker serves `/metrics`, by index.
+    pub(crate) worker_metrics: Vec<String>,
     pools: Vec<PoolName>,
     logs: PathBuf,
     stopped: bool,
@@ -142,7 +146,10 @@ impl System {
             ],
             "submitter",
         );
-        let scheduler = spawn(&ns, &logs, "warren-scheduler", scheduler_env, "scheduler");
+        let metrics_port = free_port();
+        let mut env = scheduler_env.to_vec();
+        env.push(("WARREN_METRICS_ADDR", format!("127.0.0.1:{metrics_port}")));
+        let scheduler = spawn(&ns, &logs, "warren-scheduler", &env, "scheduler");
         let mut system = Self {
             ns,
             base,
@@ -151,6 +158,8 @@ impl System {
             scheduler,
             standby_schedulers: Vec::new(),
             workers: Vec::new(),
+            scheduler_metrics: format!("http://127.0.0.1:{metrics_port}"),
+            worker_metrics: Vec::new(),
             pools: Vec::new(),
             logs,
             stopped: false,
@@ -179,6 +188,7 @@ impl System {
     pub(crate) async fn add_worker(&mut self, spec: &WorkerSpec) -> usize {
         let before = self.worker_ids().await.len();
         let index = self.workers.len();
+        let metrics_port = free_port();
         let child = spawn(
             &self.ns,
             &self.logs,
@@ -194,10 +204,13 @@ impl System {
                 ("WARREN_SHUTDOWN_GRACE", spec.grace.to_owned()),
                 ("WARREN_KILL_GRACE", "1s".to_owned()),
                 ("WARREN_RETRY_BASE", "200ms".to_owned()),
+                ("WARREN_METRICS_ADDR", format!("127.0.0.1:{metrics_port}")),
             ],
             &format!("worker-{index}"),
         );
         self.workers.push(child);
+        self.worker_metrics
+            .push(format!("http://127.0.0.1:{metrics_port}"));
         self.pools
             .push(PoolName::parse_list(spec.tags).expect("valid tags"));
         let this = &*self;

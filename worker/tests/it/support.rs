@@ -53,6 +53,7 @@ pub(crate) fn args(ns: &TestNamespace) -> WorkerArgs {
         job_dir_root: std::env::temp_dir(),
         limits: Default::default(),
         confinement: Default::default(),
+        metrics: warren_kit::MetricsArgs { metrics_addr: None },
     }
 }
 
