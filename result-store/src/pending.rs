@@ -40,7 +40,7 @@ type PositionReply = (
 );
 
 /// Jobs sharing a waiting job's key that `pending_ahead` looks at, per class.
-pub const TIES_COUNTED: isize = 10_000;
+pub(crate) const TIES_COUNTED: isize = 10_000;
 
 /// One pending job as the index stores it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -277,25 +277,19 @@ impl Store {
         if others.is_empty() {
             return Ok(Some(rank));
         }
-        let mut pipe = redis::pipe();
+        let (mut below, mut ties) = (redis::pipe(), redis::pipe());
         for class_id in &others {
             let key = self.keys.pending_class(class_id);
-            pipe.zcount(&key, "-inf", format!("({score}"))
-                .zrangebyscore_limit(&key, score, score, 0, TIES_COUNTED);
+            below.zcount(&key, "-inf", format!("({score}"));
+            ties.zrangebyscore_limit(&key, score, score, 0, TIES_COUNTED);
         }
-        let replies: Vec<redis::Value> = pipe
-            .query_async(&mut self.conn())
-            .await
-            .map_err(|e| StoreError::redis("counting the jobs ahead", e))?;
-        let mut ahead = rank;
-        for pair in replies.chunks(2) {
-            let below: u64 = redis::from_redis_value(&pair[0])
+        let (mut one, mut two) = (self.conn(), self.conn());
+        let (below, ties): (Vec<u64>, Vec<Vec<String>>) =
+            tokio::try_join!(below.query_async(&mut one), ties.query_async(&mut two),)
                 .map_err(|e| StoreError::redis("counting the jobs ahead", e))?;
-            let tied: Vec<String> = redis::from_redis_value(&pair[1])
-                .map_err(|e| StoreError::redis("counting the jobs ahead", e))?;
-            // Members start with the job id, whose text sorts as the id does.
-            ahead += below + tied.iter().filter(|m| **m < place.member).count() as u64;
-        }
+        // Members start with the job id, whose text sorts as the id does.
+        let tied_ahead = ties.iter().flatten().filter(|m| **m < place.member).count() as u64;
+        let ahead = rank + below.iter().sum::<u64>() + tied_ahead;
         Ok(Some(ahead))
     }
 
