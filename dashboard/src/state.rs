@@ -67,7 +67,8 @@ pub(crate) async fn build(args: &DashboardArgs) -> anyhow::Result<AppState> {
         result_ttl: common.result_ttl,
         ..StoreOptions::default()
     };
-    let store = Store::connect(&common.redis.url, &ns, options)
+    let redis_tls = warren_store::RedisTls::from_args(&common.redis.tls)?;
+    let store = Store::connect_tls(&common.redis.url, &ns, options, &redis_tls)
         .await
         .with_context(|| format!("connecting to redis at {}", safe_url(&common.redis.url)))?;
     // RabbitMQ is needed only by actions (a retried job goes to intake, a cancel tells the

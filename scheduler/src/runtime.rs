@@ -17,13 +17,14 @@ use crate::session::Session;
 pub(crate) async fn run(args: SchedulerArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let config = args.policy.config()?;
     let common = &args.common;
-    let store = Store::connect(
+    let store = Store::connect_tls(
         &common.redis.url,
         &common.namespace,
         StoreOptions {
             result_ttl: common.result_ttl,
             ..Default::default()
         },
+        &warren_store::RedisTls::from_args(&common.redis.tls)?,
     )
     .await
     .with_context(|| format!("connecting to redis at {}", safe_url(&common.redis.url)))?;

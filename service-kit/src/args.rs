@@ -1,6 +1,7 @@
 //! Argument groups that several binaries `#[command(flatten)]`.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
@@ -22,7 +23,7 @@ pub struct AmqpArgs {
 /// Where Redis is.
 #[derive(Clone, Args)]
 pub struct RedisArgs {
-    /// Redis URL (redis://[:password@]host:port[/db]).
+    /// Redis URL (redis://[:password@]host:port[/db], or rediss:// for TLS).
     #[arg(
         id = "redis_url",
         long = "redis-url",
@@ -30,6 +31,49 @@ pub struct RedisArgs {
         default_value = "redis://127.0.0.1:6379"
     )]
     pub url: String,
+    /// TLS files for a rediss:// URL.
+    #[command(flatten)]
+    pub tls: RedisTlsArgs,
+}
+
+impl RedisArgs {
+    /// A plain `url`, with no TLS files.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            tls: RedisTlsArgs::default(),
+        }
+    }
+}
+
+/// TLS files for `rediss://`: a private CA, and a client certificate when Redis asks for one
+/// (`tls-auth-clients yes`). Without a CA file the system's roots are trusted.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RedisTlsArgs {
+    /// PEM file of the CA(s) that signed Redis' certificate, trusted instead of the system's
+    /// roots.
+    #[arg(
+        id = "redis_ca_file",
+        long = "redis-ca-file",
+        env = "WARREN_REDIS_CA_FILE"
+    )]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate to present to Redis (with --redis-client-key-file).
+    #[arg(
+        id = "redis_client_cert_file",
+        long = "redis-client-cert-file",
+        env = "WARREN_REDIS_CLIENT_CERT_FILE",
+        requires = "redis_client_key_file"
+    )]
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM private key of --redis-client-cert-file.
+    #[arg(
+        id = "redis_client_key_file",
+        long = "redis-client-key-file",
+        env = "WARREN_REDIS_CLIENT_KEY_FILE",
+        requires = "redis_client_cert_file"
+    )]
+    pub client_key_file: Option<PathBuf>,
 }
 
 /// Connection settings every service needs.
@@ -75,6 +119,7 @@ impl fmt::Debug for RedisArgs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisArgs")
             .field("url", &safe_url(&self.url))
+            .field("tls", &self.tls)
             .finish()
     }
 }

@@ -115,13 +115,14 @@ pub(crate) async fn run(worker: Worker, shutdown: CancellationToken) -> anyhow::
     } = worker;
     args.check()?;
     let common = &args.common;
-    let store = Store::connect(
+    let store = Store::connect_tls(
         &common.redis.url,
         &common.namespace,
         StoreOptions {
             result_ttl: common.result_ttl,
             ..Default::default()
         },
+        &warren_store::RedisTls::from_args(&common.redis.tls)?,
     )
     .await
     .with_context(|| format!("connecting to redis at {}", safe_url(&common.redis.url)))?;

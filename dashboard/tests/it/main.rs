@@ -49,7 +49,7 @@ impl Harness {
             request_timeout: Duration::from_secs(10),
             common: CommonArgs {
                 amqp: AmqpArgs { url: amqp_url() },
-                redis: RedisArgs { url: redis_url() },
+                redis: RedisArgs::new(redis_url()),
                 namespace: ns.ns().clone(),
                 result_ttl: Duration::from_secs(600),
             },

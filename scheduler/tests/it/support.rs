@@ -91,7 +91,7 @@ impl Harness {
         let args = SchedulerArgs {
             common: CommonArgs {
                 amqp: AmqpArgs { url: amqp_url() },
-                redis: RedisArgs { url: redis_url() },
+                redis: RedisArgs::new(redis_url()),
                 namespace: ns.ns().clone(),
                 result_ttl: Duration::from_secs(600),
             },

@@ -52,7 +52,7 @@ pub(crate) fn args(ns: &TestNamespace, redis_url: String) -> SubmitterArgs {
             amqp: AmqpArgs {
                 url: testkit::amqp_url(),
             },
-            redis: RedisArgs { url: redis_url },
+            redis: RedisArgs::new(redis_url),
             namespace: ns.ns().clone(),
             result_ttl: Duration::from_secs(3600),
         },

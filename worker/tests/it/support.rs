@@ -28,7 +28,7 @@ pub(crate) fn args(ns: &TestNamespace) -> WorkerArgs {
     WorkerArgs {
         common: CommonArgs {
             amqp: AmqpArgs { url: amqp_url() },
-            redis: RedisArgs { url: redis_url() },
+            redis: RedisArgs::new(redis_url()),
             namespace: ns.ns().clone(),
             result_ttl: Duration::from_secs(600),
         },
