@@ -9,7 +9,7 @@ use tracing::{info, warn};
 use warren_kit::args::safe_url;
 use warren_protocol::WorkerId;
 use warren_store::{Store, StoreOptions};
-use warren_topology::{Topology, TopologyOptions, connect_pool};
+use warren_topology::{Topology, TopologyOptions, connect_pool_tls};
 
 use crate::args::SchedulerArgs;
 use crate::session::Session;
@@ -28,9 +28,14 @@ pub(crate) async fn run(args: SchedulerArgs, shutdown: CancellationToken) -> any
     )
     .await
     .with_context(|| format!("connecting to redis at {}", safe_url(&common.redis.url)))?;
-    let pool = connect_pool(&common.amqp.url, "warren-scheduler", 1)
-        .await
-        .with_context(|| format!("connecting to rabbitmq at {}", safe_url(&common.amqp.url)))?;
+    let pool = connect_pool_tls(
+        &common.amqp.url,
+        "warren-scheduler",
+        1,
+        common.amqp.ca_pem()?,
+    )
+    .await
+    .with_context(|| format!("connecting to rabbitmq at {}", safe_url(&common.amqp.url)))?;
     let topology = Topology::new(common.namespace.clone(), TopologyOptions::default());
     let instance = WorkerId::generate("scheduler").to_string();
     info!(namespace = %common.namespace, policy = %config.preset, %instance, "scheduler starting");

@@ -18,6 +18,39 @@ pub struct AmqpArgs {
         default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
     )]
     pub url: String,
+    /// PEM file of the CA(s) that signed RabbitMQ's certificate (amqps://), trusted instead
+    /// of the system's roots.
+    #[arg(
+        id = "amqp_ca_file",
+        long = "amqp-ca-file",
+        env = "WARREN_AMQP_CA_FILE"
+    )]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl AmqpArgs {
+    /// A plain `url`, with no CA file.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            ca_file: None,
+        }
+    }
+
+    /// The CA file's PEM text, when one is given.
+    ///
+    /// # Errors
+    /// Fails when the file cannot be read; the message names it.
+    pub fn ca_pem(&self) -> anyhow::Result<Option<String>> {
+        self.ca_file
+            .as_deref()
+            .map(|path| {
+                std::fs::read_to_string(path).map_err(|e| {
+                    anyhow::anyhow!("reading WARREN_AMQP_CA_FILE {}: {e}", path.display())
+                })
+            })
+            .transpose()
+    }
 }
 
 /// Where Redis is.
@@ -111,6 +144,7 @@ impl fmt::Debug for AmqpArgs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AmqpArgs")
             .field("url", &safe_url(&self.url))
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -173,6 +207,37 @@ mod tests {
         assert_eq!(cli.common.amqp.url, "amqp://a");
         assert_eq!(cli.common.redis.url, "redis://b");
         assert!(Cli::try_parse_from(["x", "--namespace", "bad name"]).is_err());
+    }
+
+    #[test]
+    fn tls_files_parse_and_pair() {
+        let cli = Cli::try_parse_from([
+            "x",
+            "--amqp-ca-file",
+            "amqp-ca.pem",
+            "--redis-ca-file",
+            "redis-ca.pem",
+            "--redis-client-cert-file",
+            "c.pem",
+            "--redis-client-key-file",
+            "k.pem",
+        ])
+        .unwrap();
+        let path = |p: &str| Some(PathBuf::from(p));
+        assert_eq!(cli.common.amqp.ca_file, path("amqp-ca.pem"));
+        assert_eq!(cli.common.redis.tls.ca_file, path("redis-ca.pem"));
+        assert_eq!(cli.common.redis.tls.client_cert_file, path("c.pem"));
+        assert_eq!(cli.common.redis.tls.client_key_file, path("k.pem"));
+        // A client certificate without its key (or the reverse) is refused.
+        assert!(Cli::try_parse_from(["x", "--redis-client-cert-file", "c.pem"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--redis-client-key-file", "k.pem"]).is_err());
+        let missing = AmqpArgs {
+            ca_file: path("/nonexistent/ca.pem"),
+            ..AmqpArgs::new("amqps://h")
+        };
+        let err = missing.ca_pem().unwrap_err().to_string();
+        assert!(err.contains("/nonexistent/ca.pem"), "{err}");
+        assert_eq!(AmqpArgs::new("amqp://h").ca_pem().unwrap(), None);
     }
 
     #[test]

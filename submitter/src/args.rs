@@ -156,9 +156,7 @@ mod tests {
             ready_requires_scheduler: true,
             security: SecurityArgs::no_auth(),
             common: CommonArgs {
-                amqp: AmqpArgs {
-                    url: "amqp://127.0.0.1".into(),
-                },
+                amqp: AmqpArgs::new("amqp://127.0.0.1"),
                 redis: RedisArgs::new("redis://127.0.0.1"),
                 namespace: warren_protocol::Namespace::default(),
                 result_ttl: Duration::from_secs(60),

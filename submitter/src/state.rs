@@ -13,7 +13,7 @@ use tracing::Instrument as _;
 use warren_kit::args::safe_url;
 use warren_protocol::{JobSpec, Task};
 use warren_store::{RedisTls, Store, StoreError, StoreOptions};
-use warren_topology::{Publisher, Topology, TopologyOptions, connect_pool, declare_core};
+use warren_topology::{Publisher, Topology, TopologyOptions, connect_pool_tls, declare_core};
 
 use crate::args::SubmitterArgs;
 use crate::auth::{Auth, TokenTable};
@@ -111,9 +111,14 @@ pub(crate) async fn build(
     let store = Store::connect_tls(&common.redis.url, &ns, store_options, &redis_tls)
         .await
         .with_context(|| format!("connecting to redis at {}", safe_url(&common.redis.url)))?;
-    let pool = connect_pool(&common.amqp.url, "warren-submitter", AMQP_POOL_SIZE)
-        .await
-        .with_context(|| format!("connecting to rabbitmq at {}", safe_url(&common.amqp.url)))?;
+    let pool = connect_pool_tls(
+        &common.amqp.url,
+        "warren-submitter",
+        AMQP_POOL_SIZE,
+        common.amqp.ca_pem()?,
+    )
+    .await
+    .with_context(|| format!("connecting to rabbitmq at {}", safe_url(&common.amqp.url)))?;
     let topology = Topology::new(ns, options);
     let publisher = Publisher::open(&pool, &topology)
         .await

@@ -15,7 +15,7 @@ use warren_protocol::{JobId, WorkerId, now_ms};
 use warren_store::{Store, StoreOptions};
 use warren_topology::lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use warren_topology::lapin::types::FieldTable;
-use warren_topology::{AmqpPool, Publisher, Topology, TopologyOptions, connect_pool};
+use warren_topology::{AmqpPool, Publisher, Topology, TopologyOptions, connect_pool_tls};
 
 use crate::args::WorkerArgs;
 use crate::task::Handler;
@@ -126,7 +126,7 @@ pub(crate) async fn run(worker: Worker, shutdown: CancellationToken) -> anyhow::
     )
     .await
     .with_context(|| format!("connecting to redis at {}", safe_url(&common.redis.url)))?;
-    let pool = connect_pool(&common.amqp.url, "warren-worker", 1)
+    let pool = connect_pool_tls(&common.amqp.url, "warren-worker", 1, common.amqp.ca_pem()?)
         .await
         .with_context(|| format!("connecting to rabbitmq at {}", safe_url(&common.amqp.url)))?;
     let topology = Topology::new(common.namespace.clone(), TopologyOptions::default());

@@ -97,9 +97,10 @@ async fn purge(args: PurgeArgs) -> anyhow::Result<bool> {
     let store = Store::connect_tls(&args.redis.url, &ns, StoreOptions::default(), &redis_tls)
         .await
         .with_context(|| format!("connecting to redis at {}", safe_url(&args.redis.url)))?;
-    let pool = warren_topology::connect_pool(&args.amqp.url, "warren-admin", 1)
-        .await
-        .with_context(|| format!("connecting to rabbitmq at {}", safe_url(&args.amqp.url)))?;
+    let pool =
+        warren_topology::connect_pool_tls(&args.amqp.url, "warren-admin", 1, args.amqp.ca_pem()?)
+            .await
+            .with_context(|| format!("connecting to rabbitmq at {}", safe_url(&args.amqp.url)))?;
     let topology = Topology::new(ns.clone(), TopologyOptions::default());
 
     let keys = store.namespace_keys().await?;

@@ -90,7 +90,7 @@ impl Harness {
             .unwrap();
         let args = SchedulerArgs {
             common: CommonArgs {
-                amqp: AmqpArgs { url: amqp_url() },
+                amqp: AmqpArgs::new(amqp_url()),
                 redis: RedisArgs::new(redis_url()),
                 namespace: ns.ns().clone(),
                 result_ttl: Duration::from_secs(600),

@@ -36,7 +36,9 @@ fn routes_in_source(dir: &Path) -> Vec<(String, String, String)> {
                 continue;
             }
             let text = std::fs::read_to_string(&path).unwrap();
-            let file = path.strip_prefix(dir.ancestors().last().unwrap()).unwrap();
+            // Named from the workspace root: `submitter/src/routes/mod.rs`.
+            let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+            let file = path.strip_prefix(workspace).unwrap_or(&path);
             for (method, route) in routes_in(&text) {
                 found.push((method, route, file.display().to_string()));
             }

@@ -27,7 +27,7 @@ pub(crate) struct Harness {
 pub(crate) fn args(ns: &TestNamespace) -> WorkerArgs {
     WorkerArgs {
         common: CommonArgs {
-            amqp: AmqpArgs { url: amqp_url() },
+            amqp: AmqpArgs::new(amqp_url()),
             redis: RedisArgs::new(redis_url()),
             namespace: ns.ns().clone(),
             result_ttl: Duration::from_secs(600),
