@@ -208,5 +208,19 @@ mod tests {
             doc["components"]["securitySchemes"][BEARER]["scheme"],
             "bearer"
         );
+        // The documented problem is the one sent.
+        let sent = crate::problem::ApiError::unprocessable("invalid_field", "x").with_field("f");
+        let sent: serde_json::Value = serde_json::from_slice(&sent.body()).unwrap();
+        let documented = &doc["components"]["schemas"]["Problem"]["properties"];
+        for key in sent.as_object().unwrap().keys() {
+            assert!(
+                documented[key].is_object(),
+                "{key} is not in Problem: {documented}"
+            );
+        }
+        assert_eq!(
+            documented.as_object().unwrap().len(),
+            sent.as_object().unwrap().len()
+        );
     }
 }
