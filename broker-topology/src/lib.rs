@@ -17,7 +17,7 @@ mod publisher;
 pub mod signing;
 mod subscribe;
 
-pub use connect::{AmqpPool, connect_pool};
+pub use connect::{AmqpManager, AmqpPool, connect_pool, connect_pool_tls};
 pub use deadpool_lapin::lapin;
 pub use declare::{
     WORKER_QUEUE_EXPIRES, declare_core, declare_pool, declare_worker_queue, teardown,

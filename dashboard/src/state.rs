@@ -10,7 +10,7 @@ use tokio_util::task::TaskTracker;
 use warren_kit::args::safe_url;
 use warren_store::{Store, StoreOptions};
 use warren_topology::{
-    AmqpPool, Publisher, Topology, TopologyError, TopologyOptions, connect_pool,
+    AmqpPool, Publisher, Topology, TopologyError, TopologyOptions, connect_pool_tls,
 };
 
 use crate::args::DashboardArgs;
@@ -67,14 +67,20 @@ pub(crate) async fn build(args: &DashboardArgs) -> anyhow::Result<AppState> {
         result_ttl: common.result_ttl,
         ..StoreOptions::default()
     };
-    let store = Store::connect(&common.redis.url, &ns, options)
+    let redis_tls = warren_store::RedisTls::from_args(&common.redis.tls)?;
+    let store = Store::connect_tls(&common.redis.url, &ns, options, &redis_tls)
         .await
         .with_context(|| format!("connecting to redis at {}", safe_url(&common.redis.url)))?;
     // RabbitMQ is needed only by actions (a retried job goes to intake, a cancel tells the
     // workers); reading never touches it.
-    let amqp = connect_pool(&common.amqp.url, "warren-dashboard", 1)
-        .await
-        .with_context(|| format!("connecting to rabbitmq at {}", safe_url(&common.amqp.url)))?;
+    let amqp = connect_pool_tls(
+        &common.amqp.url,
+        "warren-dashboard",
+        1,
+        common.amqp.ca_pem()?,
+    )
+    .await
+    .with_context(|| format!("connecting to rabbitmq at {}", safe_url(&common.amqp.url)))?;
     let topology = Topology::new(ns, TopologyOptions::default()).with_signing(
         warren_topology::signing::from_config(common.signing.key_text()?.as_deref())
             .map_err(anyhow::Error::msg)?,

@@ -7,6 +7,7 @@ use crate::task::Task;
 
 /// Resources one worker offers to each job it runs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct WorkerResources {
     /// CPU cores.
     pub cpu: u32,
@@ -29,10 +30,12 @@ impl WorkerResources {
 /// It is how the scheduler learns pools: which exist, how many slots they have, what each
 /// worker can run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct Heartbeat {
     /// The worker.
     pub worker_id: WorkerId,
     /// The pool it consumes.
+    #[cfg_attr(feature = "utoipa", schema(value_type = String))]
     pub pool: PoolName,
     /// Host it runs on.
     pub hostname: String,

@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 /// Identifies one job for its whole life. A UUIDv7, so ids sort by creation time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(transparent)]
 pub struct JobId(Uuid);
 
@@ -44,6 +45,7 @@ impl FromStr for JobId {
 /// Identifies one worker process: its host name plus a random suffix, so a restarted worker
 /// never inherits the leases of the process it replaced.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(transparent)]
 pub struct WorkerId(String);
 

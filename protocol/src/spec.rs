@@ -51,6 +51,7 @@ impl ValidationError {
 
 /// What a job needs from the worker that runs it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Requirements {
     /// Tags the worker's pool must have (all of them).
@@ -92,6 +93,7 @@ fn default_attempts() -> u32 {
 /// Unknown fields are refused rather than ignored: a typo such as `"priorty"` must not silently
 /// run the job with the default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
     /// `command`, a built-in (`noop`, `sleep`, `echo`, `fail`, `sha256`) or a registered task.
@@ -111,6 +113,7 @@ pub struct JobSpec {
     pub tenant: String,
     /// 0 (lowest) to 9 (highest).
     #[serde(default = "default_priority")]
+    #[cfg_attr(feature = "utoipa", schema(maximum = 9))]
     pub priority: u8,
     /// Tags and resources the job needs.
     #[serde(default)]

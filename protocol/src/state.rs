@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 /// `retrying` (waiting out a backoff, then `queued` again). The legal moves are
 /// [`JobState::legal_sources`]; the result store enforces them atomically.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
     /// Accepted and waiting for the scheduler to place it.

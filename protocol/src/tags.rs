@@ -24,6 +24,7 @@ pub enum TagError {
 
 /// One capability a worker advertises and a job may require: `gpu`, `cuda12`, `highmem`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(try_from = "String", into = "String")]
 pub struct ResourceTag(String);
 

@@ -13,6 +13,7 @@ pub const MAX_ACTIONS: usize = 50;
 
 /// One thing done to a job by a person or a program.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct JobAction {
     /// When (ms since the epoch).
     pub at_ms: u64,

@@ -78,6 +78,64 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// TLS material for a `rediss://` URL beyond the system's roots, as PEM bytes.
+#[derive(Clone, Default)]
+pub struct RedisTls {
+    /// The CA(s) that signed Redis' certificate, trusted instead of the system's roots.
+    pub ca_pem: Option<Vec<u8>>,
+    /// A client certificate and its key, for `tls-auth-clients yes`.
+    pub client_pem: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for RedisTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisTls")
+            .field("ca", &self.ca_pem.is_some())
+            .field("client_cert", &self.client_pem.is_some())
+            .finish()
+    }
+}
+
+impl RedisTls {
+    /// Reads the files that are given.
+    ///
+    /// # Errors
+    /// Fails when a file cannot be read; the message names it.
+    pub fn from_files(
+        ca: Option<&std::path::Path>,
+        client_cert: Option<&std::path::Path>,
+        client_key: Option<&std::path::Path>,
+    ) -> std::io::Result<Self> {
+        let read = |path: &std::path::Path| {
+            std::fs::read(path).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("reading {}: {e}", path.display()))
+            })
+        };
+        let ca_pem = ca.map(read).transpose()?;
+        let client_pem = match (client_cert, client_key) {
+            (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
+            _ => None,
+        };
+        Ok(Self { ca_pem, client_pem })
+    }
+
+    /// Reads the files `args` names.
+    ///
+    /// # Errors
+    /// Fails when a file cannot be read; the message names it.
+    pub fn from_args(args: &warren_kit::RedisTlsArgs) -> std::io::Result<Self> {
+        Self::from_files(
+            args.ca_file.as_deref(),
+            args.client_cert_file.as_deref(),
+            args.client_key_file.as_deref(),
+        )
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ca_pem.is_none() && self.client_pem.is_none()
+    }
+}
+
 impl Store {
     /// Connects to Redis and checks that it answers.
     ///
@@ -88,7 +146,38 @@ impl Store {
         ns: &Namespace,
         options: StoreOptions,
     ) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(StoreError::Connect)?;
+        Self::connect_tls(url, ns, options, &RedisTls::default()).await
+    }
+
+    /// Like [`Store::connect`], with a private CA or a client certificate for a `rediss://`
+    /// URL (rustls; without them a `rediss://` URL trusts the system's roots).
+    ///
+    /// # Errors
+    /// Returns [`StoreError::Connect`] when the URL is invalid, the TLS material does not
+    /// parse, or Redis does not answer.
+    pub async fn connect_tls(
+        url: &str,
+        ns: &Namespace,
+        options: StoreOptions,
+        tls: &RedisTls,
+    ) -> Result<Self, StoreError> {
+        let client = if tls.is_empty() {
+            redis::Client::open(url)
+        } else {
+            redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: tls.client_pem.clone().map(|(client_cert, client_key)| {
+                        redis::ClientTlsConfig {
+                            client_cert,
+                            client_key,
+                        }
+                    }),
+                    root_cert: tls.ca_pem.clone(),
+                },
+            )
+        }
+        .map_err(StoreError::Connect)?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(5)))
             .set_response_timeout(Some(Duration::from_secs(10)));

@@ -8,6 +8,7 @@ use crate::{Store, StoreError};
 
 /// Which output a log line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum LogStream {
     /// Standard output.
@@ -38,6 +39,7 @@ impl LogStream {
 
 /// One stored log line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct LogLine {
     /// Stream entry id; pass it back as `after` to read on.
     pub id: String,

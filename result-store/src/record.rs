@@ -8,6 +8,7 @@ use crate::StoreError;
 
 /// A job as Redis knows it: what `GET /v1/jobs/{id}` returns.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct JobRecord {
     /// The job id.
     pub id: JobId,

@@ -9,7 +9,7 @@ use tracing::{info, warn};
 use warren_kit::args::safe_url;
 use warren_protocol::WorkerId;
 use warren_store::{Store, StoreOptions};
-use warren_topology::{Topology, TopologyOptions, connect_pool};
+use warren_topology::{Topology, TopologyOptions, connect_pool_tls};
 
 use crate::args::SchedulerArgs;
 use crate::session::Session;
@@ -17,19 +17,25 @@ use crate::session::Session;
 pub(crate) async fn run(args: SchedulerArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let config = args.policy.config()?;
     let common = &args.common;
-    let store = Store::connect(
+    let store = Store::connect_tls(
         &common.redis.url,
         &common.namespace,
         StoreOptions {
             result_ttl: common.result_ttl,
             ..Default::default()
         },
+        &warren_store::RedisTls::from_args(&common.redis.tls)?,
     )
     .await
     .with_context(|| format!("connecting to redis at {}", safe_url(&common.redis.url)))?;
-    let pool = connect_pool(&common.amqp.url, "warren-scheduler", 1)
-        .await
-        .with_context(|| format!("connecting to rabbitmq at {}", safe_url(&common.amqp.url)))?;
+    let pool = connect_pool_tls(
+        &common.amqp.url,
+        "warren-scheduler",
+        1,
+        common.amqp.ca_pem()?,
+    )
+    .await
+    .with_context(|| format!("connecting to rabbitmq at {}", safe_url(&common.amqp.url)))?;
     let topology = Topology::new(common.namespace.clone(), TopologyOptions::default())
         .with_signing(
             warren_topology::signing::from_config(common.signing.key_text()?.as_deref())

@@ -1,6 +1,7 @@
 //! Argument groups that several binaries `#[command(flatten)]`.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
@@ -17,12 +18,45 @@ pub struct AmqpArgs {
         default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
     )]
     pub url: String,
+    /// PEM file of the CA(s) that signed RabbitMQ's certificate (amqps://), trusted instead
+    /// of the system's roots.
+    #[arg(
+        id = "amqp_ca_file",
+        long = "amqp-ca-file",
+        env = "WARREN_AMQP_CA_FILE"
+    )]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl AmqpArgs {
+    /// A plain `url`, with no CA file.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            ca_file: None,
+        }
+    }
+
+    /// The CA file's PEM text, when one is given.
+    ///
+    /// # Errors
+    /// Fails when the file cannot be read; the message names it.
+    pub fn ca_pem(&self) -> anyhow::Result<Option<String>> {
+        self.ca_file
+            .as_deref()
+            .map(|path| {
+                std::fs::read_to_string(path).map_err(|e| {
+                    anyhow::anyhow!("reading WARREN_AMQP_CA_FILE {}: {e}", path.display())
+                })
+            })
+            .transpose()
+    }
 }
 
 /// Where Redis is.
 #[derive(Clone, Args)]
 pub struct RedisArgs {
-    /// Redis URL (redis://[:password@]host:port[/db]).
+    /// Redis URL (redis://[:password@]host:port[/db], or rediss:// for TLS).
     #[arg(
         id = "redis_url",
         long = "redis-url",
@@ -30,6 +64,49 @@ pub struct RedisArgs {
         default_value = "redis://127.0.0.1:6379"
     )]
     pub url: String,
+    /// TLS files for a rediss:// URL.
+    #[command(flatten)]
+    pub tls: RedisTlsArgs,
+}
+
+impl RedisArgs {
+    /// A plain `url`, with no TLS files.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            tls: RedisTlsArgs::default(),
+        }
+    }
+}
+
+/// TLS files for `rediss://`: a private CA, and a client certificate when Redis asks for one
+/// (`tls-auth-clients yes`). Without a CA file the system's roots are trusted.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RedisTlsArgs {
+    /// PEM file of the CA(s) that signed Redis' certificate, trusted instead of the system's
+    /// roots.
+    #[arg(
+        id = "redis_ca_file",
+        long = "redis-ca-file",
+        env = "WARREN_REDIS_CA_FILE"
+    )]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate to present to Redis (with --redis-client-key-file).
+    #[arg(
+        id = "redis_client_cert_file",
+        long = "redis-client-cert-file",
+        env = "WARREN_REDIS_CLIENT_CERT_FILE",
+        requires = "redis_client_key_file"
+    )]
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM private key of --redis-client-cert-file.
+    #[arg(
+        id = "redis_client_key_file",
+        long = "redis-client-key-file",
+        env = "WARREN_REDIS_CLIENT_KEY_FILE",
+        requires = "redis_client_cert_file"
+    )]
+    pub client_key_file: Option<PathBuf>,
 }
 
 /// Connection settings every service needs.
@@ -117,6 +194,7 @@ impl fmt::Debug for AmqpArgs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AmqpArgs")
             .field("url", &safe_url(&self.url))
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -125,6 +203,7 @@ impl fmt::Debug for RedisArgs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisArgs")
             .field("url", &safe_url(&self.url))
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -201,6 +280,37 @@ mod tests {
         assert!(
             Cli::try_parse_from(["x", "--signing-key", "a", "--signing-key-file", "b"]).is_err()
         );
+    }
+
+    #[test]
+    fn tls_files_parse_and_pair() {
+        let cli = Cli::try_parse_from([
+            "x",
+            "--amqp-ca-file",
+            "amqp-ca.pem",
+            "--redis-ca-file",
+            "redis-ca.pem",
+            "--redis-client-cert-file",
+            "c.pem",
+            "--redis-client-key-file",
+            "k.pem",
+        ])
+        .unwrap();
+        let path = |p: &str| Some(PathBuf::from(p));
+        assert_eq!(cli.common.amqp.ca_file, path("amqp-ca.pem"));
+        assert_eq!(cli.common.redis.tls.ca_file, path("redis-ca.pem"));
+        assert_eq!(cli.common.redis.tls.client_cert_file, path("c.pem"));
+        assert_eq!(cli.common.redis.tls.client_key_file, path("k.pem"));
+        // A client certificate without its key (or the reverse) is refused.
+        assert!(Cli::try_parse_from(["x", "--redis-client-cert-file", "c.pem"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--redis-client-key-file", "k.pem"]).is_err());
+        let missing = AmqpArgs {
+            ca_file: path("/nonexistent/ca.pem"),
+            ..AmqpArgs::new("amqps://h")
+        };
+        let err = missing.ca_pem().unwrap_err().to_string();
+        assert!(err.contains("/nonexistent/ca.pem"), "{err}");
+        assert_eq!(AmqpArgs::new("amqp://h").ca_pem().unwrap(), None);
     }
 
     #[test]

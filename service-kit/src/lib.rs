@@ -13,5 +13,5 @@ pub mod telemetry;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
-pub use args::{AmqpArgs, CommonArgs, RedisArgs, ShutdownArgs, TelemetryArgs};
+pub use args::{AmqpArgs, CommonArgs, RedisArgs, RedisTlsArgs, ShutdownArgs, TelemetryArgs};
 pub use metrics::MetricsArgs;

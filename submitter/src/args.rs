@@ -71,6 +71,13 @@ pub struct SecurityArgs {
     /// Most connections open at once; further clients wait to be accepted.
     #[arg(long, env = "WARREN_MAX_CONNECTIONS", default_value_t = 1024)]
     pub max_connections: usize,
+    /// PEM certificate chain to serve HTTPS with (with --tls-key-file); plain HTTP when
+    /// unset (e.g. behind a TLS-terminating proxy).
+    #[arg(long, env = "WARREN_TLS_CERT_FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of --tls-cert-file.
+    #[arg(long, env = "WARREN_TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl SecurityArgs {
@@ -83,6 +90,8 @@ impl SecurityArgs {
             tenant_submit_rate: None,
             idle_timeout: Duration::from_secs(30),
             max_connections: 1024,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -108,6 +117,10 @@ impl SubmitterArgs {
         anyhow::ensure!(
             self.security.max_connections >= 1,
             "WARREN_MAX_CONNECTIONS must be at least 1"
+        );
+        anyhow::ensure!(
+            self.security.tls_cert_file.is_some() == self.security.tls_key_file.is_some(),
+            "WARREN_TLS_CERT_FILE and WARREN_TLS_KEY_FILE go together: set both or neither"
         );
         anyhow::ensure!(
             !(self.security.tokens_file.is_some() && self.security.no_auth),
@@ -143,12 +156,8 @@ mod tests {
             ready_requires_scheduler: true,
             security: SecurityArgs::no_auth(),
             common: CommonArgs {
-                amqp: AmqpArgs {
-                    url: "amqp://127.0.0.1".into(),
-                },
-                redis: RedisArgs {
-                    url: "redis://127.0.0.1".into(),
-                },
+                amqp: AmqpArgs::new("amqp://127.0.0.1"),
+                redis: RedisArgs::new("redis://127.0.0.1"),
                 namespace: warren_protocol::Namespace::default(),
                 result_ttl: Duration::from_secs(60),
                 signing: Default::default(),

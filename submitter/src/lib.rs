@@ -91,7 +91,8 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr().context("reading the bound address")?;
-    tracing::info!(%addr, namespace = %state.topology().namespace(), "submitter listening");
+    let https = state.limits().tls.is_some();
+    tracing::info!(%addr, https, namespace = %state.topology().namespace(), "submitter listening");
     let stopping = state.stopping().clone();
     let stop_long_polls = async {
         shutdown.cancelled().await;

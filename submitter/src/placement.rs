@@ -18,7 +18,7 @@ const WORKERS_TTL: Duration = Duration::from_secs(1);
 const RECHECK_AGE: Duration = Duration::from_millis(100);
 
 /// Something the client should know about an accepted job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub(crate) struct Warning {
     /// Stable, machine-readable: `no_live_worker`.
     pub(crate) code: &'static str,

@@ -12,8 +12,8 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 use warren_kit::args::safe_url;
 use warren_protocol::{JobSpec, Task};
-use warren_store::{Store, StoreError, StoreOptions};
-use warren_topology::{Publisher, Topology, TopologyOptions, connect_pool, declare_core};
+use warren_store::{RedisTls, Store, StoreError, StoreOptions};
+use warren_topology::{Publisher, Topology, TopologyOptions, connect_pool_tls, declare_core};
 
 use crate::args::SubmitterArgs;
 use crate::auth::{Auth, TokenTable};
@@ -99,18 +99,28 @@ pub(crate) async fn build(
             Auth::Off
         }
     };
+    let tls = match (&security.tls_cert_file, &security.tls_key_file) {
+        (Some(cert), Some(key)) => Some(crate::server::tls_acceptor(cert, key)?),
+        _ => None,
+    };
     let common = &args.common;
     let ns = common.namespace.clone();
     let store_options = StoreOptions {
         result_ttl: common.result_ttl,
         ..StoreOptions::default()
     };
-    let store = Store::connect(&common.redis.url, &ns, store_options)
+    let redis_tls = RedisTls::from_args(&common.redis.tls)?;
+    let store = Store::connect_tls(&common.redis.url, &ns, store_options, &redis_tls)
         .await
         .with_context(|| format!("connecting to redis at {}", safe_url(&common.redis.url)))?;
-    let pool = connect_pool(&common.amqp.url, "warren-submitter", AMQP_POOL_SIZE)
-        .await
-        .with_context(|| format!("connecting to rabbitmq at {}", safe_url(&common.amqp.url)))?;
+    let pool = connect_pool_tls(
+        &common.amqp.url,
+        "warren-submitter",
+        AMQP_POOL_SIZE,
+        common.amqp.ca_pem()?,
+    )
+    .await
+    .with_context(|| format!("connecting to rabbitmq at {}", safe_url(&common.amqp.url)))?;
     let topology = Topology::new(ns, options).with_signing(
         warren_topology::signing::from_config(common.signing.key_text()?.as_deref())
             .map_err(anyhow::Error::msg)?,
@@ -143,6 +153,7 @@ pub(crate) async fn build(
             limits: Limits {
                 idle_timeout: security.idle_timeout,
                 max_connections: security.max_connections,
+                tls,
             },
             tracker,
             stop,
@@ -195,7 +206,7 @@ impl AppState {
     }
 
     pub(crate) fn limits(&self) -> Limits {
-        self.inner.limits
+        self.inner.limits.clone()
     }
 
     /// Takes `jobs` submissions from `tenant`'s allowance; 429 with `Retry-After` when it

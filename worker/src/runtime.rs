@@ -15,7 +15,7 @@ use warren_protocol::{JobId, WorkerId, now_ms};
 use warren_store::{Store, StoreOptions};
 use warren_topology::lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use warren_topology::lapin::types::FieldTable;
-use warren_topology::{AmqpPool, Publisher, Topology, TopologyOptions, connect_pool};
+use warren_topology::{AmqpPool, Publisher, Topology, TopologyOptions, connect_pool_tls};
 
 use crate::args::WorkerArgs;
 use crate::task::Handler;
@@ -115,17 +115,18 @@ pub(crate) async fn run(worker: Worker, shutdown: CancellationToken) -> anyhow::
     } = worker;
     args.check()?;
     let common = &args.common;
-    let store = Store::connect(
+    let store = Store::connect_tls(
         &common.redis.url,
         &common.namespace,
         StoreOptions {
             result_ttl: common.result_ttl,
             ..Default::default()
         },
+        &warren_store::RedisTls::from_args(&common.redis.tls)?,
     )
     .await
     .with_context(|| format!("connecting to redis at {}", safe_url(&common.redis.url)))?;
-    let pool = connect_pool(&common.amqp.url, "warren-worker", 1)
+    let pool = connect_pool_tls(&common.amqp.url, "warren-worker", 1, common.amqp.ca_pem()?)
         .await
         .with_context(|| format!("connecting to rabbitmq at {}", safe_url(&common.amqp.url)))?;
     let topology = Topology::new(common.namespace.clone(), TopologyOptions::default())

@@ -93,12 +93,14 @@ struct FoundQueue {
 
 async fn purge(args: PurgeArgs) -> anyhow::Result<bool> {
     let ns = args.namespace.clone();
-    let store = Store::connect(&args.redis.url, &ns, StoreOptions::default())
+    let redis_tls = warren_store::RedisTls::from_args(&args.redis.tls)?;
+    let store = Store::connect_tls(&args.redis.url, &ns, StoreOptions::default(), &redis_tls)
         .await
         .with_context(|| format!("connecting to redis at {}", safe_url(&args.redis.url)))?;
-    let pool = warren_topology::connect_pool(&args.amqp.url, "warren-admin", 1)
-        .await
-        .with_context(|| format!("connecting to rabbitmq at {}", safe_url(&args.amqp.url)))?;
+    let pool =
+        warren_topology::connect_pool_tls(&args.amqp.url, "warren-admin", 1, args.amqp.ca_pem()?)
+            .await
+            .with_context(|| format!("connecting to rabbitmq at {}", safe_url(&args.amqp.url)))?;
     let topology = Topology::new(ns.clone(), TopologyOptions::default());
 
     let keys = store.namespace_keys().await?;

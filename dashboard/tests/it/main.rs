@@ -48,8 +48,8 @@ impl Harness {
             http_addr: "127.0.0.1:0".parse().unwrap(),
             request_timeout: Duration::from_secs(10),
             common: CommonArgs {
-                amqp: AmqpArgs { url: amqp_url() },
-                redis: RedisArgs { url: redis_url() },
+                amqp: AmqpArgs::new(amqp_url()),
+                redis: RedisArgs::new(redis_url()),
                 namespace: ns.ns().clone(),
                 result_ttl: Duration::from_secs(600),
                 signing: Default::default(),

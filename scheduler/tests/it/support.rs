@@ -100,8 +100,8 @@ impl Harness {
             .unwrap();
         let args = SchedulerArgs {
             common: CommonArgs {
-                amqp: AmqpArgs { url: amqp_url() },
-                redis: RedisArgs { url: redis_url() },
+                amqp: AmqpArgs::new(amqp_url()),
+                redis: RedisArgs::new(redis_url()),
                 namespace: ns.ns().clone(),
                 result_ttl: Duration::from_secs(600),
                 signing: warren_kit::args::SigningArgs {

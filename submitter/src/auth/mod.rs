@@ -1,9 +1,9 @@
 //! Who is calling: bearer tokens from the tokens file, their roles and their tenant.
 //!
-//! [`authenticate`] runs before every route except `/healthz` and `/readyz`: a missing or
-//! unknown token is a 401 with `WWW-Authenticate: Bearer`. Handlers then take a [`Caller`]
-//! and say what they need (`caller.require(Role::Read)?`, 403 otherwise) and whose job it
-//! is (`caller.owns(&record)`: another tenant's job is answered 404, as if it did not
+//! [`authenticate`] runs before every route except `/healthz`, `/readyz` and `/openapi.json`:
+//! a missing or unknown token is a 401 with `WWW-Authenticate: Bearer`. Handlers then take a
+//! [`Caller`] and say what they need (`caller.require(Role::Read)?`, 403 otherwise) and whose
+//! job it is (`caller.owns(&record)`: another tenant's job is answered 404, as if it did not
 //! exist, so ids cannot be probed). With auth off every caller is a tenant-less admin.
 
 mod tokens;
@@ -33,9 +33,10 @@ pub(crate) enum Auth {
     Tokens(TokenTable),
 }
 
-/// Paths anyone may call: probes of load balancers and orchestrators carry no token.
+/// Paths anyone may call: probes of load balancers and orchestrators carry no token, and
+/// the API's description is no secret.
 fn is_open(path: &str) -> bool {
-    matches!(path, "/healthz" | "/readyz")
+    matches!(path, "/healthz" | "/readyz" | "/openapi.json")
 }
 
 /// Checks the bearer token and stores its [`Caller`] for the handlers.

@@ -29,11 +29,29 @@ struct BatchRequest {
 
 /// The answer: one `{"id","state"}` per job (with `warnings` as for a single job), in
 /// the order they were sent.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(super) struct BatchResponse {
     jobs: Vec<JobRef>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/jobs/batch",
+    tag = "jobs",
+    params(("Idempotency-Key" = Option<String>, Header, description = "As for one job; a repeat with the same specs answers 200 with the first batch")),
+    request_body(content = super::openapi::BatchBody, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Every job stored and confirmed into intake, in the order sent.", body = BatchResponse),
+        (status = 200, description = "This Idempotency-Key already names this batch.", body = BatchResponse),
+        (status = 400, description = "Malformed JSON or Idempotency-Key."),
+        (status = 409, description = "A batch with this Idempotency-Key is still in progress."),
+        (status = 413, description = "The body or the batch is too large."),
+        (status = 415, description = "The body is not declared as JSON."),
+        (status = 422, description = "A spec is invalid (`field` names it, e.g. `jobs[3].priority`); nothing was stored."),
+        (status = 429, description = "The tenant submits faster than allowed (`Retry-After`)."),
+        (status = 503, description = "RabbitMQ or Redis is unavailable: nothing was accepted (`Retry-After`)."),
+    ),
+)]
 /// Validates every spec first (any invalid one: 422 naming `jobs[i].field`, nothing stored),
 /// then writes all jobs in one `MULTI`, publishes all and awaits every confirm. Any failure
 /// deletes them all again and answers 503. With an `Idempotency-Key` already used for the

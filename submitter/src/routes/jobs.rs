@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use warren_protocol::{JobId, JobSpec, JobState};
 use warren_store::{FilterParams, JobAction, JobRecord, LogLine, Transition, TransitionOutcome};
 
@@ -20,7 +21,7 @@ static IDEMPOTENCY_HEADER: HeaderName = HeaderName::from_static("idempotency-key
 
 /// `{"id","state"}`: the answer to a submission, with `warnings` when no live worker could
 /// run the job at the time (it is accepted all the same: workers may join later).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(super) struct JobRef {
     pub(super) id: JobId,
     pub(super) state: JobState,
@@ -75,6 +76,24 @@ pub(super) fn job_not_found(id: JobId) -> ApiError {
     )
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/jobs",
+    tag = "jobs",
+    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters; a repeat with the same spec answers 200 with the first job")),
+    request_body(content = JobSpec, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Stored and confirmed into intake.", body = JobRef, headers(("Location" = String, description = "/v1/jobs/{id}"))),
+        (status = 200, description = "This Idempotency-Key already names this job (same spec).", body = JobRef),
+        (status = 400, description = "Malformed JSON or Idempotency-Key."),
+        (status = 409, description = "A submission with this Idempotency-Key is still in progress."),
+        (status = 413, description = "The body is larger than WARREN_MAX_BODY_BYTES."),
+        (status = 415, description = "The body is not declared as JSON."),
+        (status = 422, description = "A field is invalid (`field` names it), the task is unknown, or the Idempotency-Key names another spec."),
+        (status = 429, description = "The tenant submits faster than allowed (`Retry-After`)."),
+        (status = 503, description = "RabbitMQ or Redis is unavailable: nothing was accepted (`Retry-After`)."),
+    ),
+)]
 /// `POST /v1/jobs`: 202 `{"id","state":"queued"}` once the job is in Redis and confirmed
 /// into intake. With an `Idempotency-Key` already used for the same spec: 200 with that job.
 pub(super) async fn submit(
@@ -156,29 +175,57 @@ pub(super) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Api
     Ok(Some(raw.to_owned()))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct ListQuery {
+    /// Only jobs in this state.
+    #[param(value_type = Option<JobState>)]
     state: Option<String>,
+    /// Only this tenant's jobs (a tenant-bound token lists only its own).
+    #[param(max_length = 64)]
     tenant: Option<String>,
+    /// Only jobs of this queue.
+    #[param(max_length = 64)]
     queue: Option<String>,
+    /// Only jobs of this task (`command` for commands).
+    #[param(max_length = 64)]
     task: Option<String>,
+    /// Only jobs that require this resource tag.
+    #[param(max_length = 64)]
     tag: Option<String>,
+    /// Only jobs with this label, as `key=value`.
     label: Option<String>,
+    /// Only jobs created at or after this time (ms since the epoch, or RFC 3339).
     since: Option<String>,
+    /// Only jobs created before this time (ms since the epoch, or RFC 3339).
     until: Option<String>,
+    /// Page size, 1 to 1000 (default 50).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
 /// One page of jobs, newest first.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(super) struct ListResponse {
     jobs: Vec<JobRecord>,
     /// Pass back as `cursor` for the next page; `null` on the last one.
     next_cursor: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/jobs",
+    tag = "jobs",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "One page of jobs, newest first.", body = ListResponse),
+        (status = 400, description = "A query parameter is invalid (`field` names it)."),
+        (status = 503, description = "Redis is unavailable."),
+    ),
+)]
 /// `GET /v1/jobs?state=&tenant=&queue=&task=&tag=&label=&since=&until=&limit=&cursor=`.
 pub(super) async fn list(
     State(state): State<AppState>,
@@ -252,6 +299,19 @@ async fn explain_waiting(state: &AppState, jobs: &mut [JobRecord]) -> Result<(),
     Ok(())
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/jobs/{id}/cancel",
+    tag = "jobs",
+    params(("id" = JobId, Path, description = "The job id.")),
+    responses(
+        (status = 200, description = "Cancelled; the record as it is now.", body = JobRecord),
+        (status = 400, description = "The id is not a job id."),
+        (status = 404, description = "No such job (or another tenant's)."),
+        (status = 409, description = "The job has already finished."),
+        (status = 503, description = "Redis is unavailable."),
+    ),
+)]
 /// `POST /v1/jobs/{id}/cancel`: cancels a job that has not finished; a running job's worker
 /// is told to kill it. Answers the record (200), 404, or 409 if it has already finished.
 pub(super) async fn cancel(
@@ -307,21 +367,37 @@ async fn tell_workers(state: &AppState, id: JobId) {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct LogsQuery {
+    /// Read lines after this one (`next` of the previous page).
     after: Option<String>,
+    /// Most lines, 1 to 1000 (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
 }
 
 /// A page of log lines.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(super) struct LogsResponse {
     lines: Vec<LogLine>,
     /// Pass back as `after` to read on; `null` when the log is still empty.
     next: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/logs",
+    tag = "jobs",
+    params(("id" = JobId, Path, description = "The job id."), LogsQuery),
+    responses(
+        (status = 200, description = "A page of log lines.", body = LogsResponse),
+        (status = 400, description = "The id or a query parameter is invalid."),
+        (status = 404, description = "No such job (or another tenant's)."),
+        (status = 503, description = "Redis is unavailable."),
+    ),
+)]
 /// `GET /v1/jobs/{id}/logs?after=&limit=`: up to `limit` (default 100, max 1000) lines after
 /// the entry `after`.
 pub(super) async fn logs(

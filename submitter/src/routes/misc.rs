@@ -18,13 +18,13 @@ use crate::state::AppState;
 /// How long each readiness check may take.
 const READY_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(super) struct WorkersResponse {
     workers: Vec<WorkerView>,
 }
 
 /// A worker's last heartbeat, plus the jobs the job records say it runs now.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct WorkerView {
     #[serde(flatten)]
     heartbeat: Heartbeat,
@@ -37,6 +37,15 @@ struct WorkerView {
 const RUNNING_MAX: usize = 10_000;
 const RUNNING_PAGE: usize = 1000;
 
+#[utoipa::path(
+    get,
+    path = "/v1/workers",
+    tag = "cluster",
+    responses(
+        (status = 200, description = "Every live worker's last heartbeat, with the jobs it runs.", body = WorkersResponse),
+        (status = 503, description = "Redis is unavailable."),
+    ),
+)]
 /// `GET /v1/workers`: the last heartbeat of every live worker, with the jobs it runs.
 pub(super) async fn workers(
     State(state): State<AppState>,
@@ -84,23 +93,42 @@ pub(super) async fn workers(
     Ok(Json(WorkersResponse { workers }))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(super) struct TasksResponse {
     tasks: Vec<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/tasks",
+    tag = "cluster",
+    responses(
+        (status = 200, description = "The task names a job may use, sorted.", body = TasksResponse),
+        (status = 503, description = "Redis is unavailable."),
+    ),
+)]
 /// `GET /v1/tasks`: the task names a job may use (built-ins and registered ones), sorted.
 pub(super) async fn tasks(State(state): State<AppState>) -> Result<Json<TasksResponse>, ApiError> {
     let tasks = state.store().known_tasks().await?;
     Ok(Json(TasksResponse { tasks }))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(super) struct StatsResponse {
+    #[schema(value_type = BTreeMap<String, u64>)]
     by_state: BTreeMap<&'static str, u64>,
     total: u64,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/stats",
+    tag = "cluster",
+    responses(
+        (status = 200, description = "How many jobs are in each state (every tenant: admin only).", body = StatsResponse),
+        (status = 503, description = "Redis is unavailable."),
+    ),
+)]
 /// `GET /v1/stats`: how many jobs are in each state.
 pub(super) async fn stats(
     State(state): State<AppState>,
@@ -114,6 +142,13 @@ pub(super) async fn stats(
     Ok(Json(StatsResponse { by_state, total }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "probes",
+    security(()),
+    responses((status = 200, description = "`{\"status\":\"ok\"}`", body = super::openapi::Status)),
+)]
 /// `GET /healthz`: the process is up and serving.
 pub(super) async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
@@ -125,6 +160,16 @@ pub(super) async fn metrics(caller: Caller) -> Result<axum::response::Response, 
     Ok(warren_kit::metrics::render(&warren_kit::metrics::install()))
 }
 
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "probes",
+    security(()),
+    responses(
+        (status = 200, description = "`{\"status\":\"ready\",\"scheduler\":\"active|missing\"}`", body = super::openapi::Status),
+        (status = 503, description = "Redis, RabbitMQ or (with WARREN_READY_REQUIRES_SCHEDULER) the scheduler is missing; `detail` says which."),
+    ),
+)]
 /// `GET /readyz`: Redis answers, RabbitMQ confirms a probe publish (an open channel is not
 /// enough: during a memory alarm the broker blocks publishers and submissions hang), and an
 /// active scheduler is there (its status key, rewritten every 0.5 s, has not expired).

@@ -3,6 +3,7 @@
 mod batch;
 mod jobs;
 mod misc;
+mod openapi;
 mod scheduling;
 mod wait;
 
@@ -37,6 +38,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/metrics", get(misc::metrics))
         .route("/healthz", get(misc::healthz))
         .route("/readyz", get(misc::readyz))
+        .route("/openapi.json", get(openapi::openapi_json))
         .route_layer(from_fn_with_state(state.clone(), request_timeout));
     // A long-poll bounds itself (`timeout_s`, at most 5 minutes, and shutdown).
     let untimed = Router::new().route("/v1/jobs/{id}/wait", get(wait::wait));

@@ -17,7 +17,7 @@ use crate::problem::ApiError;
 use crate::state::AppState;
 
 /// Where a waiting job stands, and why it waits.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(super) struct Standing {
     /// Pending jobs of every class with a smaller key: under `fifo`, `priority` and `sjf`
     /// the jobs that start before it (0: it is next), capacity and placement aside; under
@@ -41,7 +41,7 @@ pub(super) struct Standing {
     class_reason: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Factors {
     arrival_ms: u64,
     priority: u8,
@@ -49,7 +49,7 @@ struct Factors {
 }
 
 /// A job record, and for a waiting job its standing.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(super) struct JobView {
     #[serde(flatten)]
     record: JobRecord,
@@ -108,6 +108,18 @@ fn parse_factors(member: &str) -> Option<Factors> {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}",
+    tag = "jobs",
+    params(("id" = warren_protocol::JobId, Path, description = "The job id.")),
+    responses(
+        (status = 200, description = "The job record; for a waiting job, where it stands.", body = JobView),
+        (status = 400, description = "The id is not a job id."),
+        (status = 404, description = "No such job (or another tenant's)."),
+        (status = 503, description = "Redis is unavailable."),
+    ),
+)]
 /// `GET /v1/jobs/{id}`: the job record, and for a waiting job where it stands.
 pub(super) async fn get_job(
     State(state): State<AppState>,
@@ -120,6 +132,15 @@ pub(super) async fn get_job(
     Ok(Json(view(&state, record).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/scheduler",
+    tag = "scheduler",
+    responses(
+        (status = 200, description = "The active scheduler's status (policy, pending per class, usage, capacity).", body = Object),
+        (status = 503, description = "No scheduler reported lately, or Redis is unavailable."),
+    ),
+)]
 /// `GET /v1/scheduler`: the active scheduler's status: policy and weights, pending per
 /// class, per-tenant usage against share, workers' free capacity, the backfill reservation,
 /// limits, and which instance is active.
@@ -138,6 +159,20 @@ pub(super) async fn status(
     Ok(Json(status))
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/scheduler/policy",
+    tag = "scheduler",
+    request_body(content = Object, content_type = "application/json", description = "`preset` and any settings to override (see docs/scheduling.md)."),
+    responses(
+        (status = 202, description = "Stored; the active scheduler applies it within a second.", body = Object),
+        (status = 400, description = "Malformed JSON."),
+        (status = 413, description = "The body is too large."),
+        (status = 415, description = "The body is not declared as JSON."),
+        (status = 422, description = "The policy is invalid."),
+        (status = 503, description = "Redis is unavailable."),
+    ),
+)]
 /// `PUT /v1/scheduler/policy`: changes the policy. The body names a `preset` and may
 /// override any of its settings; the active scheduler applies it within a second, to every
 /// job already waiting.

@@ -29,12 +29,29 @@ const MAX_WAIT_S: u64 = 300;
 /// message costs at most this much latency, never a stuck wait.
 const RECHECK: Duration = Duration::from_secs(5);
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct WaitQuery {
+    /// Longest wait in seconds, 0 to 300 (default 30).
+    #[param(value_type = Option<u32>, minimum = 0, maximum = 300)]
     timeout_s: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/wait",
+    tag = "jobs",
+    params(("id" = warren_protocol::JobId, Path, description = "The job id."), WaitQuery),
+    responses(
+        (status = 200, description = "The job record, once finished or when the wait ends.", body = JobRecord,
+            headers(("X-Warren-Wait" = String, description = "`terminal` (finished) or `timeout` (not yet: call again)"))),
+        (status = 400, description = "The id or timeout_s is invalid."),
+        (status = 404, description = "No such job (or another tenant's)."),
+        (status = 503, description = "Redis is unavailable."),
+    ),
+)]
+/// Long-polls until the job is finished or `timeout_s` passes.
 pub(super) async fn wait(
     State(state): State<AppState>,
     caller: Caller,

@@ -49,10 +49,8 @@ pub(crate) fn args(ns: &TestNamespace, redis_url: String) -> SubmitterArgs {
         ready_requires_scheduler: false,
         security: SecurityArgs::no_auth(),
         common: CommonArgs {
-            amqp: AmqpArgs {
-                url: testkit::amqp_url(),
-            },
-            redis: RedisArgs { url: redis_url },
+            amqp: AmqpArgs::new(testkit::amqp_url()),
+            redis: RedisArgs::new(redis_url),
             namespace: ns.ns().clone(),
             result_ttl: Duration::from_secs(3600),
             signing: Default::default(),

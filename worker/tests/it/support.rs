@@ -27,8 +27,8 @@ pub(crate) struct Harness {
 pub(crate) fn args(ns: &TestNamespace) -> WorkerArgs {
     WorkerArgs {
         common: CommonArgs {
-            amqp: AmqpArgs { url: amqp_url() },
-            redis: RedisArgs { url: redis_url() },
+            amqp: AmqpArgs::new(amqp_url()),
+            redis: RedisArgs::new(redis_url()),
             namespace: ns.ns().clone(),
             result_ttl: Duration::from_secs(600),
             signing: Default::default(),
