@@ -6,6 +6,7 @@
 //! script publishes the change on `{ns}:events`, so an event exists exactly when a transition
 //! happened. The store does not talk to RabbitMQ.
 
+mod dead;
 mod error;
 mod events;
 mod expiry;
@@ -21,9 +22,10 @@ mod scripts;
 mod submit_ops;
 mod workers;
 
+pub use dead::{DeadLetter, DeadPage, REQUEUED_FROM_LABEL, RequeueError, Requeued};
 pub use error::StoreError;
 pub use events::JobEvent;
-pub use jobs::{ClaimOutcome, LeaseRenewal, NewJob, Transition, TransitionOutcome};
+pub use jobs::{ClaimOutcome, LeaseRenewal, NewJob, SubmitKey, Transition, TransitionOutcome};
 pub use keys::Keys;
 pub use listing::{JobFilter, Page};
 pub use logs::{LogLine, LogStream};

@@ -1,0 +1,35 @@
+-- Removes jobs whose submission never finished (the submitter died between writing the
+-- records and the broker's confirm): nobody got a 202 for them, so they must neither run nor
+-- linger as `queued`. A job that has moved on (the scheduler or a worker touched it, which
+-- persists its record) is only dropped from the marker set.
+-- KEYS[1] the submitting set (job id scored by write time, ms)
+-- ARGV[1] key prefix, ARGV[2] cutoff (ms), ARGV[3] most jobs to look at
+-- Returns the ids removed.
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
+local removed = {}
+for _, id in ipairs(ids) do
+  local key = ARGV[1] .. 'job:' .. id
+  local f = redis.call('HMGET', key, 'state', 'tenant', 'queue', 'idem_key', 'idem_batch_key')
+  -- A provisional TTL still set means no service has touched the record since it was written.
+  if f[1] == 'queued' and redis.call('PTTL', key) > 0 then
+    redis.call('DEL', key, key .. ':log')
+    redis.call('ZREM', ARGV[1] .. 'jobs:all', id)
+    redis.call('ZREM', ARGV[1] .. 'jobs:state:queued', id)
+    if f[2] then redis.call('ZREM', ARGV[1] .. 'jobs:tenant:' .. f[2], id) end
+    if f[3] then redis.call('ZREM', ARGV[1] .. 'jobs:queue:' .. f[3], id) end
+    -- Free the client's idempotency key, so that its retry makes a fresh job rather than
+    -- finding one that will never exist.
+    if f[4] and redis.call('GET', ARGV[1] .. 'idem:' .. f[4]) == id then
+      redis.call('DEL', ARGV[1] .. 'idem:' .. f[4])
+    end
+    if f[5] then
+      local held = redis.call('GET', ARGV[1] .. 'idem-batch:' .. f[5])
+      if held and string.find(held, id, 1, true) then
+        redis.call('DEL', ARGV[1] .. 'idem-batch:' .. f[5])
+      end
+    end
+    table.insert(removed, id)
+  end
+  redis.call('ZREM', KEYS[1], id)
+end
+return removed
