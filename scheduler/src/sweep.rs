@@ -7,8 +7,9 @@
 use std::collections::HashSet;
 
 use tracing::{info, warn};
-use warren_protocol::{JobId, JobState, WorkerId};
-use warren_store::{Store, Transition, TransitionOutcome};
+use warren_protocol::{JobEnvelope, JobId, JobState, WorkerId};
+use warren_store::{JobRecord, Store, Transition, TransitionOutcome};
+use warren_topology::{Publisher, job_properties};
 
 use crate::intake::{self, Admitted, Estimates};
 use crate::policy::PolicyConfig;
@@ -18,11 +19,20 @@ const SWEEP_LIMIT: isize = 10_000;
 
 /// Finds jobs owned by workers that are gone and puts them back in the pending index.
 /// `live` are the workers the scheduler hears from. Returns the jobs to order again.
+/// When a lost job is a poison job instead.
+pub(crate) struct Limits<'a> {
+    /// To send poison jobs to `{ns}.dead`.
+    pub(crate) publisher: &'a Publisher,
+    /// Workers a job may lose before it is a poison job (`WARREN_MAX_TAKEOVERS`).
+    pub(crate) max_takeovers: u32,
+}
+
 pub(crate) async fn sweep(
     store: &Store,
     live: &HashSet<WorkerId>,
     estimates: &Estimates,
     config: &PolicyConfig,
+    limits: &Limits<'_>,
 ) -> Vec<Admitted> {
     let mut back = Vec::new();
     for state in [JobState::Scheduled, JobState::Running] {
@@ -46,7 +56,9 @@ pub(crate) async fn sweep(
                 if owned_by_live {
                     continue;
                 }
-                if let Some(admitted) = reclaim(store, *id, live, estimates, config).await {
+                if let Some(admitted) =
+                    reclaim(store, *id, live, estimates, config, limits).await
+                {
                     back.push(admitted);
                 }
             }
@@ -61,6 +73,7 @@ async fn reclaim(
     live: &HashSet<WorkerId>,
     estimates: &Estimates,
     config: &PolicyConfig,
+    limits: &Limits<'_>,
 ) -> Option<Admitted> {
     let record = store.get(id).await.ok()??;
     if !matches!(record.state, JobState::Scheduled | JobState::Running) {
@@ -73,6 +86,10 @@ async fn reclaim(
     // A lease still held means the worker may be alive but silent (a partition): wait
     // for it to lapse rather than risk two copies.
     if store.lease_holder(id).await.ok()?.is_some() {
+        return None;
+    }
+    if record.takeovers >= limits.max_takeovers {
+        poison(store, limits, &record, &worker).await;
         return None;
     }
     let task = record.spec.validate().ok()?;
@@ -98,5 +115,41 @@ async fn reclaim(
             Some(admitted)
         }
         _ => None,
+    }
+}
+
+/// A job whose workers keep dying under it (a crash, an OOM kill of the whole worker) would
+/// take down every worker it reaches: it fails with the reason and goes to `{ns}.dead`,
+/// from where an operator can requeue it once it is fixed.
+async fn poison(store: &Store, limits: &Limits<'_>, record: &JobRecord, worker: &WorkerId) {
+    let reason = format!(
+        "poison job: its worker was lost {} times (limit WARREN_MAX_TAKEOVERS = {}), last {worker}",
+        record.takeovers + 1,
+        limits.max_takeovers
+    );
+    let fail = Transition::new(record.id, JobState::Failed)
+        .only_from(&[JobState::Scheduled, JobState::Running])
+        .at_attempt(record.attempt)
+        .set("takeovers", record.takeovers + 1)
+        .set("error", &reason)
+        .set("dead_reason", &reason);
+    if !matches!(store.transition(&fail).await, Ok(TransitionOutcome::Done(_))) {
+        return;
+    }
+    warn!(job_id = %record.id, %reason, "poison job failed and dead-lettered");
+    let mut envelope =
+        JobEnvelope::first_attempt(record.id, record.spec.clone(), record.created_ms, None);
+    envelope.attempt = record.attempt;
+    let sent = async {
+        limits
+            .publisher
+            .send_dead(&envelope.to_bytes(), job_properties(&envelope), &reason)
+            .await?
+            .confirmed()
+            .await
+    };
+    if let Err(error) = sent.await {
+        // The job is failed with its reason already; only the index entry is missing.
+        warn!(job_id = %record.id, %error, "could not dead-letter a poison job");
     }
 }

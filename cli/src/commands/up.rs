@@ -78,6 +78,7 @@ pub(crate) async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Re
         prefetch: args.prefetch,
         policy: args.policy.clone(),
         leader_ttl: Duration::from_secs(5),
+        lifecycle: warren_scheduler::LifecycleArgs::default(),
     };
     let state = warren_submitter::build_state(&submitter).await?;
     let listener = tokio::net::TcpListener::bind(submitter.http_addr)

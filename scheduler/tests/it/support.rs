@@ -98,6 +98,7 @@ impl Harness {
             prefetch: 100,
             policy,
             leader_ttl: Duration::from_secs(2),
+            lifecycle: warren_scheduler::LifecycleArgs::default(),
         };
         let stop = CancellationToken::new();
         let scheduler = tokio::spawn(warren_scheduler::run(args.clone(), stop.child_token()));
