@@ -209,6 +209,7 @@ impl Store {
             .arg(self.keys.prefix())
             .arg(cutoff_ms)
             .arg(limit)
+            .arg(u64::try_from(self.options.result_ttl.as_millis()).unwrap_or(u64::MAX))
             .invoke_async(&mut conn)
             .await
             .map_err(|e| StoreError::redis("reaping interrupted submissions", e))?;

@@ -56,9 +56,7 @@ pub(crate) async fn sweep(
                 if owned_by_live {
                     continue;
                 }
-                if let Some(admitted) =
-                    reclaim(store, *id, live, estimates, config, limits).await
-                {
+                if let Some(admitted) = reclaim(store, *id, live, estimates, config, limits).await {
                     back.push(admitted);
                 }
             }
@@ -133,7 +131,10 @@ async fn poison(store: &Store, limits: &Limits<'_>, record: &JobRecord, worker: 
         .set("takeovers", record.takeovers + 1)
         .set("error", &reason)
         .set("dead_reason", &reason);
-    if !matches!(store.transition(&fail).await, Ok(TransitionOutcome::Done(_))) {
+    if !matches!(
+        store.transition(&fail).await,
+        Ok(TransitionOutcome::Done(_))
+    ) {
         return;
     }
     warn!(job_id = %record.id, %reason, "poison job failed and dead-lettered");

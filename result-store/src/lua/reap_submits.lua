@@ -3,7 +3,7 @@
 -- linger as `queued`. A job that has moved on (the scheduler or a worker touched it, which
 -- persists its record) is only dropped from the marker set.
 -- KEYS[1] the submitting set (job id scored by write time, ms)
--- ARGV[1] key prefix, ARGV[2] cutoff (ms), ARGV[3] most jobs to look at
+-- ARGV[1] key prefix, ARGV[2] cutoff (ms), ARGV[3] most jobs to look at, ARGV[4] result TTL (ms)
 -- Returns the ids removed.
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
 local removed = {}
@@ -29,6 +29,19 @@ for _, id in ipairs(ids) do
       end
     end
     table.insert(removed, id)
+  elseif f[1] then
+    -- It got out (its message was confirmed) and runs although no 202 was sent, like a job
+    -- whose answer was lost: keep its idempotency key as long as an accepted job's, so the
+    -- client's retry finds this job instead of making a second one.
+    if f[4] and redis.call('GET', ARGV[1] .. 'idem:' .. f[4]) == id then
+      redis.call('PEXPIRE', ARGV[1] .. 'idem:' .. f[4], ARGV[4])
+    end
+    if f[5] then
+      local held = redis.call('GET', ARGV[1] .. 'idem-batch:' .. f[5])
+      if held and string.find(held, id, 1, true) then
+        redis.call('PEXPIRE', ARGV[1] .. 'idem-batch:' .. f[5], ARGV[4])
+      end
+    end
   end
   redis.call('ZREM', KEYS[1], id)
 end

@@ -5,6 +5,7 @@
 
 mod claims;
 mod events;
+mod lifecycle;
 mod listing;
 mod logs;
 mod observe;

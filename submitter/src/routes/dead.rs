@@ -86,7 +86,11 @@ pub(super) async fn requeue(
             format!("no dead letter {id}: never dead-lettered, already requeued, or forgotten"),
         )
     };
-    let entry = state.store().dead_letter(&id).await?.ok_or_else(not_found)?;
+    let entry = state
+        .store()
+        .dead_letter(&id)
+        .await?
+        .ok_or_else(not_found)?;
     // Another tenant's dead letter is a 404, like a missing one.
     if let Some(own) = caller.tenant()
         && entry.tenant.as_deref() != Some(own)
@@ -102,9 +106,7 @@ pub(super) async fn requeue(
             Ok((StatusCode::ACCEPTED, Json(requeued)))
         }
         Err(RequeueError::NotFound(_)) => Err(not_found()),
-        Err(RequeueError::NotRequeueable(why)) => {
-            Err(ApiError::conflict("not_requeueable", why))
-        }
+        Err(RequeueError::NotRequeueable(why)) => Err(ApiError::conflict("not_requeueable", why)),
         Err(RequeueError::Store(error)) => Err(error.into()),
         Err(RequeueError::Publish(error)) => {
             tracing::error!(error = %error_chain(&error), "publishing a requeued job failed");
