@@ -216,6 +216,17 @@ impl Store {
         Ok(removed.iter().filter_map(|id| id.parse().ok()).collect())
     }
 
+    /// How many jobs are marked as being submitted right now (written, not yet confirmed).
+    ///
+    /// # Errors
+    /// Returns [`StoreError`] when Redis fails.
+    pub async fn submissions_in_flight(&self) -> Result<u64, StoreError> {
+        let mut conn = self.conn();
+        conn.zcard(self.keys.submitting())
+            .await
+            .map_err(|e| StoreError::redis("counting submissions in flight", e))
+    }
+
     async fn write_new_jobs(
         &self,
         jobs: &[NewJob],

@@ -1,7 +1,7 @@
 -- Removes jobs whose submission never finished (the submitter died between writing the
 -- records and the broker's confirm): nobody got a 202 for them, so they must neither run nor
--- linger as `queued`. A job that has moved on (the scheduler or a worker touched it, which
--- persists its record) is only dropped from the marker set.
+-- linger as `queued`. A job that has moved on (sent to a worker) is only dropped from the
+-- marker set.
 -- KEYS[1] the submitting set (job id scored by write time, ms)
 -- ARGV[1] key prefix, ARGV[2] cutoff (ms), ARGV[3] most jobs to look at, ARGV[4] result TTL (ms)
 -- Returns the ids removed.
@@ -9,10 +9,22 @@ local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0, to
 local removed = {}
 for _, id in ipairs(ids) do
   local key = ARGV[1] .. 'job:' .. id
-  local f = redis.call('HMGET', key, 'state', 'tenant', 'queue', 'idem_key', 'idem_batch_key')
-  -- A provisional TTL still set means no service has touched the record since it was written.
-  if f[1] == 'queued' and redis.call('PTTL', key) > 0 then
+  local f = redis.call('HMGET', key, 'state', 'tenant', 'queue', 'idem_key', 'idem_batch_key',
+    'scheduled_ms', 'running_ms', 'attempt')
+  -- Never sent to a worker: at most admitted into the pending index (its message may have
+  -- reached intake before the submitter died), where it is dropped too.
+  if f[1] == 'queued' and not f[6] and not f[7] and f[8] == '1' then
     redis.call('DEL', key, key .. ':log')
+    local where = redis.call('HGET', ARGV[1] .. 'pending:where', id)
+    if where then
+      local tab = string.find(where, '\t', 1, true)
+      if tab then
+        redis.call('ZREM', ARGV[1] .. 'pending:' .. string.sub(where, 1, tab - 1),
+          string.sub(where, tab + 1))
+      end
+      redis.call('HDEL', ARGV[1] .. 'pending:where', id)
+      redis.call('ZREM', ARGV[1] .. 'pending:deadlines', id)
+    end
     redis.call('ZREM', ARGV[1] .. 'jobs:all', id)
     redis.call('ZREM', ARGV[1] .. 'jobs:state:queued', id)
     if f[2] then redis.call('ZREM', ARGV[1] .. 'jobs:tenant:' .. f[2], id) end

@@ -6,5 +6,6 @@ mod commands;
 mod crash;
 mod flow;
 mod harness;
+mod lifecycle;
 mod policies;
 mod routing;

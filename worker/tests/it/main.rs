@@ -5,6 +5,7 @@
 
 mod broker_outage;
 mod confinement;
+mod lifecycle;
 mod outages;
 mod processes;
 mod support;
