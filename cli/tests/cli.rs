@@ -288,6 +288,53 @@ async fn warren_up_runs_jobs_submitted_with_the_cli() {
     up.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn warren_dead_lists_a_job_whose_attempts_ran_out_and_requeues_it() {
+    let up = Up::start("cli_dead").await;
+    let (code, id, err) = up
+        .warren(&[
+            "submit",
+            "command",
+            "--max-attempts",
+            "2",
+            "--",
+            "sh",
+            "-c",
+            "exit 3",
+        ])
+        .await;
+    assert_eq!(code, 0, "{id}{err}");
+    let id = id.trim().to_owned();
+    // Attempt 1 fails, the retry waits a second in the ladder, attempt 2 fails for good.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let listed = loop {
+        let (code, out, err) = up.warren(&["dead", "ls"]).await;
+        assert_eq!(code, 0, "{out}{err}");
+        if out.contains(&id) {
+            break out;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never listed: {out}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        listed.contains("attempts exhausted (2 of 2): exited with code 3"),
+        "{listed}"
+    );
+    let (code, out, err) = up.warren(&["dead", "requeue", &id]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&format!("(requeued from {id})")), "{out}");
+    let (code, out, err) = up.warren(&["dead", "requeue", &id]).await;
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("dead_letter_not_found") || err.contains("no dead letter"),
+        "{err}"
+    );
+    up.stop().await;
+}
+
 #[tokio::test]
 async fn client_commands_say_when_the_api_is_unreachable() {
     let output = Command::new(WARREN)
