@@ -66,6 +66,14 @@ impl Up {
             .strip_prefix("warren up: api ")
             .unwrap_or_else(|| panic!("unexpected first line: {line}"))
             .to_owned();
+        // The dashboard's line follows: read it too before the pipe is dropped, or `warren up`
+        // can die printing it (broken pipe) when it comes a moment after the first.
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("warren up announces its dashboard in time")
+            .unwrap()
+            .expect("a second line on stdout");
+        assert!(line.starts_with("warren up: dashboard "), "{line}");
         Self { ns, child, url }
     }
 
@@ -326,6 +334,11 @@ async fn warren_dead_lists_a_job_whose_attempts_ran_out_and_requeues_it() {
     let (code, out, err) = up.warren(&["dead", "requeue", &id]).await;
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains(&format!("(requeued from {id})")), "{out}");
+    // The new job runs (and fails, twice, the same way) before `warren up` stops.
+    let new = out.split_whitespace().next().unwrap().to_owned();
+    assert_ne!(new, id);
+    let (code, out, err) = up.warren(&["wait", &new, "--timeout", "30s"]).await;
+    assert_eq!(code, 3, "the command's own exit code: {out}{err}");
     let (code, out, err) = up.warren(&["dead", "requeue", &id]).await;
     assert_eq!(code, 2, "{out}{err}");
     assert!(

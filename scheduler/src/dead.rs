@@ -67,7 +67,7 @@ pub(crate) fn describe(delivery: &Delivery, dead_ms: u64) -> DeadLetter {
         .or_else(|| header_str(props, "x-warren-tenant").map(str::to_owned));
     DeadLetter {
         // A message with no job gets an id of its own (UUIDv7, so it sorts by time too).
-        id: job_id.unwrap_or_else(JobId::new).to_string(),
+        id: job_id.unwrap_or_default().to_string(),
         job_id,
         reason,
         dead_ms,

@@ -10,7 +10,7 @@ use crate::{cmd, create, get, new_job, raw, spec, store, transition, within};
 
 fn letter(job: Option<JobId>, tenant: Option<&str>, dead_ms: u64, reason: &str) -> DeadLetter {
     DeadLetter {
-        id: job.unwrap_or_else(JobId::new).to_string(),
+        id: job.unwrap_or_default().to_string(),
         job_id: job,
         reason: reason.to_owned(),
         dead_ms,
@@ -64,10 +64,10 @@ async fn dead_letters_page_by_time_per_tenant_and_requeue_from_the_spec() {
         .list_dead(None, first.next_cursor.as_deref(), 2)
         .await
         .unwrap();
-    assert_eq!(rest.dead, [malformed.clone()]);
+    assert_eq!(rest.dead, std::slice::from_ref(&malformed));
     assert_eq!(rest.next_cursor, None);
     let team_a = store.list_dead(Some("team-a"), None, 10).await.unwrap();
-    assert_eq!(team_a.dead, [dead.clone()]);
+    assert_eq!(team_a.dead, std::slice::from_ref(&dead));
 
     // A message with no job is listed, never requeued.
     let refused = store
