@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use warren_kit::args::LogFormat;
 
-use crate::commands::{admin, bench, jobs, simulate, submit, up, wait, workers};
+use crate::commands::{admin, bench, dead, jobs, simulate, submit, up, wait, workers};
 
 /// Where the client commands find the API when neither `--url` nor `WARREN_URL` says.
 const DEFAULT_URL: &str = "http://127.0.0.1:8080";
@@ -108,11 +108,33 @@ enum Command {
     },
     /// Run submitter, scheduler and workers in this process.
     Up(Box<up::UpArgs>),
+    /// Dead letters: list them, run a dead job again.
+    #[command(subcommand)]
+    Dead(DeadCommand),
     /// Operate on a deployment's RabbitMQ and Redis directly (not through the API).
     #[command(subcommand)]
     Admin(admin::AdminCommand),
     /// Run a trace through a scheduling policy on a virtual clock.
     Simulate(simulate::SimulateArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum DeadCommand {
+    /// List dead letters (jobs whose attempts ran out, poison jobs, malformed messages) with
+    /// their reason, newest first.
+    Ls {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(flatten)]
+        args: dead::DeadLsArgs,
+    },
+    /// Run a dead job again: a new job with its spec, at attempt 1 (admin).
+    Requeue {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(flatten)]
+        args: dead::DeadRequeueArgs,
+    },
 }
 
 #[tokio::main]
@@ -176,6 +198,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Logs { client, args } => jobs::logs(&api(client)?, args).await.map(ok),
         Command::Cancel { client, args } => jobs::cancel(&api(client)?, args).await.map(ok),
         Command::Workers { client, args } => workers::run(&api(client)?, args).await.map(ok),
+        Command::Dead(DeadCommand::Ls { client, args }) => {
+            dead::ls(&api(client)?, args).await.map(ok)
+        }
+        Command::Dead(DeadCommand::Requeue { client, args }) => {
+            dead::requeue(&api(client)?, args).await.map(ok)
+        }
         Command::Bench { client, args } => bench::run(&api(client)?, args).await.map(ok),
     }
 }
@@ -210,6 +238,11 @@ mod tests {
         };
         assert_eq!(client.token.as_deref(), Some("t0k"));
         assert!(Cli::try_parse_from(["warren", "--token", "t", "ls"]).is_ok());
+        let cli = Cli::try_parse_from(["warren", "dead", "requeue", "x", "--token", "t"]).unwrap();
+        let Command::Dead(super::DeadCommand::Requeue { client, .. }) = cli.command else {
+            panic!("not dead requeue")
+        };
+        assert_eq!(client.token.as_deref(), Some("t"));
     }
 
     #[test]

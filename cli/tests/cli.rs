@@ -66,6 +66,14 @@ impl Up {
             .strip_prefix("warren up: api ")
             .unwrap_or_else(|| panic!("unexpected first line: {line}"))
             .to_owned();
+        // The dashboard's line follows: read it too before the pipe is dropped, or `warren up`
+        // can die printing it (broken pipe) when it comes a moment after the first.
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("warren up announces its dashboard in time")
+            .unwrap()
+            .expect("a second line on stdout");
+        assert!(line.starts_with("warren up: dashboard "), "{line}");
         Self { ns, child, url }
     }
 
@@ -285,6 +293,58 @@ async fn warren_up_runs_jobs_submitted_with_the_cli() {
     assert_eq!(figures["latency"]["jobs"], 20);
     assert!(figures["latency"]["p50_ms"].as_f64().unwrap() > 0.0);
 
+    up.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn warren_dead_lists_a_job_whose_attempts_ran_out_and_requeues_it() {
+    let up = Up::start("cli_dead").await;
+    let (code, id, err) = up
+        .warren(&[
+            "submit",
+            "command",
+            "--max-attempts",
+            "2",
+            "--",
+            "sh",
+            "-c",
+            "exit 3",
+        ])
+        .await;
+    assert_eq!(code, 0, "{id}{err}");
+    let id = id.trim().to_owned();
+    // Attempt 1 fails, the retry waits a second in the ladder, attempt 2 fails for good.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let listed = loop {
+        let (code, out, err) = up.warren(&["dead", "ls"]).await;
+        assert_eq!(code, 0, "{out}{err}");
+        if out.contains(&id) {
+            break out;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never listed: {out}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        listed.contains("attempts exhausted (2 of 2): exited with code 3"),
+        "{listed}"
+    );
+    let (code, out, err) = up.warren(&["dead", "requeue", &id]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&format!("(requeued from {id})")), "{out}");
+    // The new job runs (and fails, twice, the same way) before `warren up` stops.
+    let new = out.split_whitespace().next().unwrap().to_owned();
+    assert_ne!(new, id);
+    let (code, out, err) = up.warren(&["wait", &new, "--timeout", "30s"]).await;
+    assert_eq!(code, 3, "the command's own exit code: {out}{err}");
+    let (code, out, err) = up.warren(&["dead", "requeue", &id]).await;
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("dead_letter_not_found") || err.contains("no dead letter"),
+        "{err}"
+    );
     up.stop().await;
 }
 

@@ -10,6 +10,7 @@ mod envelope;
 mod heartbeat;
 mod ids;
 mod naming;
+mod retry;
 mod spec;
 mod state;
 mod tags;
@@ -22,6 +23,10 @@ pub use envelope::{ENVELOPE_SCHEMA_VERSION, JobEnvelope};
 pub use heartbeat::{Heartbeat, WorkerResources, admits_program};
 pub use ids::{JobId, WorkerId};
 pub use naming::{NameError, Namespace};
+pub use retry::{
+    BackoffStrategy, MAX_BACKOFF_S, PERMANENT_EXIT_CODE, RetryBackoff, RetryOn, TEMPFAIL_EXIT_CODE,
+    backoff, retry_on_default,
+};
 pub use spec::{
     DEFAULT_PRIORITY, JobSpec, MAX_ARGS_BYTES, MAX_ATTEMPTS, MAX_DELAY_S, MAX_LABELS, MAX_PRIORITY,
     MAX_REQUIRED_TAGS, MAX_SCHEDULE_TIMEOUT_S, MAX_TIMEOUT_S, Requirements, ValidationError,

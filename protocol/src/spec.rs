@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::naming::check_identifier;
+use crate::retry::{RetryBackoff, RetryOn};
 use crate::tags::ResourceTag;
 use crate::task::Task;
 
@@ -138,6 +139,13 @@ pub struct JobSpec {
     /// How many times the job may run before it fails for good (1 = no retries).
     #[serde(default = "default_attempts")]
     pub max_attempts: u32,
+    /// The wait between attempts; the worker's default (`WARREN_RETRY_*`) when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_backoff: Option<RetryBackoff>,
+    /// Which failures of a `command` are retried (`exit_code`, `signal`, `oom`); all of them
+    /// when absent. An exit with code 75 is always retried and one with code 65 never is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_on: Option<BTreeSet<RetryOn>>,
     /// Free-form key/value labels, returned as given; a key may not repeat.
     #[serde(
         default,
@@ -170,6 +178,8 @@ impl JobSpec {
             not_before_ms: None,
             schedule_timeout_s: None,
             max_attempts: 1,
+            retry_backoff: None,
+            retry_on: None,
             labels: BTreeMap::new(),
         }
     }
@@ -243,6 +253,9 @@ impl JobSpec {
                 ),
             ));
         }
+        if let Some(backoff) = &self.retry_backoff {
+            backoff.validate()?;
+        }
         if self.labels.len() > MAX_LABELS {
             return Err(ValidationError::new(
                 "labels",
@@ -310,6 +323,10 @@ mod tests {
                 "delay_s",
             ),
             (json!({"task": "noop", "max_attempts": 0}), "max_attempts"),
+            (
+                json!({"task": "noop", "retry_backoff": {"strategy": "fixed", "initial_s": 0}}),
+                "retry_backoff.initial_s",
+            ),
             (json!({"task": "noop", "queue": ""}), "queue"),
             (json!({"task": "noop", "tenant": "a b"}), "tenant"),
             (json!({"task": "sleep"}), "args"),
@@ -362,6 +379,8 @@ mod tests {
             "estimated_runtime_ms": 1000,
             "timeout_s": 60,
             "max_attempts": 3,
+            "retry_backoff": {"strategy": "exponential", "initial_s": 2, "max_s": 60, "jitter": true},
+            "retry_on": ["exit_code", "oom"],
             "labels": {"k": "v"}
         }))
         .unwrap();

@@ -5,7 +5,7 @@ use redis::AsyncCommands;
 use warren_protocol::{JobId, JobSpec, JobState, WorkerId, now_ms};
 
 use crate::record::JobRecord;
-use crate::scripts::{ANNOTATE, CLAIM, RENEW, TRANSITION, state_list};
+use crate::scripts::{ANNOTATE, CLAIM, REAP_SUBMITS, RENEW, TRANSITION, state_list};
 use crate::{Store, StoreError};
 
 /// A record that exists only for the window between the Redis write and the broker's confirm:
@@ -21,6 +21,16 @@ pub struct NewJob {
     pub spec: JobSpec,
     /// When it was accepted.
     pub created_ms: u64,
+}
+
+/// The idempotency key that reserved a submission, so that a submission that dies half-way
+/// frees it (see [`Store::reap_interrupted_submits`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubmitKey {
+    /// `Idempotency-Key` of a single submit.
+    Single(String),
+    /// `Idempotency-Key` of a batch.
+    Batch(String),
 }
 
 /// A state change to make atomically.
@@ -146,6 +156,82 @@ impl Store {
     /// # Errors
     /// Returns [`StoreError`] when Redis fails; nothing is written then.
     pub async fn create_jobs(&self, jobs: &[NewJob]) -> Result<(), StoreError> {
+        self.write_new_jobs(jobs, None).await
+    }
+
+    /// Writes new jobs like [`Store::create_jobs`] and marks them as being submitted (the
+    /// `submitting` set, with the idempotency key that reserved them, if any), in the same
+    /// `MULTI`. The submitter calls [`Store::confirm_submitted`] once the broker confirmed
+    /// them; jobs still marked after a while belong to a submission that died half-way and
+    /// are removed by [`Store::reap_interrupted_submits`].
+    ///
+    /// # Errors
+    /// Returns [`StoreError`] when Redis fails; nothing is written then.
+    pub async fn create_jobs_submitting(
+        &self,
+        jobs: &[NewJob],
+        key: Option<&SubmitKey>,
+    ) -> Result<(), StoreError> {
+        self.write_new_jobs(jobs, Some(key)).await
+    }
+
+    /// Ends the submission of jobs whose publish was confirmed: they are no longer phantoms
+    /// in waiting.
+    ///
+    /// # Errors
+    /// Returns [`StoreError`] when Redis fails.
+    pub async fn confirm_submitted(&self, ids: &[JobId]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let members: Vec<String> = ids.iter().map(JobId::to_string).collect();
+        let mut conn = self.conn();
+        conn.zrem::<_, _, ()>(self.keys.submitting(), members)
+            .await
+            .map_err(|e| StoreError::redis("confirming a submission", e))
+    }
+
+    /// Removes jobs whose submission started before `cutoff_ms` and never finished (the
+    /// submitter died between writing them and the broker's confirm): no client got a 202
+    /// for them. A job some service has touched since is left alone. Looks at most at
+    /// `limit` jobs; returns the ids removed.
+    ///
+    /// # Errors
+    /// Returns [`StoreError`] when Redis fails.
+    pub async fn reap_interrupted_submits(
+        &self,
+        cutoff_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<JobId>, StoreError> {
+        let mut conn = self.conn();
+        let removed: Vec<String> = REAP_SUBMITS
+            .key(self.keys.submitting())
+            .arg(self.keys.prefix())
+            .arg(cutoff_ms)
+            .arg(limit)
+            .arg(u64::try_from(self.options.result_ttl.as_millis()).unwrap_or(u64::MAX))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| StoreError::redis("reaping interrupted submissions", e))?;
+        Ok(removed.iter().filter_map(|id| id.parse().ok()).collect())
+    }
+
+    /// How many jobs are marked as being submitted right now (written, not yet confirmed).
+    ///
+    /// # Errors
+    /// Returns [`StoreError`] when Redis fails.
+    pub async fn submissions_in_flight(&self) -> Result<u64, StoreError> {
+        let mut conn = self.conn();
+        conn.zcard(self.keys.submitting())
+            .await
+            .map_err(|e| StoreError::redis("counting submissions in flight", e))
+    }
+
+    async fn write_new_jobs(
+        &self,
+        jobs: &[NewJob],
+        submitting: Option<Option<&SubmitKey>>,
+    ) -> Result<(), StoreError> {
         let mut pipe = redis::pipe();
         pipe.atomic();
         let queued = self.keys.index_state(JobState::Queued);
@@ -169,6 +255,19 @@ impl Store {
             )
             .ignore();
             pipe.expire(&key, PROVISIONAL_TTL.as_secs() as i64).ignore();
+            if let Some(marker) = submitting {
+                pipe.zadd(self.keys.submitting(), &id, job.created_ms)
+                    .ignore();
+                match marker {
+                    Some(SubmitKey::Single(k)) => {
+                        pipe.hset(&key, "idem_key", k).ignore();
+                    }
+                    Some(SubmitKey::Batch(k)) => {
+                        pipe.hset(&key, "idem_batch_key", k).ignore();
+                    }
+                    None => {}
+                }
+            }
             pipe.zadd(self.keys.index_all(), &id, 0).ignore();
             pipe.zadd(&queued, &id, 0).ignore();
             pipe.zadd(self.keys.index_tenant(&job.spec.tenant), &id, 0)

@@ -187,4 +187,33 @@ impl Keys {
     pub fn scheduler(&self) -> String {
         format!("{}scheduler", self.prefix)
     }
+
+    /// Dead letters by id (a job id, or a fresh id for a message with no job): entry JSON.
+    pub fn dead_entries(&self) -> String {
+        format!("{}dead:entries", self.prefix)
+    }
+
+    /// Index of every dead letter: score 0, members `<dead_ms:013>|<id>`, so the set sorts
+    /// by the time the message died.
+    pub fn dead_index(&self) -> String {
+        format!("{}dead:all", self.prefix)
+    }
+
+    /// Index of one tenant's dead letters (members as in [`Keys::dead_index`]).
+    pub fn dead_tenant(&self, tenant: &str) -> String {
+        format!("{}{}{tenant}", self.prefix, DEAD_TENANT)
+    }
+
+    /// Prefix of the per-tenant dead-letter indexes, after the namespace prefix.
+    pub(crate) fn dead_tenant_prefix(&self) -> String {
+        format!("{}{}", self.prefix, DEAD_TENANT)
+    }
+
+    /// Jobs whose submission is in flight (records written, confirm not yet seen), scored by
+    /// when they were written (ms).
+    pub fn submitting(&self) -> String {
+        format!("{}submitting", self.prefix)
+    }
 }
+
+const DEAD_TENANT: &str = "dead:tenant:";

@@ -7,6 +7,7 @@
 //! happened. The store does not talk to RabbitMQ.
 
 mod actions;
+mod dead;
 mod error;
 mod events;
 mod expiry;
@@ -23,9 +24,10 @@ mod submit_ops;
 mod workers;
 
 pub use actions::{JobAction, MAX_ACTIONS};
+pub use dead::{DeadLetter, DeadPage, REQUEUED_FROM_LABEL, RequeueError, Requeued};
 pub use error::StoreError;
 pub use events::JobEvent;
-pub use jobs::{ClaimOutcome, LeaseRenewal, NewJob, Transition, TransitionOutcome};
+pub use jobs::{ClaimOutcome, LeaseRenewal, NewJob, SubmitKey, Transition, TransitionOutcome};
 pub use keys::Keys;
 pub use listing::{FilterError, FilterParams, JobFilter, Page};
 pub use logs::{LogLine, LogStream};

@@ -42,6 +42,19 @@ pub struct JobRecord {
     /// Exit code of a `command` job.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i64>,
+    /// The signal that ended a `command` job's process (`SIGKILL`, `SIGSEGV`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_signal: Option<String>,
+    /// Set when the process was most likely killed by the kernel's OOM killer (see
+    /// docs/reliability.md, "Signals and OOM").
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub oom_killed: bool,
+    /// Why the job went to the dead letters (`GET /v1/dead`), when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dead_reason: Option<String>,
+    /// The job that runs this one again, once it was requeued from the dead letters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requeued_as: Option<JobId>,
     /// When the next attempt is due, while retrying.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_attempt_ms: Option<u64>,
@@ -89,6 +102,10 @@ impl JobRecord {
         let error = take("error").filter(|s| !s.is_empty());
         let exit_code = take("exit_code").and_then(|s| s.parse().ok());
         let next_attempt_ms = number(take("next_attempt_ms"));
+        let exit_signal = take("exit_signal").filter(|s| !s.is_empty());
+        let oom_killed = take("oom_killed").is_some_and(|v| v == "1" || v == "true");
+        let requeued_as = take("requeued_as").and_then(|s| s.parse().ok());
+        let dead_reason = take("dead_reason").filter(|s| !s.is_empty());
         let takeovers = number(take("takeovers")).unwrap_or(0) as u32;
         let log_truncated = take("log_truncated").is_some_and(|v| v == "1");
         let log_cap_bytes = number(take("log_cap_bytes"));
@@ -117,6 +134,10 @@ impl JobRecord {
             result,
             error,
             exit_code,
+            exit_signal,
+            oom_killed,
+            dead_reason,
+            requeued_as,
             next_attempt_ms,
             takeovers,
             log_truncated,

@@ -16,6 +16,12 @@ pub(crate) static RECORD_ACTION: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/record_action.lua")));
 pub(crate) static PRUNE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/prune.lua")));
+pub(crate) static DEAD_ADD: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/dead_add.lua")));
+pub(crate) static DEAD_REMOVE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/dead_remove.lua")));
+pub(crate) static REAP_SUBMITS: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/reap_submits.lua")));
 
 /// Formats states as `,a,b,` for the scripts' substring test.
 pub(crate) fn state_list(states: &[warren_protocol::JobState]) -> String {

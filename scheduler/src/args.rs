@@ -129,4 +129,30 @@ pub struct SchedulerArgs {
     /// Where to serve Prometheus metrics (`WARREN_METRICS_ADDR`; off when unset).
     #[command(flatten)]
     pub metrics: MetricsArgs,
+    /// Poison jobs and interrupted submissions.
+    #[command(flatten)]
+    pub lifecycle: LifecycleArgs,
+}
+
+/// How the scheduler ends jobs that cannot end by themselves.
+#[derive(Debug, Clone, Args)]
+pub struct LifecycleArgs {
+    /// Times a job may lose its worker (a crash, a kill) and be sent elsewhere; one more and
+    /// it is a poison job: `failed` and dead-lettered.
+    #[arg(long, env = "WARREN_MAX_TAKEOVERS", default_value_t = 5)]
+    pub max_takeovers: u32,
+    /// How long a submission may stay between writing its jobs and the broker's confirm
+    /// before its jobs count as never submitted (the submitter died half-way) and are removed.
+    #[arg(long, env = "WARREN_SUBMIT_REAP_AFTER", default_value = "2m", value_parser = humantime::parse_duration)]
+    pub submit_reap_after: Duration,
+}
+
+impl Default for LifecycleArgs {
+    /// The command line's defaults.
+    fn default() -> Self {
+        Self {
+            max_takeovers: 5,
+            submit_reap_after: Duration::from_secs(120),
+        }
+    }
 }

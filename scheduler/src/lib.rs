@@ -10,6 +10,7 @@
 //! matters is in Redis, so a standby that takes over (a Redis leader lease) rebuilds it.
 
 mod args;
+mod dead;
 mod delay;
 mod dispatch;
 mod heartbeats;
@@ -21,7 +22,7 @@ mod session;
 pub mod simulate;
 mod sweep;
 
-pub use args::{PolicyArgs, SchedulerArgs};
+pub use args::{LifecycleArgs, PolicyArgs, SchedulerArgs};
 
 use tokio_util::sync::CancellationToken;
 

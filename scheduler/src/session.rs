@@ -56,6 +56,7 @@ pub(crate) struct Session {
     pool: AmqpPool,
     prefetch: u16,
     leader_ttl: Duration,
+    lifecycle: crate::args::LifecycleArgs,
     instance: String,
     core: Scheduler,
     estimates: Estimates,
@@ -115,6 +116,7 @@ impl Session {
             pool: pool.clone(),
             prefetch: args.prefetch,
             leader_ttl: args.leader_ttl,
+            lifecycle: args.lifecycle.clone(),
             instance: instance.to_owned(),
             core: Scheduler::new(config),
             estimates,
@@ -239,6 +241,12 @@ impl Session {
             self.store.clone(),
             stop.clone(),
         ));
+        let mut dead = tokio::spawn(crate::dead::run(
+            self.pool.clone(),
+            topology.clone(),
+            self.store.clone(),
+            stop.clone(),
+        ));
         let (admit_tx, admit_rx) = mpsc::unbounded_channel();
         let admission = tokio::spawn(admit_batches(
             admit_rx,
@@ -285,10 +293,22 @@ impl Session {
                         Err(error) => anyhow::anyhow!("the delay ladder's task ended: {error}"),
                     });
                 }
+                // So is the dead-letter queue's consumer.
+                ended = &mut dead => {
+                    if shutdown.is_cancelled() {
+                        break Ok(());
+                    }
+                    break Err(match ended {
+                        Ok(Ok(())) => anyhow::anyhow!("the dead-letter consumer stopped"),
+                        Ok(Err(error)) => error.context("the dead-letter consumer failed"),
+                        Err(error) => anyhow::anyhow!("the dead-letter task ended: {error}"),
+                    });
+                }
                 _ = tick.tick() => {
                     ticks += 1;
                     if ticks.is_multiple_of(PRUNE_EVERY_TICKS) {
                         self.spawn_prune();
+                        self.spawn_reap_submits();
                         self.spawn_reconcile();
                     }
                     match self.store.lead(&self.instance, self.leader_ttl).await {
@@ -324,6 +344,9 @@ impl Session {
         let _ = admission.await;
         if !delay.is_finished() {
             let _ = delay.await;
+        }
+        if !dead.is_finished() {
+            let _ = dead.await;
         }
         let _ = channel.close(200, "scheduler stopping".into()).await;
         self.persist_estimates().await;
@@ -692,6 +715,29 @@ impl Session {
         });
     }
 
+    /// Removes jobs of submissions that died between writing them and the broker's confirm
+    /// (no client got a 202 for them), so they neither run nor linger as `queued`.
+    fn spawn_reap_submits(&self) {
+        let store = self.store.clone();
+        let after = self.lifecycle.submit_reap_after.as_millis() as u64;
+        tokio::spawn(async move {
+            match store
+                .reap_interrupted_submits(now_ms().saturating_sub(after), 1000)
+                .await
+            {
+                Ok(removed) if !removed.is_empty() => {
+                    warn!(
+                        jobs = removed.len(),
+                        first_job_id = %removed[0],
+                        "removed jobs whose submission was interrupted (never confirmed)"
+                    );
+                }
+                Ok(_) => {}
+                Err(error) => debug!(%error, "could not reap interrupted submissions"),
+            }
+        });
+    }
+
     fn spawn_sweep(&self) {
         let live: HashSet<WorkerId> = self.last_seen.keys().cloned().collect();
         let (store, tx, estimates) = (
@@ -700,8 +746,13 @@ impl Session {
             self.estimates.clone(),
         );
         let config = self.core.config().clone();
+        let (publisher, max_takeovers) = (self.publisher.clone(), self.lifecycle.max_takeovers);
         tokio::spawn(async move {
-            let back = crate::sweep::sweep(&store, &live, &estimates, &config).await;
+            let limits = crate::sweep::Limits {
+                publisher: &publisher,
+                max_takeovers,
+            };
+            let back = crate::sweep::sweep(&store, &live, &estimates, &config, &limits).await;
             if !back.is_empty() {
                 let _ = tx.send(Report::Swept(back));
             }

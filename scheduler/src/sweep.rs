@@ -7,8 +7,9 @@
 use std::collections::HashSet;
 
 use tracing::{info, warn};
-use warren_protocol::{JobId, JobState, WorkerId};
-use warren_store::{Store, Transition, TransitionOutcome};
+use warren_protocol::{JobEnvelope, JobId, JobState, WorkerId};
+use warren_store::{JobRecord, Store, Transition, TransitionOutcome};
+use warren_topology::{Publisher, job_properties};
 
 use crate::intake::{self, Admitted, Estimates};
 use crate::policy::PolicyConfig;
@@ -16,18 +17,22 @@ use crate::policy::PolicyConfig;
 /// Most jobs looked at per state and sweep.
 const SWEEP_LIMIT: isize = 10_000;
 
-/// A job whose worker was lost this many times while running it is a poison job (it kills
-/// its workers, or the machines it lands on die): it fails instead of taking down worker
-/// after worker for ever.
-pub(crate) const MAX_WORKER_LOSSES: u32 = 3;
-
 /// Finds jobs owned by workers that are gone and puts them back in the pending index.
 /// `live` are the workers the scheduler hears from. Returns the jobs to order again.
+/// When a lost job is a poison job instead.
+pub(crate) struct Limits<'a> {
+    /// To send poison jobs to `{ns}.dead`.
+    pub(crate) publisher: &'a Publisher,
+    /// Workers a job may lose before it is a poison job (`WARREN_MAX_TAKEOVERS`).
+    pub(crate) max_takeovers: u32,
+}
+
 pub(crate) async fn sweep(
     store: &Store,
     live: &HashSet<WorkerId>,
     estimates: &Estimates,
     config: &PolicyConfig,
+    limits: &Limits<'_>,
 ) -> Vec<Admitted> {
     let mut back = Vec::new();
     for state in [JobState::Scheduled, JobState::Running] {
@@ -51,7 +56,7 @@ pub(crate) async fn sweep(
                 if owned_by_live {
                     continue;
                 }
-                if let Some(admitted) = reclaim(store, *id, live, estimates, config).await {
+                if let Some(admitted) = reclaim(store, *id, live, estimates, config, limits).await {
                     back.push(admitted);
                 }
             }
@@ -66,6 +71,7 @@ async fn reclaim(
     live: &HashSet<WorkerId>,
     estimates: &Estimates,
     config: &PolicyConfig,
+    limits: &Limits<'_>,
 ) -> Option<Admitted> {
     let record = store.get(id).await.ok()??;
     if !matches!(record.state, JobState::Scheduled | JobState::Running) {
@@ -80,19 +86,8 @@ async fn reclaim(
     if store.lease_holder(id).await.ok()?.is_some() {
         return None;
     }
-    let losses = record.takeovers + 1;
-    if record.state == JobState::Running && losses >= MAX_WORKER_LOSSES {
-        let reason = format!(
-            "poison job: its worker was lost {losses} times while running it \
-             (limit {MAX_WORKER_LOSSES})"
-        );
-        let fail = Transition::new(id, JobState::Failed)
-            .at_attempt(record.attempt)
-            .set("takeovers", losses)
-            .set("error", &reason);
-        if let Ok(TransitionOutcome::Done(_)) = store.transition(&fail).await {
-            warn!(job_id = %id, %worker, %reason, "job failed as poison");
-        }
+    if record.takeovers >= limits.max_takeovers {
+        poison(store, limits, &record, &worker).await;
         return None;
     }
     let task = record.spec.validate().ok()?;
@@ -118,5 +113,44 @@ async fn reclaim(
             Some(admitted)
         }
         _ => None,
+    }
+}
+
+/// A job whose workers keep dying under it (a crash, an OOM kill of the whole worker) would
+/// take down every worker it reaches: it fails with the reason and goes to `{ns}.dead`,
+/// from where an operator can requeue it once it is fixed.
+async fn poison(store: &Store, limits: &Limits<'_>, record: &JobRecord, worker: &WorkerId) {
+    let reason = format!(
+        "poison job: its worker was lost {} times (limit WARREN_MAX_TAKEOVERS = {}), last {worker}",
+        record.takeovers + 1,
+        limits.max_takeovers
+    );
+    let fail = Transition::new(record.id, JobState::Failed)
+        .only_from(&[JobState::Scheduled, JobState::Running])
+        .at_attempt(record.attempt)
+        .set("takeovers", record.takeovers + 1)
+        .set("error", &reason)
+        .set("dead_reason", &reason);
+    if !matches!(
+        store.transition(&fail).await,
+        Ok(TransitionOutcome::Done(_))
+    ) {
+        return;
+    }
+    warn!(job_id = %record.id, %reason, "poison job failed and dead-lettered");
+    let mut envelope =
+        JobEnvelope::first_attempt(record.id, record.spec.clone(), record.created_ms, None);
+    envelope.attempt = record.attempt;
+    let sent = async {
+        limits
+            .publisher
+            .send_dead(&envelope.to_bytes(), job_properties(&envelope), &reason)
+            .await?
+            .confirmed()
+            .await
+    };
+    if let Err(error) = sent.await {
+        // The job is failed with its reason already; only the index entry is missing.
+        warn!(job_id = %record.id, %error, "could not dead-letter a poison job");
     }
 }

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use futures_util::future::join_all;
 use warren_protocol::{JobEnvelope, JobId, JobSpec, Task, now_ms};
-use warren_store::NewJob;
+use warren_store::{NewJob, SubmitKey};
 use warren_topology::delay::{NextHop, next_hop};
 use warren_topology::{Pending, TopologyError};
 
@@ -95,7 +95,7 @@ pub(crate) async fn accept_one(
         };
         let id = job.id;
         let Some(key) = idempotency_key else {
-            accept_jobs(&state, &[job], &correlation_id, deadline).await?;
+            accept_jobs(&state, &[job], &correlation_id, deadline, None).await?;
             return Ok(Submitted::Created(id));
         };
         let store = state.store();
@@ -105,7 +105,10 @@ pub(crate) async fn accept_one(
         {
             return Ok(Submitted::Existing(holder));
         }
-        if let Err(refused) = accept_jobs(&state, &[job], &correlation_id, deadline).await {
+        let marker = SubmitKey::Single(key.clone());
+        if let Err(refused) =
+            accept_jobs(&state, &[job], &correlation_id, deadline, Some(&marker)).await
+        {
             if let Err(error) = store.release_idempotency_key(&key, id).await {
                 // Retries with this key get 409 until the pending TTL frees it.
                 tracing::error!(job_id = %id, error = %error_chain(&error), "cannot release an idempotency key");
@@ -150,7 +153,7 @@ pub(crate) async fn accept_many(
     let work = async move {
         let state = task_state;
         let Some(key) = idempotency_key else {
-            accept_jobs(&state, &jobs, &correlation_id, deadline).await?;
+            accept_jobs(&state, &jobs, &correlation_id, deadline, None).await?;
             return Ok(SubmittedBatch::Created);
         };
         let ids: Vec<JobId> = jobs.iter().map(|job| job.id).collect();
@@ -161,7 +164,10 @@ pub(crate) async fn accept_many(
         {
             return Ok(SubmittedBatch::Existing(holder));
         }
-        if let Err(refused) = accept_jobs(&state, &jobs, &correlation_id, deadline).await {
+        let marker = SubmitKey::Batch(key.clone());
+        if let Err(refused) =
+            accept_jobs(&state, &jobs, &correlation_id, deadline, Some(&marker)).await
+        {
             if let Err(error) = store.release_batch_idempotency_key(&key, &ids).await {
                 // Retries with this key get 409 until the pending TTL frees it.
                 tracing::error!(jobs = ids.len(), error = %error_chain(&error), "cannot release a batch idempotency key");
@@ -184,16 +190,31 @@ pub(crate) async fn accept_many(
 }
 
 /// Writes the jobs in one `MULTI`, publishes them all, then waits for every confirm.
+///
+/// The jobs are written marked as "submitting" and the mark goes only once every confirm is
+/// in: if this process dies in between, nobody got a 202 for them, and the scheduler removes
+/// them after `WARREN_SUBMIT_REAP_AFTER` (with the idempotency key `key`, so that the
+/// client's retry makes the jobs afresh) instead of leaving phantoms `queued` for days.
 async fn accept_jobs(
     state: &AppState,
     jobs: &[NewJob],
     correlation_id: &str,
     deadline: Instant,
+    key: Option<&SubmitKey>,
 ) -> Result<(), ApiError> {
     // Nothing is published unless Redis has the records first.
-    state.store().create_jobs(jobs).await?;
+    state.store().create_jobs_submitting(jobs, key).await?;
     let deadline = deadline.min(Instant::now() + CONFIRM_TIMEOUT);
-    let published = publish(state, jobs, correlation_id, deadline).await;
+    let mut published = publish(state, jobs, correlation_id, deadline)
+        .await
+        .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>);
+    if published.is_ok() {
+        let ids: Vec<JobId> = jobs.iter().map(|j| j.id).collect();
+        // Without the mark gone, the reaper would remove jobs that got a 202: refuse instead.
+        if let Err(error) = state.store().confirm_submitted(&ids).await {
+            published = Err(Box::new(error));
+        }
+    }
     let first = jobs.first().map(|j| j.id.to_string()).unwrap_or_default();
     let Err(error) = published else {
         note_delays(state, jobs).await;
@@ -216,7 +237,7 @@ async fn accept_jobs(
         return Ok(());
     };
     tracing::error!(
-        error = %error_chain(&error),
+        error = %error_chain(&*error),
         jobs = jobs.len(),
         first_job_id = %first,
         "publishing to intake failed; deleting the jobs again"

@@ -56,9 +56,20 @@ pub struct WorkerArgs {
     /// Between SIGTERM and SIGKILL when a job's process group is stopped.
     #[arg(long, env = "WARREN_KILL_GRACE", default_value = "5s", value_parser = humantime_duration)]
     pub kill_grace: Duration,
-    /// First retry delay; doubles with each attempt.
+    /// First retry delay of jobs that give no `retry_backoff`; doubles with each attempt
+    /// under the `exponential` strategy.
     #[arg(long, env = "WARREN_RETRY_BASE", default_value = "1s", value_parser = humantime_duration)]
     pub retry_base: Duration,
+    /// How the retry delay of jobs without a `retry_backoff` grows: `exponential` or `fixed`.
+    #[arg(long, env = "WARREN_RETRY_BACKOFF", default_value = "exponential", value_parser = parse_strategy)]
+    pub retry_strategy: warren_protocol::BackoffStrategy,
+    /// Longest retry delay of jobs without a `retry_backoff`.
+    #[arg(long, env = "WARREN_RETRY_MAX", default_value = "1h", value_parser = humantime_duration)]
+    pub retry_max: Duration,
+    /// Spread the retry delays of jobs without a `retry_backoff` (each drawn between half of
+    /// it and all of it).
+    #[arg(long, env = "WARREN_RETRY_JITTER", default_value_t = false, action = clap::ArgAction::Set)]
+    pub retry_jitter: bool,
     /// Variables of the worker's own environment that commands get too (comma-separated
     /// names; `PATH` and `WARREN_*` are refused). Commands get no other variable of the
     /// worker's: see `docs/confinement.md`.
@@ -196,5 +207,13 @@ impl WorkerArgs {
             limits: &self.limits,
         })?;
         Ok(())
+    }
+}
+
+fn parse_strategy(raw: &str) -> Result<warren_protocol::BackoffStrategy, String> {
+    match raw {
+        "exponential" => Ok(warren_protocol::BackoffStrategy::Exponential),
+        "fixed" => Ok(warren_protocol::BackoffStrategy::Fixed),
+        other => Err(format!("{other:?}: give `exponential` or `fixed`")),
     }
 }

@@ -13,7 +13,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use warren_protocol::CommandArgs;
+use warren_protocol::{CommandArgs, PERMANENT_EXIT_CODE, RetryOn, TEMPFAIL_EXIT_CODE};
 use warren_store::{LogStream, Store};
 
 use crate::confine::{Confinement, JobIdentity};
@@ -199,7 +199,7 @@ async fn run_in(
         }
     };
     // The cgroup also holds what left the group (`setsid`): it goes now too.
-    let oom_killed = cgroup.as_ref().is_some_and(limits::JobCgroup::oom_killed);
+    let oom_by_cgroup = cgroup.as_ref().is_some_and(limits::JobCgroup::oom_killed);
     let has_cgroup = cgroup.is_some();
     if let Some(cgroup) = cgroup.as_ref() {
         cgroup.kill();
@@ -218,9 +218,16 @@ async fn run_in(
         .as_ref()
         .ok()
         .and_then(std::os::unix::process::ExitStatusExt::signal);
+    let exit_signal = signal.map(signal_name);
+    // Warren sends SIGKILL only on a timeout or a cancel (`stopped`); a SIGKILL nobody here
+    // sent is, on a Linux host without a memory cgroup of the job's own, the OOM killer's
+    // mark (the best evidence there is; see docs/reliability.md, "Signals and OOM").
+    let oom_killed = oom_by_cgroup || (stopped.is_none() && signal == Some(Signal::SIGKILL as i32));
     let result = json!({
         "exit_code": exit_code,
         "signal": signal,
+        "exit_signal": exit_signal,
+        "oom_killed": oom_killed,
         "stdout": shipped.stdout_tail,
         "stderr": shipped.stderr_tail,
         "duration_ms": started.elapsed().as_millis() as u64,
@@ -231,7 +238,8 @@ async fn run_in(
             "nofile": plan.nofile,
             "nproc": plan.nproc,
             "cgroup": has_cgroup,
-            "oom_killed": oom_killed,
+            // The cgroup's own count: certain, where the job has a cgroup with memory.
+            "oom_killed": oom_by_cgroup,
         },
     });
     match (stopped, exit_code) {
@@ -240,12 +248,16 @@ async fn run_in(
         }),
         (Some(Stop::Cancelled), _) => Err(JobError::Cancelled),
         (None, Some(0)) => Ok(result),
+        (None, Some(code)) if code == PERMANENT_EXIT_CODE => Err(JobError::Permanent {
+            message: format!("exited with code {code} (failed for good: no retry)"),
+            result: Some(result),
+        }),
         (None, Some(code)) => Err(JobError::Retryable {
             message: format!("exited with code {code}"),
             after: None,
             result: Some(result),
         }),
-        (None, _) if oom_killed => Err(JobError::Retryable {
+        (None, _) if oom_by_cgroup => Err(JobError::Retryable {
             message: format!(
                 "killed: out of memory (requires.mem_mb = {}, limit {} MiB with headroom)",
                 env.mem_mb,
@@ -254,11 +266,70 @@ async fn run_in(
             after: None,
             result: Some(result),
         }),
-        (None, None) => Err(JobError::Retryable {
-            message: format!("killed by signal {}", signal.unwrap_or(0)),
+        (None, None) if oom_killed => Err(JobError::Retryable {
+            message: "killed by SIGKILL, not sent by Warren: most likely the OOM killer".into(),
             after: None,
             result: Some(result),
         }),
+        (None, None) => Err(JobError::Retryable {
+            message: format!(
+                "killed by signal {}",
+                exit_signal.unwrap_or_else(|| "?".into())
+            ),
+            after: None,
+            result: Some(result),
+        }),
+    }
+}
+
+/// `SIGKILL` for 9; the number for a signal nix does not name.
+fn signal_name(signal: i32) -> String {
+    Signal::try_from(signal).map_or_else(|_| signal.to_string(), |s| s.as_str().to_owned())
+}
+
+/// Turns a retryable failure of a `command` into a permanent one when the job's `retry_on`
+/// does not name its kind (exit code, signal, OOM kill). An exit with
+/// [`TEMPFAIL_EXIT_CODE`] stays retryable: the program asked for it.
+pub(crate) fn apply_retry_on(
+    outcome: TaskResult,
+    retry_on: Option<&std::collections::BTreeSet<RetryOn>>,
+) -> TaskResult {
+    let Some(retry_on) = retry_on else {
+        return outcome;
+    };
+    let Err(JobError::Retryable {
+        message,
+        after,
+        result,
+    }) = outcome
+    else {
+        return outcome;
+    };
+    let field = |name: &str| result.as_ref().and_then(|r| r.get(name).cloned());
+    let code = field("exit_code").and_then(|v| v.as_i64());
+    let kind = if field("oom_killed").and_then(|v| v.as_bool()) == Some(true) {
+        Some(RetryOn::Oom)
+    } else if field("exit_signal").is_some_and(|v| !v.is_null()) {
+        Some(RetryOn::Signal)
+    } else if code.is_some() {
+        Some(RetryOn::ExitCode)
+    } else {
+        // Not a process outcome (the job's directory could not be made…): retry as before.
+        None
+    };
+    let retry = code == Some(i64::from(TEMPFAIL_EXIT_CODE))
+        || kind.is_none_or(|kind| retry_on.contains(&kind));
+    if retry {
+        Err(JobError::Retryable {
+            message,
+            after,
+            result,
+        })
+    } else {
+        Err(JobError::Permanent {
+            message: format!("{message} (not retried: retry_on does not include it)"),
+            result,
+        })
     }
 }
 

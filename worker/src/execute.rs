@@ -38,7 +38,8 @@ pub(crate) async fn attempt(
             attempt: envelope.attempt,
             tenant: envelope.spec.tenant.clone(),
         };
-        return command::run(&who, args, env, cancel).await;
+        let outcome = command::run(&who, args, env, cancel).await;
+        return command::apply_retry_on(outcome, envelope.spec.retry_on.as_ref());
     }
     let run = run_in_process(rt, envelope, task, cancel.clone());
     match tokio::time::timeout(timeout, run).await {

@@ -277,6 +277,7 @@ async fn record(rt: &Runtime, envelope: &JobEnvelope, outcome: TaskResult, took:
             .at_attempt(envelope.attempt)
             .set("duration_ms", took.as_millis() as u64)
     };
+    let mut exhausted = None;
     let transition = match outcome {
         Ok(result) => with_result(base(JobState::Succeeded), Some(result)),
         Err(JobError::TimedOut { result }) => {
@@ -301,6 +302,19 @@ async fn record(rt: &Runtime, envelope: &JobEnvelope, outcome: TaskResult, took:
                 .set("next_attempt_ms", due)
                 .releasing_lease()
         }
+        Err(JobError::Retryable {
+            message, result, ..
+        }) if envelope.spec.max_attempts > 1 => {
+            // It asked for retries and used them all: a dead letter as well as `failed`.
+            let reason = format!(
+                "attempts exhausted ({} of {}): {message}",
+                envelope.attempt, envelope.spec.max_attempts
+            );
+            exhausted = Some(reason.clone());
+            with_result(base(JobState::Failed), result)
+                .set("error", message)
+                .set("dead_reason", reason)
+        }
         Err(
             JobError::Retryable {
                 message, result, ..
@@ -313,6 +327,9 @@ async fn record(rt: &Runtime, envelope: &JobEnvelope, outcome: TaskResult, took:
         Some(TransitionOutcome::Done(_)) => {
             info!(state = %target, took_ms = took.as_millis() as u64, "job finished attempt");
             crate::metrics::finished(rt, envelope, target, took);
+            if let Some(reason) = exhausted {
+                send_dead(rt, envelope, &reason).await;
+            }
             true
         }
         Some(other) => {
@@ -327,6 +344,12 @@ fn with_result(mut t: Transition, result: Option<Value>) -> Transition {
     if let Some(result) = result {
         if let Some(code) = result.get("exit_code").and_then(Value::as_i64) {
             t = t.set("exit_code", code);
+        }
+        if let Some(signal) = result.get("exit_signal").and_then(Value::as_str) {
+            t = t.set("exit_signal", signal);
+        }
+        if result.get("oom_killed").and_then(Value::as_bool) == Some(true) {
+            t = t.set("oom_killed", "1");
         }
         t = t.set("result", result.to_string());
     }
@@ -391,6 +414,32 @@ async fn bounce(rt: &Runtime, delivery: &Delivery, envelope: &JobEnvelope, reaso
             warn!(%error, "could not return the job; leaving it in the queue");
             nack_requeue(delivery).await;
         }
+    }
+}
+
+/// Copies a job that failed for good after all its attempts to `{ns}.dead`, where the
+/// scheduler indexes it for `GET /v1/dead` and a requeue. Best effort: the job is `failed`
+/// already (with `dead_reason`); a copy that cannot be sent is logged.
+async fn send_dead(rt: &Runtime, envelope: &JobEnvelope, reason: &str) {
+    let sent = tokio::time::timeout(Duration::from_secs(10), async {
+        rt.publisher()
+            .send_dead(
+                &envelope.to_bytes(),
+                warren_topology::job_properties(envelope),
+                reason,
+            )
+            .await?
+            .confirmed()
+            .await
+    })
+    .await;
+    match sent {
+        Ok(Ok(())) => info!(reason, "job dead-lettered"),
+        Ok(Err(error)) => warn!(%error, reason, "could not dead-letter the job"),
+        Err(_) => warn!(
+            reason,
+            "could not dead-letter the job: no confirm within 10s"
+        ),
     }
 }
 

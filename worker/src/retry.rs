@@ -8,8 +8,8 @@ use warren_topology::delay::{NextHop, next_hop};
 
 use crate::runtime::Runtime;
 
-/// Longest backoff between attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+/// Longest backoff between attempts (a job's `retry_backoff.max_s` may go up to it).
+const MAX_BACKOFF: Duration = Duration::from_secs(warren_protocol::MAX_BACKOFF_S);
 /// Longest one try at sending a retry into the delay ladder may take.
 const RETRY_SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -49,15 +49,30 @@ pub(crate) async fn send(
     }
 }
 
+/// The wait after a failed attempt: the job's own `retry_backoff`, else the worker's
+/// default (`WARREN_RETRY_BACKOFF`, `_BASE`, `_MAX`, `_JITTER`). `unit` is random in [0, 1).
+fn backoff_for(rt: &Runtime, envelope: &JobEnvelope, unit: f64) -> Duration {
+    match &envelope.spec.retry_backoff {
+        Some(own) => own.delay(envelope.attempt, unit),
+        None => warren_protocol::backoff(
+            rt.args.retry_strategy,
+            rt.args.retry_base,
+            rt.args.retry_max,
+            rt.args.retry_jitter,
+            envelope.attempt,
+            unit,
+        ),
+    }
+}
+
 /// Sends the next attempt into the delay ladder; returns when it is due.
 async fn schedule_retry(
     rt: &Runtime,
     envelope: &JobEnvelope,
     after: Option<Duration>,
 ) -> anyhow::Result<u64> {
-    let exponent = envelope.attempt.saturating_sub(1).min(20);
     let delay = after
-        .unwrap_or_else(|| rt.args.retry_base.saturating_mul(1 << exponent))
+        .unwrap_or_else(|| backoff_for(rt, envelope, rand::random::<f64>()))
         .min(MAX_BACKOFF);
     let due = now_ms() + delay.as_millis() as u64;
     let mut next = envelope.clone();

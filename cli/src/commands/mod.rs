@@ -1,6 +1,7 @@
 pub(crate) mod admin;
 pub(crate) mod bench;
 pub(crate) mod bench_sched;
+pub(crate) mod dead;
 pub(crate) mod jobs;
 pub(crate) mod simulate;
 pub(crate) mod submit;

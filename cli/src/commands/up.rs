@@ -80,6 +80,7 @@ pub(crate) async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Re
         leader_ttl: Duration::from_secs(5),
         // The submitter's /metrics shows every service of this one process.
         metrics: warren_kit::MetricsArgs { metrics_addr: None },
+        lifecycle: warren_scheduler::LifecycleArgs::default(),
     };
     let state = warren_submitter::build_state(&submitter).await?;
     let listener = tokio::net::TcpListener::bind(submitter.http_addr)

@@ -6,6 +6,7 @@
 mod claims;
 mod events;
 mod filters;
+mod lifecycle;
 mod listing;
 mod logs;
 mod observe;

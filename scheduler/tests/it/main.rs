@@ -3,6 +3,7 @@
 //! the transitions a worker would.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod lifecycle;
 mod policies;
 mod release;
 mod signing;

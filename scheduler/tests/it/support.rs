@@ -113,6 +113,7 @@ impl Harness {
             policy,
             leader_ttl: Duration::from_secs(2),
             metrics: warren_kit::MetricsArgs { metrics_addr: None },
+            lifecycle: warren_scheduler::LifecycleArgs::default(),
         };
         let stop = CancellationToken::new();
         let scheduler = tokio::spawn(warren_scheduler::run(args.clone(), stop.child_token()));

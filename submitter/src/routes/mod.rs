@@ -1,6 +1,7 @@
 //! The route table and the layers around it.
 
 mod batch;
+mod dead;
 mod jobs;
 mod misc;
 mod openapi;
@@ -30,6 +31,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/jobs/{id}", get(scheduling::get_job))
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
         .route("/v1/jobs/{id}/logs", get(jobs::logs))
+        .route("/v1/dead", get(dead::list))
+        .route("/v1/dead/{id}/requeue", post(dead::requeue))
         .route("/v1/workers", get(misc::workers))
         .route("/v1/tasks", get(misc::tasks))
         .route("/v1/stats", get(misc::stats))

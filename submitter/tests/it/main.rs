@@ -5,6 +5,7 @@
 mod auth;
 mod batch;
 mod cancel;
+mod dead;
 mod errors;
 mod failures;
 mod fuzz;

@@ -333,6 +333,28 @@ impl System {
         let _ = self.scheduler.wait().await;
     }
 
+    /// Sends SIGKILL to the submitter, whatever it is doing.
+    pub(crate) async fn kill_submitter(&mut self) {
+        signal(&self.submitter, Signal::SIGKILL);
+        let _ = self.submitter.wait().await;
+    }
+
+    /// Starts a new submitter on the same address (after [`System::kill_submitter`]).
+    pub(crate) async fn restart_submitter(&mut self) {
+        let addr = self.base.trim_start_matches("http://").to_owned();
+        self.submitter = spawn(
+            &self.ns,
+            &self.logs,
+            "warren-submitter",
+            &[
+                ("WARREN_HTTP_ADDR", addr),
+                ("WARREN_NO_AUTH", "true".to_owned()),
+            ],
+            "submitter-restarted",
+        );
+        self.wait_ready().await;
+    }
+
     /// Sends SIGKILL to a worker (no drain, no goodbye).
     pub(crate) fn kill_worker(&mut self, index: usize) {
         signal(&self.workers[index], Signal::SIGKILL);

@@ -6,6 +6,7 @@ mod commands;
 mod crash;
 mod flow;
 mod harness;
+mod lifecycle;
 mod metrics;
 mod policies;
 mod routing;

@@ -244,7 +244,12 @@ impl System {
         let index = self.schedulers.len();
         let child = self.spawn(
             "warren-scheduler",
-            &[("WARREN_LEADER_TTL", "2s".to_owned())],
+            // A poison job fails after two lost workers rather than five: the poison
+            // scenario kills a worker per run, and each takes a lease to notice.
+            &[
+                ("WARREN_LEADER_TTL", "2s".to_owned()),
+                ("WARREN_MAX_TAKEOVERS", "2".to_owned()),
+            ],
             &format!("scheduler-{index}"),
         );
         self.schedulers.push(Some(child));

@@ -5,6 +5,7 @@
 
 mod broker_outage;
 mod confinement;
+mod lifecycle;
 mod limits;
 mod outages;
 mod processes;
