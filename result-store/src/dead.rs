@@ -20,6 +20,7 @@ pub const REQUEUED_FROM_LABEL: &str = "requeued_from";
 
 /// One dead letter.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct DeadLetter {
     /// The entry's id: the job id, or a fresh id for a message that names no job.
     pub id: String,
@@ -52,6 +53,7 @@ impl DeadLetter {
 
 /// One page of dead letters, newest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct DeadPage {
     /// The entries.
     pub dead: Vec<DeadLetter>,
@@ -61,6 +63,7 @@ pub struct DeadPage {
 
 /// The answer to a requeue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct Requeued {
     /// The new job (attempt 1, the dead job's spec).
     pub id: JobId,

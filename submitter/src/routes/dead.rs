@@ -8,6 +8,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
+use utoipa::IntoParams;
 use warren_protocol::JobEnvelope;
 use warren_store::{DeadPage, RequeueError, Requeued};
 use warren_topology::TopologyError;
@@ -20,13 +21,28 @@ use crate::state::AppState;
 /// How long RabbitMQ may take to confirm a requeued job into intake.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct DeadQuery {
+    /// Page size, 1 to 1000 (default 50).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/dead",
+    tag = "dead letters",
+    params(DeadQuery),
+    responses(
+        (status = 200, description = "One page of dead letters, newest first, each with its reason.", body = DeadPage),
+        (status = 400, description = "A query parameter is invalid (`field` names it)."),
+        (status = 503, description = "Redis is unavailable."),
+    ),
+)]
 /// `GET /v1/dead?limit=&cursor=`: dead letters, newest first, with their reason. A
 /// tenant-bound token sees its tenant's only (a message with no readable tenant, such as a
 /// malformed one, only tokens of every tenant see).
@@ -69,6 +85,18 @@ fn is_cursor(raw: &str) -> bool {
     })
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/dead/{id}/requeue",
+    tag = "dead letters",
+    params(("id" = String, Path, description = "The dead letter's id (the job id, when it names a job).")),
+    responses(
+        (status = 202, description = "A new job from the dead job's spec is in Redis and confirmed into intake.", body = Requeued),
+        (status = 404, description = "No such dead letter (or another tenant's)."),
+        (status = 409, description = "The dead letter names no job (a malformed message), or its record expired."),
+        (status = 503, description = "Redis or RabbitMQ is unavailable."),
+    ),
+)]
 /// `POST /v1/dead/{id}/requeue` (admin): runs a dead job again as a new job with the dead
 /// job's spec at attempt 1, labelled `requeued_from`; the dead job's record gets
 /// `requeued_as` and leaves the dead letters. 202 with `{id, state, requeued_from}` once the

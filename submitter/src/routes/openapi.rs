@@ -44,6 +44,8 @@ const BEARER: &str = "bearer";
         super::misc::stats,
         super::scheduling::status,
         super::scheduling::set_policy,
+        super::dead::list,
+        super::dead::requeue,
         super::misc::healthz,
         super::misc::readyz,
         openapi_json,
