@@ -6,6 +6,7 @@
 //! `warren-store`. Nothing here knows what a job is.
 
 pub mod args;
+pub mod backoff;
 pub mod cli;
 pub mod shutdown;
 pub mod telemetry;
@@ -13,3 +14,4 @@ pub mod telemetry;
 pub mod testkit;
 
 pub use args::{AmqpArgs, CommonArgs, RedisArgs, ShutdownArgs, TelemetryArgs};
+pub use backoff::Backoff;
