@@ -10,21 +10,24 @@ cmd=${1:?usage: private-dockerd.sh start|stop DIR}
 dir=${2:?usage: private-dockerd.sh start|stop DIR}
 dockerd=${DOCKERD:-/usr/sbin/dockerd}
 docker=${DOCKER:-/usr/bin/docker}
-# Private addresses unlikely to clash with a host network or another daemon's default pools.
-bip=${WARREN_CT_BIP:-10.213.0.1/24}
-pool=${WARREN_CT_POOL:-10.214.0.0/16}
-bridge=${WARREN_CT_BRIDGE:-warrenct0}
 
 case "$cmd" in
 start)
     mkdir -p "$dir"/data "$dir"/exec
     host="unix://$dir/docker.sock"
-    # Its own bridge instead of docker0, so a system daemon's default bridge is left alone.
-    if ! ip link show "$bridge" >/dev/null 2>&1; then
-        ip link add name "$bridge" type bridge
-        ip addr add "$bip" dev "$bridge"
-        ip link set "$bridge" up
-    fi
+    # Its own bridge instead of docker0, and its own addresses (private ranges unlikely to
+    # clash with a host network), so neither a system daemon nor another run of this script
+    # shares them: instance N takes bridge warrenctN, 10.213.N.1/24 and 10.214.8N.0/21.
+    n=0
+    until ip link add name "warrenct$n" type bridge 2>/dev/null; do
+        n=$((n + 1))
+        ((n < 32)) || { echo "private-dockerd: no free warrenct bridge (0-31)" >&2; exit 1; }
+    done
+    bridge=warrenct$n
+    echo "$bridge" >"$dir/bridge"
+    ip addr add "10.213.$n.1/24" dev "$bridge"
+    ip link set "$bridge" up
+    pool="10.214.$((n * 8)).0/21"
     # setsid: the daemon outlives the shell that started it, not the test (stop kills it).
     setsid "$dockerd" \
         --data-root "$dir/data" --exec-root "$dir/exec" --pidfile "$dir/docker.pid" \
@@ -60,15 +63,15 @@ stop)
         done
         kill -KILL "$pid" 2>/dev/null || true
     fi
+    if [[ -f $dir/bridge ]]; then
+        ip link delete "$(cat "$dir/bridge")" 2>/dev/null || true
+    fi
     # Mounts the daemon left behind (overlay layers, netns) would keep rm from finishing.
     if [[ -d $dir ]]; then
         grep -F " $dir/" /proc/mounts | awk '{print $2}' | sort -r | while read -r m; do
             umount -l "$m" 2>/dev/null || true
         done
         rm -rf "$dir"
-    fi
-    if ip link show "$bridge" >/dev/null 2>&1; then
-        ip link delete "$bridge" || true
     fi
     ;;
 *)
