@@ -68,7 +68,7 @@ stop)
     fi
     # Mounts the daemon left behind (overlay layers, netns) would keep rm from finishing.
     if [[ -d $dir ]]; then
-        grep -F " $dir/" /proc/mounts | awk '{print $2}' | sort -r | while read -r m; do
+        { grep -F " $dir/" /proc/mounts || true; } | awk '{print $2}' | sort -r | while read -r m; do
             umount -l "$m" 2>/dev/null || true
         done
         rm -rf "$dir"

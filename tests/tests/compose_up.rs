@@ -138,6 +138,9 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        if self.dir.as_os_str().is_empty() {
+            return;
+        }
         let out = run(Command::new("bash")
             .arg(root().join("deploy/offline/private-dockerd.sh"))
             .arg("stop")
@@ -460,7 +463,15 @@ async fn compose_up_for_real() {
     ensure_tools();
     stamp(t0, "tools present");
 
-    let daemon = Daemon::start();
+    // A daemon of its own, unless told to use one (to rerun the scenario on a warm build
+    // cache while working on it; that daemon is left running).
+    let daemon = match std::env::var("WARREN_TEST_COMPOSE_DOCKER_HOST") {
+        Ok(host) if !host.is_empty() => Daemon {
+            dir: PathBuf::new(),
+            host,
+        },
+        _ => Daemon::start(),
+    };
     stamp(t0, &format!("private dockerd on {}", daemon.host));
 
     let standins = Instant::now();
