@@ -137,7 +137,9 @@ fn cgroup_limit<T: Ord>(file: &str, parse: impl Fn(&str) -> Option<T>) -> Option
 }
 
 /// The cores this worker may use, as the default capacity: the machine's (or the CPUs it is
-/// pinned to), capped by a cgroup v2 CPU quota (`docker run --cpus`, compose `cpus:`).
+/// pinned to), capped by a CPU quota (`docker run --cpus`, compose `cpus:`). The standard
+/// library already applies cgroup quotas, rounding down; reading `cpu.max` too rounds a
+/// fractional quota up.
 fn machine_cpus() -> u32 {
     let machine = std::thread::available_parallelism()
         .map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX));
@@ -145,7 +147,7 @@ fn machine_cpus() -> u32 {
 }
 
 /// The memory (MiB) this worker may use, as the default capacity: the machine's (from
-/// /proc/meminfo), capped by a cgroup v2 memory limit (`docker run --memory`, compose
+/// /proc/meminfo), capped by a cgroup (v2, else v1) memory limit (`docker run --memory`, compose
 /// `mem_limit:`).
 fn machine_mem_mb() -> u64 {
     let machine = std::fs::read_to_string("/proc/meminfo")
@@ -156,7 +158,16 @@ fn machine_mem_mb() -> u64 {
             Some(kb / 1024)
         })
         .unwrap_or(1024);
-    cgroup_limit("memory.max", mem_mb_from_memory_max).map_or(machine, |limit| limit.min(machine))
+    let limit = cgroup_limit("memory.max", mem_mb_from_memory_max).or_else(cgroup_v1_mem_mb);
+    limit.map_or(machine, |limit| limit.min(machine))
+}
+
+/// The memory limit (MiB) under cgroup v1, where Docker mounts the container's own memory
+/// cgroup at `/sys/fs/cgroup/memory`; "no limit" there is a huge number, which the machine's
+/// memory then caps.
+fn cgroup_v1_mem_mb() -> Option<u64> {
+    let text = std::fs::read_to_string("/sys/fs/cgroup/memory/memory.limit_in_bytes").ok()?;
+    mem_mb_from_memory_max(&text)
 }
 
 fn humantime_duration(raw: &str) -> Result<Duration, humantime::DurationError> {
