@@ -35,7 +35,7 @@ const TICK: Duration = Duration::from_secs(1);
 /// Ticks between two reads of the latency percentiles.
 const LATENCY_EVERY: u64 = 5;
 /// Longest wait between attempts to resubscribe after Redis went away.
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
+const MAX_BACKOFF: Duration = warren_kit::backoff::RECONNECT_BACKOFF_MAX;
 
 /// Starts the event pump and the ticker; both stop at shutdown.
 pub(crate) fn spawn_pump(state: &AppState) {

@@ -45,7 +45,7 @@ pub(crate) async fn run(args: SchedulerArgs, shutdown: CancellationToken) -> any
     let instance = WorkerId::generate("scheduler").to_string();
     info!(namespace = %common.namespace, policy = %config.preset, %instance, "scheduler starting");
 
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = warren_kit::Backoff::default();
     let mut announced_standby = false;
     while !shutdown.is_cancelled() {
         match store.lead(&instance, args.leader_ttl).await {
@@ -64,9 +64,8 @@ pub(crate) async fn run(args: SchedulerArgs, shutdown: CancellationToken) -> any
                 warn!(%error, "cannot reach redis for the leader lease");
                 tokio::select! {
                     () = shutdown.cancelled() => break,
-                    () = tokio::time::sleep(backoff) => {}
+                    () = tokio::time::sleep(backoff.next_delay()) => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
                 continue;
             }
         }
@@ -82,15 +81,14 @@ pub(crate) async fn run(args: SchedulerArgs, shutdown: CancellationToken) -> any
             Ok(()) => break,
             Err(error) => {
                 if started.elapsed() > Duration::from_secs(30) {
-                    backoff = Duration::from_millis(200);
+                    backoff.reset();
                 }
-                warn!(error = format!("{error:#}"), retry_in = ?backoff, "scheduler lost its session");
+                warn!(error = format!("{error:#}"), retry_in = ?backoff.peek(), "scheduler lost its session");
                 crate::metrics::amqp_reconnect();
                 tokio::select! {
                     () = shutdown.cancelled() => break,
-                    () = tokio::time::sleep(backoff) => {},
+                    () = tokio::time::sleep(backoff.next_delay()) => {},
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
             }
         }
     }

@@ -6,6 +6,7 @@
 //! `warren-store`. Nothing here knows what a job is.
 
 pub mod args;
+pub mod backoff;
 pub mod cli;
 pub mod metrics;
 pub mod shutdown;
@@ -14,4 +15,5 @@ pub mod telemetry;
 pub mod testkit;
 
 pub use args::{AmqpArgs, CommonArgs, RedisArgs, RedisTlsArgs, ShutdownArgs, TelemetryArgs};
+pub use backoff::Backoff;
 pub use metrics::MetricsArgs;

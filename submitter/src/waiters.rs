@@ -22,7 +22,7 @@ use warren_store::{JobEvent, Store};
 use crate::problem::error_chain;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+const MAX_BACKOFF: Duration = warren_kit::backoff::RECONNECT_BACKOFF_MAX;
 /// A subscription that lived this long was healthy: the next failure starts a fresh backoff.
 const HEALTHY_AFTER: Duration = Duration::from_secs(10);
 

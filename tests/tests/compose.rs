@@ -461,3 +461,60 @@ fn submitter_requires_tokens_and_the_demo_tokens_are_documented() {
         );
     }
 }
+
+#[test]
+fn every_service_has_a_healthcheck() {
+    let doc = compose();
+    for name in APP_SERVICES {
+        let test = healthcheck_test(service(&doc, name), name);
+        assert!(!test.is_empty(), "{name}: empty healthcheck");
+    }
+    // The scheduler and the worker serve no HTTP: healthy means connected to both backends.
+    for name in ["scheduler", "worker"] {
+        let test = healthcheck_test(service(&doc, name), name).join(" ");
+        assert!(
+            test.contains(":1628 01") && test.contains(":18EB 01"),
+            "{name}: {test}"
+        );
+    }
+}
+
+#[test]
+fn each_service_builds_its_own_target() {
+    let doc = compose();
+    let dockerfile = read("Dockerfile");
+    for name in APP_SERVICES.into_iter().chain(["cli"]) {
+        let svc = service(&doc, name);
+        assert_eq!(svc["build"]["target"].as_str(), Some(name), "{name}");
+        assert_eq!(
+            svc["image"].as_str(),
+            Some(format!("warren-{name}:local").as_str()),
+            "{name}"
+        );
+        assert!(
+            dockerfile.contains(&format!("FROM runtime-base AS {name}\n")),
+            "the Dockerfile needs a target {name}"
+        );
+    }
+    assert!(
+        dockerfile.contains("CARGO_PROFILE_RELEASE_STRIP=symbols"),
+        "the images carry stripped binaries"
+    );
+}
+
+#[test]
+fn readme_run_it_shows_both_compose_front_ends() {
+    let readme = read("README.md");
+    let run_it = readme
+        .split("## Run it")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("README.md has a Run it section");
+    for command in [
+        "docker compose up -d --build",
+        "DOCKER_BUILDKIT=1 COMPOSE_DOCKER_CLI_BUILD=1 docker-compose up -d --build",
+        "--scale worker=3",
+    ] {
+        assert!(run_it.contains(command), "Run it must show `{command}`");
+    }
+}

@@ -1,4 +1,4 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
@@ -23,11 +23,13 @@ pub struct WorkerArgs {
     /// Jobs run at once (the consumer prefetch).
     #[arg(long, env = "WARREN_SLOTS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub slots: u32,
-    /// CPU cores this worker has for jobs (default: the machine's). Jobs' `requires.cpu`
+    /// CPU cores this worker has for jobs (default: the machine's, capped by its cgroup's CPU
+    /// quota, rounded up). Jobs' `requires.cpu`
     /// add up against it: the scheduler never places more here.
     #[arg(long, env = "WARREN_CPU", default_value_t = machine_cpus())]
     pub cpu: u32,
-    /// Memory (MiB) this worker has for jobs (default: the machine's). Jobs'
+    /// Memory (MiB) this worker has for jobs (default: the machine's, capped by its cgroup's
+    /// memory limit). Jobs'
     /// `requires.mem_mb` add up against it.
     #[arg(long, env = "WARREN_MEM_MB", default_value_t = machine_mem_mb())]
     pub mem_mb: u64,
@@ -139,21 +141,88 @@ impl Default for JobLimitArgs {
     }
 }
 
-/// The machine's cores, as the default capacity.
-fn machine_cpus() -> u32 {
-    std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX))
+/// Where this process's cgroup (v2) files are: `/sys/fs/cgroup` plus the path of
+/// `/proc/self/cgroup`'s `0::` line (just `/sys/fs/cgroup` inside a container with its own
+/// cgroup namespace).
+fn own_cgroup_dir() -> Option<PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let path = text.lines().find_map(|l| l.strip_prefix("0::"))?;
+    Some(Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/')))
 }
 
-/// The machine's memory in MiB (from /proc/meminfo), as the default capacity.
+/// The cores a cgroup v2 `cpu.max` (`"QUOTA PERIOD"` or `"max PERIOD"`) allows, rounded
+/// up: a 1.5-core quota runs two 1-core jobs at 75 %, which beats leaving half a core idle.
+fn cpus_from_cpu_max(text: &str) -> Option<u32> {
+    let mut words = text.split_whitespace();
+    let quota: u64 = words.next()?.parse().ok()?;
+    let period: u64 = words.next().map_or(Some(100_000), |p| p.parse().ok())?;
+    if period == 0 {
+        return None;
+    }
+    u32::try_from(quota.div_ceil(period).max(1)).ok()
+}
+
+/// MiB a cgroup v2 `memory.max` (bytes, or `max`) allows.
+fn mem_mb_from_memory_max(text: &str) -> Option<u64> {
+    text.trim()
+        .parse::<u64>()
+        .ok()
+        .map(|bytes| bytes / (1024 * 1024))
+}
+
+/// The limits of this cgroup and of every cgroup above it: the tightest one is what applies.
+fn cgroup_limit<T: Ord>(file: &str, parse: impl Fn(&str) -> Option<T>) -> Option<T> {
+    let mut dir = own_cgroup_dir()?;
+    let mut tightest: Option<T> = None;
+    loop {
+        if let Some(limit) = std::fs::read_to_string(dir.join(file))
+            .ok()
+            .and_then(|t| parse(&t))
+        {
+            tightest = Some(match tightest {
+                Some(t) => t.min(limit),
+                None => limit,
+            });
+        }
+        if dir == Path::new("/sys/fs/cgroup") || !dir.pop() {
+            break;
+        }
+    }
+    tightest
+}
+
+/// The cores this worker may use, as the default capacity: the machine's (or the CPUs it is
+/// pinned to), capped by a CPU quota (`docker run --cpus`, compose `cpus:`). The standard
+/// library already applies cgroup quotas, rounding down; reading `cpu.max` too rounds a
+/// fractional quota up.
+fn machine_cpus() -> u32 {
+    let machine = std::thread::available_parallelism()
+        .map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX));
+    cgroup_limit("cpu.max", cpus_from_cpu_max).map_or(machine, |quota| quota.min(machine))
+}
+
+/// The memory (MiB) this worker may use, as the default capacity: the machine's (from
+/// /proc/meminfo), capped by a cgroup (v2, else v1) memory limit (`docker run --memory`, compose
+/// `mem_limit:`).
 fn machine_mem_mb() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
+    let machine = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|info| {
             let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
             let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
             Some(kb / 1024)
         })
-        .unwrap_or(1024)
+        .unwrap_or(1024);
+    let limit = cgroup_limit("memory.max", mem_mb_from_memory_max).or_else(cgroup_v1_mem_mb);
+    limit.map_or(machine, |limit| limit.min(machine))
+}
+
+/// The memory limit (MiB) under cgroup v1, where Docker mounts the container's own memory
+/// cgroup at `/sys/fs/cgroup/memory`; "no limit" there is a huge number, which the machine's
+/// memory then caps.
+fn cgroup_v1_mem_mb() -> Option<u64> {
+    let text = std::fs::read_to_string("/sys/fs/cgroup/memory/memory.limit_in_bytes").ok()?;
+    mem_mb_from_memory_max(&text)
 }
 
 fn humantime_duration(raw: &str) -> Result<Duration, humantime::DurationError> {
@@ -215,5 +284,34 @@ fn parse_strategy(raw: &str) -> Result<warren_protocol::BackoffStrategy, String>
         "exponential" => Ok(warren_protocol::BackoffStrategy::Exponential),
         "fixed" => Ok(warren_protocol::BackoffStrategy::Fixed),
         other => Err(format!("{other:?}: give `exponential` or `fixed`")),
+    }
+}
+
+#[cfg(test)]
+mod cgroup_tests {
+    use super::*;
+
+    #[test]
+    fn cpu_max_rounds_a_quota_up_and_ignores_max() {
+        assert_eq!(cpus_from_cpu_max("200000 100000\n"), Some(2));
+        assert_eq!(cpus_from_cpu_max("150000 100000"), Some(2));
+        assert_eq!(cpus_from_cpu_max("10000 100000"), Some(1));
+        assert_eq!(cpus_from_cpu_max("max 100000\n"), None);
+        assert_eq!(cpus_from_cpu_max("100000 0"), None);
+    }
+
+    #[test]
+    fn memory_max_is_in_bytes_or_max() {
+        assert_eq!(mem_mb_from_memory_max("536870912\n"), Some(512));
+        assert_eq!(mem_mb_from_memory_max("max\n"), None);
+    }
+
+    #[test]
+    fn defaults_are_at_least_one_and_within_the_machine() {
+        let cpus = machine_cpus();
+        assert!(cpus >= 1);
+        let machine = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        assert!(cpus as usize <= machine);
+        assert!(machine_mem_mb() >= 1);
     }
 }

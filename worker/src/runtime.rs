@@ -164,7 +164,7 @@ pub(crate) async fn run(worker: Worker, shutdown: CancellationToken) -> anyhow::
     let heartbeat_stop = CancellationToken::new();
     let heartbeats = tokio::spawn(heartbeat::run(rt.clone(), heartbeat_stop.clone()));
 
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = warren_kit::Backoff::default();
     loop {
         let started = std::time::Instant::now();
         match session(&rt, &pool, &tracker, &shutdown).await {
@@ -172,7 +172,7 @@ pub(crate) async fn run(worker: Worker, shutdown: CancellationToken) -> anyhow::
             Err(error) => {
                 if started.elapsed() > Duration::from_secs(30) {
                     // It had been working: this is a fresh outage, retry quickly at first.
-                    backoff = Duration::from_millis(200);
+                    backoff.reset();
                 }
                 let error = format!("{error:#}");
                 if is_consumer_timeout(&error) {
@@ -184,13 +184,12 @@ pub(crate) async fn run(worker: Worker, shutdown: CancellationToken) -> anyhow::
                          `rabbitmqctl eval 'application:set_env(rabbit, consumer_timeout, 86400000).'`"
                     );
                 }
-                warn!(error, retry_in = ?backoff, "worker lost its broker session");
+                warn!(error, retry_in = ?backoff.peek(), "worker lost its broker session");
                 crate::metrics::amqp_reconnect();
                 tokio::select! {
                     () = shutdown.cancelled() => break,
-                    () = tokio::time::sleep(backoff) => {},
+                    () = tokio::time::sleep(backoff.next_delay()) => {},
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
                 match open_publisher(&pool, &rt.topology, &rt.id).await {
                     Ok(publisher) => rt.replace_publisher(publisher),
                     Err(error) => warn!(
