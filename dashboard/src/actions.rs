@@ -16,8 +16,6 @@ use crate::state::AppState;
 
 /// How long RabbitMQ may take to confirm a retried job into intake.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
-/// The label a retried job carries: the id of the job it retries.
-const RETRY_OF_LABEL: &str = "retry_of";
 
 /// `POST /api/jobs/{id}/cancel`: cancels a job that has not finished, like the submitter's
 /// `POST /v1/jobs/{id}/cancel`; a running job's worker is told to kill it. Answers the record,
@@ -145,7 +143,7 @@ pub(crate) async fn retry_one(
     let id = record.id;
     let mut spec = record.spec;
     spec.labels
-        .insert(RETRY_OF_LABEL.to_owned(), id.to_string());
+        .insert(warren_store::RETRY_OF_LABEL.to_owned(), id.to_string());
     let job = NewJob {
         id: JobId::new(),
         spec,

@@ -11,6 +11,9 @@ use crate::{Store, StoreError};
 /// its record without bound.
 pub const MAX_ACTIONS: usize = 50;
 
+/// The label a retried job's new copy carries: the id of the job it runs again.
+pub const RETRY_OF_LABEL: &str = "retry_of";
+
 /// One thing done to a job by a person or a program.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]

@@ -23,7 +23,7 @@ mod scripts;
 mod submit_ops;
 mod workers;
 
-pub use actions::{JobAction, MAX_ACTIONS};
+pub use actions::{JobAction, MAX_ACTIONS, RETRY_OF_LABEL};
 pub use dead::{DeadLetter, DeadPage, REQUEUED_FROM_LABEL, RequeueError, Requeued};
 pub use error::StoreError;
 pub use events::JobEvent;

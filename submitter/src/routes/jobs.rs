@@ -348,6 +348,81 @@ pub(super) async fn cancel(
     load(&state, id).await.map(Json)
 }
 
+/// The answer to a retry: the new job.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct Retried {
+    /// The new job.
+    id: JobId,
+    /// Always `queued`.
+    #[schema(value_type = String)]
+    state: JobState,
+    /// The job it runs again.
+    retry_of: JobId,
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/jobs/{id}/retry",
+    tag = "jobs",
+    params(("id" = JobId, Path, description = "The job to run again.")),
+    responses(
+        (status = 202, description = "A new job with the same spec (labelled `retry_of`) is in Redis and confirmed into intake.", body = Retried),
+        (status = 400, description = "The id is not a job id."),
+        (status = 404, description = "No such job (or another tenant's)."),
+        (status = 409, description = "The job has not finished, or succeeded: only failed, timed-out and cancelled jobs are retried."),
+        (status = 429, description = "The tenant submits faster than allowed (`Retry-After`)."),
+        (status = 503, description = "Redis or RabbitMQ is unavailable."),
+    ),
+)]
+/// `POST /v1/jobs/{id}/retry`: runs a failed, timed-out or cancelled job again with its
+/// original spec, as a new job labelled `retry_of` (a terminal state is never left, so the
+/// old job keeps its outcome and gets a `retry` action naming the new one). Submitted like any
+/// job: the tenant's rate limit counts it, and 202 comes only after the Redis write and the
+/// broker's confirm.
+pub(super) async fn retry(
+    State(state): State<AppState>,
+    caller: Caller,
+    correlation: CorrelationId,
+    JobIdParam(id): JobIdParam,
+) -> Result<(StatusCode, Json<Retried>), ApiError> {
+    let record = load_for(&state, &caller, id).await?;
+    caller.require(Role::Submit)?;
+    if !record.state.is_terminal() || record.state == JobState::Succeeded {
+        return Err(ApiError::conflict(
+            "not_retryable",
+            format!(
+                "job {id} is {}: only failed, timed-out or cancelled jobs can be retried",
+                record.state
+            ),
+        ));
+    }
+    let mut spec = record.spec;
+    spec.labels
+        .insert(warren_store::RETRY_OF_LABEL.to_owned(), id.to_string());
+    // The spec was checked when it was submitted; the added label can still break a cap.
+    check_spec(&state, &spec, "").await.map_err(|e| {
+        ApiError::conflict(
+            "not_retryable",
+            format!("job {id} cannot run again as it is: {}", e.detail),
+        )
+    })?;
+    state.charge_submissions(&spec.tenant, 1)?;
+    // No idempotency key: always a new job.
+    let (Submitted::Created(new_id) | Submitted::Existing(new_id)) =
+        accept_one(&state, spec, correlation.0, None).await?;
+    tracing::info!(job_id = %new_id, retry_of = %id, caller = caller.name(), "job retried");
+    let action = JobAction::now("retry", caller.name(), "api").with_detail(format!("as {new_id}"));
+    record_action(&state, id, action).await;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Retried {
+            id: new_id,
+            state: JobState::Queued,
+            retry_of: id,
+        }),
+    ))
+}
+
 /// Adds an action to the job's history. Best effort: the action itself has happened.
 async fn record_action(state: &AppState, id: JobId, action: JobAction) {
     if let Err(error) = state.store().record_action(id, &action).await {

@@ -30,6 +30,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/jobs/batch", post(batch::submit_batch))
         .route("/v1/jobs/{id}", get(scheduling::get_job))
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/v1/jobs/{id}/retry", post(jobs::retry))
         .route("/v1/jobs/{id}/logs", get(jobs::logs))
         .route("/v1/dead", get(dead::list))
         .route("/v1/dead/{id}/requeue", post(dead::requeue))

@@ -37,6 +37,7 @@ const BEARER: &str = "bearer";
         super::batch::submit_batch,
         super::scheduling::get_job,
         super::jobs::cancel,
+        super::jobs::retry,
         super::jobs::logs,
         super::wait::wait,
         super::misc::workers,

@@ -107,3 +107,64 @@ async fn running_jobs_are_killed_through_the_control_exchange() {
     assert_eq!(body, json!({"job_id": id}));
     h.finish().await;
 }
+
+/// `POST /v1/jobs/{id}/retry` runs a cancelled (or failed, timed-out) job again with its
+/// spec, as a new job through the same path as a submit; the old job keeps its outcome.
+#[tokio::test]
+async fn a_cancelled_job_is_retried_as_a_new_job_with_its_spec() {
+    let h = Harness::new("retry_cancelled").await;
+    let retry = |id: &str| {
+        Request::post(format!("/v1/jobs/{id}/retry"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    let id = h
+        .submit(&json!({"task": "echo", "args": {"n": 7}, "labels": {"batch": "b1"}}))
+        .await;
+    // Not finished yet: nothing to retry.
+    h.send(retry(&id))
+        .await
+        .problem(StatusCode::CONFLICT, "not_retryable");
+    let (first, _) = h.intake_message().await.expect("the job's intake message");
+    assert_eq!(first.job_id.to_string(), id);
+    assert_eq!(h.send(cancel(&id)).await.status, StatusCode::OK);
+
+    let reply = h.send(retry(&id)).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{reply:#?}");
+    assert_eq!(reply.body["retry_of"], id);
+    let new_id = reply.body["id"].as_str().unwrap().to_owned();
+    assert_ne!(new_id, id);
+    // Published like a submit, with the stored spec and a label naming the old job.
+    let (again, _) = h
+        .intake_message()
+        .await
+        .expect("the retry's intake message");
+    assert_eq!(again.job_id.to_string(), new_id);
+    assert_eq!(again.spec.args, json!({"n": 7}));
+    assert_eq!(
+        again.spec.labels.get("batch").map(String::as_str),
+        Some("b1")
+    );
+    assert_eq!(
+        again.spec.labels.get("retry_of").map(String::as_str),
+        Some(id.as_str())
+    );
+    let old = h.send(crate::support::get(&format!("/v1/jobs/{id}"))).await;
+    assert_eq!(
+        old.body["state"], "cancelled",
+        "the old job keeps its outcome"
+    );
+    let action = &old.body["actions"][1];
+    assert_eq!(
+        (&action["action"], &action["detail"]),
+        (&json!("retry"), &json!(format!("as {new_id}"))),
+        "{old:#?}"
+    );
+    assert_eq!(h.count(JobState::Queued).await, 1, "only the new job waits");
+
+    let missing = uuid::Uuid::now_v7().to_string();
+    h.send(retry(&missing))
+        .await
+        .problem(StatusCode::NOT_FOUND, "job_not_found");
+    h.finish().await;
+}
