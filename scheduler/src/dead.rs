@@ -1,7 +1,8 @@
 //! The dead-letter queue's consumer: every message that reaches `{ns}.dead` (malformed
 //! messages, invalid specs, jobs whose attempts ran out, poison jobs, messages a queue
-//! rejected) is indexed in Redis with its reason (`GET /v1/dead`), its job, if it still lives,
-//! is marked `failed` with that reason, and only then is the message acked. The index is the
+//! rejected) is indexed in Redis with its reason (`GET /v1/dead`); a job RabbitMQ itself
+//! dead-lettered, if it still lives, is marked `failed` with that reason (the services that
+//! dead-letter settle their jobs themselves); only then is the message acked. The index is the
 //! record; the queue stays empty, so it cannot grow without bound.
 
 use futures_util::StreamExt;
@@ -14,7 +15,8 @@ use warren_topology::lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
 };
 use warren_topology::lapin::types::{AMQPValue, FieldTable};
-use warren_topology::{AmqpPool, REASON_HEADER, Topology, header_str, header_u64};
+use warren_topology::signing::check_message;
+use warren_topology::{AmqpPool, Destination, REASON_HEADER, Topology, header_str, header_u64};
 
 /// Consumes `{ns}.dead` until `stop` or until the channel fails.
 pub(crate) async fn run(
@@ -41,7 +43,7 @@ pub(crate) async fn run(
             next = consumer.next() => {
                 let Some(delivery) = next else { anyhow::bail!("dead-letter consumer cancelled") };
                 let Ok(delivery) = delivery else { anyhow::bail!("dead-letter consumer failed") };
-                index(&store, &delivery).await;
+                index(&store, &topology, &delivery).await;
             }
         }
     }
@@ -103,9 +105,27 @@ fn death_reason(props: &warren_topology::lapin::BasicProperties) -> Option<Strin
     ))
 }
 
-async fn index(store: &Store, delivery: &Delivery) {
+/// Whether a dead message may end its job. A Warren service that dead-letters a message
+/// has already settled its job (failed it, or left it alone because the message was forged),
+/// so only RabbitMQ's own dead-lettering (`x-death`, no Warren reason) ends one here, and,
+/// when messages are signed, only if the message is one Warren signed for a queue that
+/// dead-letters: anyone who can publish to `{ns}.dead` must not be able to fail real jobs.
+fn may_end_its_job(topology: &Topology, delivery: &Delivery) -> bool {
+    let props = &delivery.properties;
+    header_str(props, REASON_HEADER).is_none()
+        && death_reason(props).is_some()
+        && check_message(
+            topology.signing(),
+            props,
+            &delivery.data,
+            &[Destination::Intake, Destination::Delay],
+        )
+        .is_ok()
+}
+
+async fn index(store: &Store, topology: &Topology, delivery: &Delivery) {
     let mut entry = describe(delivery, now_ms());
-    if let Some(id) = entry.job_id {
+    if let Some(id) = entry.job_id.filter(|_| may_end_its_job(topology, delivery)) {
         // A dead job does not stay live: it fails with the reason (a job already finished,
         // which is the usual case, keeps its state).
         let fail = Transition::new(id, JobState::Failed)
