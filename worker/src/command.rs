@@ -105,6 +105,22 @@ async fn run_in(
     let started = Instant::now();
     let mut guard = GroupGuard::spawn()
         .map_err(|e| JobError::retryable(format!("could not start the process guard: {e}")))?;
+    let cgroup = env.confinement.job_cgroup(who, env.mem_mb);
+    // Armed before the spawn, with the group the job will join: a worker killed at any
+    // moment from here on leaves no job process behind.
+    if let Err(error) = guard
+        .arm(fresh.then_some(workdir), cgroup.as_ref().map(|c| c.dir()))
+        .await
+    {
+        guard.release().await;
+        if let Some(cgroup) = cgroup {
+            cgroup.kill_and_remove().await;
+        }
+        return Err(JobError::retryable(format!(
+            "could not arm the process guard: {error}"
+        )));
+    }
+    let pgid = guard.pgid();
     let mut cmd = Command::new(program);
     cmd.arg0(args.program())
         .args(&args.argv[1..])
@@ -116,13 +132,13 @@ async fn run_in(
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        // Its own process group, so a timeout kills the whole tree, not just the leader.
-        .process_group(0)
+        // The guard's process group: a timeout, a cancel or the guard kills the whole tree,
+        // not just the leader.
+        .process_group(pgid.as_raw())
         .kill_on_drop(true);
     env.confinement
         .apply_env(&mut cmd, &args.env, who, workdir, fresh);
     env.confinement.apply_user(&mut cmd);
-    let cgroup = env.confinement.job_cgroup(who, env.mem_mb);
     let plan = env.confinement.plan(env.mem_mb);
     plan.install(&mut cmd, cgroup.as_ref());
     let mut child = match cmd.spawn() {
@@ -139,21 +155,6 @@ async fn run_in(
             )));
         }
     };
-    let pgid = child
-        .id()
-        .and_then(|id| i32::try_from(id).ok())
-        .map(Pid::from_raw);
-    if let Some(pgid) = pgid
-        && let Err(error) = guard
-            .arm(
-                pgid,
-                fresh.then_some(workdir),
-                cgroup.as_ref().map(|c| c.dir()),
-            )
-            .await
-    {
-        tracing::warn!(job_id = %who.job_id, %error, "could not arm the process guard");
-    }
 
     if let (Some(input), Some(mut stdin)) = (args.stdin.clone(), child.stdin.take()) {
         tokio::spawn(async move {
@@ -188,9 +189,8 @@ async fn run_in(
         Ok(status) => {
             // The job is its main process: whatever it left running in its group goes too,
             // or a background child holding stdout would keep the job `running` for ever.
-            if let Some(pgid) = pgid {
-                let _ = killpg(pgid, Signal::SIGKILL);
-            }
+            // (The guard, in the same group, goes with it: the worker is alive to clean up.)
+            let _ = killpg(pgid, Signal::SIGKILL);
             (status, None)
         }
         Err(why) => {
@@ -345,16 +345,14 @@ async fn finish_readers(readers: Vec<tokio::task::JoinHandle<()>>) {
     }
 }
 
-/// SIGTERM to the process group, then SIGKILL after the grace period.
-async fn terminate(pgid: Option<Pid>, child: &mut tokio::process::Child, grace: Duration) {
-    if let Some(pgid) = pgid {
-        let _ = killpg(pgid, Signal::SIGTERM);
-        if tokio::time::timeout(grace, child.wait()).await.is_ok() {
-            // The leader is gone; make sure no member of its group outlives it.
-            let _ = killpg(pgid, Signal::SIGKILL);
-            return;
-        }
+/// SIGTERM to the process group (the guard ignores it), then SIGKILL after the grace period.
+async fn terminate(pgid: Pid, child: &mut tokio::process::Child, grace: Duration) {
+    let _ = killpg(pgid, Signal::SIGTERM);
+    if tokio::time::timeout(grace, child.wait()).await.is_ok() {
+        // The leader is gone; make sure no member of its group outlives it.
         let _ = killpg(pgid, Signal::SIGKILL);
+        return;
     }
+    let _ = killpg(pgid, Signal::SIGKILL);
     let _ = child.start_kill();
 }

@@ -1,11 +1,17 @@
-//! Kills a job's process group when the worker dies, even by `kill -9`.
+//! Kills a job's processes when the worker dies, even by `kill -9`.
 //!
 //! The usual tool, `prctl(PR_SET_PDEATHSIG)` in the child, only reaches the direct child,
 //! not the processes it starts. Instead each job gets a guard: a tiny `/bin/sh` in a process group
-//! of its own whose stdin is a pipe from the worker. The guard reads the job's process group
-//! id, then waits. If the worker releases it, it exits; if the pipe reaches end of file
+//! of its own whose stdin is a pipe from the worker. The job joins the guard's process group,
+//! so the group is known before the job exists, and the guard is armed (told the group, the
+//! job's directory and cgroup) *before* the job is spawned: there is no moment in which a job
+//! runs unguarded. If the worker releases the guard, it exits; if the pipe reaches end of file
 //! without a release, the worker is gone (the kernel closes a dead process's pipes), and the
-//! guard kills the whole group with SIGKILL.
+//! guard kills the job's cgroup and process group with SIGKILL and removes its directory.
+//!
+//! The child checks in `pre_exec`, after joining the group and the cgroup, that its parent is
+//! still the worker (see [`crate::limits::Plan::install`]): a worker that dies between the fork
+//! and the join would otherwise leave a process the guard's kill missed.
 //!
 //! The pipe's write end is close-on-exec (std makes every pipe so), so no job process holds
 //! it open by inheritance and keeps the guard waiting.
@@ -18,38 +24,48 @@ use nix::unistd::Pid;
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, ChildStdin, Command};
 
-/// Reads the group id and the job's own directory (an empty line when it has none), then
-/// either a release line (exit) or end of file (kill the group, remove the directory).
-/// `kill -KILL -PGID` is the form dash's built-in accepts for a process group.
-/// With a cgroup (a third line, empty when none), it kills the cgroup too, which reaches the
-/// processes that left the group, and removes it once they are reaped.
-const SCRIPT: &str = r#"read pgid || exit 0
+/// Reads the group id, the job's own directory and its cgroup (each line empty when there is
+/// none), then either a release line (exit) or end of file (the worker is gone: clean up).
+///
+/// The guard shares its process group with the job, so it ignores the worker's SIGTERM to the
+/// group, and the clean-up runs in a new session (`setsid` forks, since the guard leads its
+/// group): killing the group then does not end the clean-up half-way. `kill -KILL -PGID` is
+/// the form dash's built-in accepts for a process group. The cgroup also reaches processes
+/// that left the group; it is removed once they are reaped.
+const SCRIPT: &str = r#"trap '' TERM INT HUP QUIT
+read pgid || exit 0
 read dir || exit 0
 read cg || exit 0
 if read release; then exit 0; fi
-kill -KILL -"$pgid" 2>/dev/null
+cleanup='if [ -n "$3" ]; then echo 1 > "$3/cgroup.kill"; fi
+kill -KILL -"$1" 2>/dev/null
+if [ -n "$2" ]; then rm -rf -- "$2"; fi
+if [ -n "$3" ]; then
+  for i in 1 2 3 4 5 6 7 8 9 10; do rmdir "$3" 2>/dev/null && break; sleep 1; done
+fi'
+if [ -x /usr/bin/setsid ]; then exec /usr/bin/setsid /bin/sh -c "$cleanup" guard "$pgid" "$dir" "$cg"; fi
 if [ -n "$cg" ]; then echo 1 > "$cg/cgroup.kill"; fi
-if [ -n "$dir" ]; then rm -rf -- "$dir"; fi
-if [ -n "$cg" ]; then
-  for i in 1 2 3 4 5 6 7 8 9 10; do rmdir "$cg" 2>/dev/null && break; sleep 1; done
-fi
+kill -KILL -"$pgid"
 exit 0"#;
 
 /// How long a released guard gets to exit before it is killed.
 const RELEASE_WAIT: Duration = Duration::from_secs(2);
 
-/// A running guard; [`GroupGuard::arm`] it with the job's group, [`GroupGuard::release`] it
-/// when the job is over. Dropping it without release (the job's future was dropped) closes
-/// the pipe, and the guard kills the group: the safe default.
+/// A running guard: [`GroupGuard::arm`] it, spawn the job in its group
+/// ([`GroupGuard::pgid`]), [`GroupGuard::release`] it when the job is over. Dropping it
+/// without release (the job's future was dropped) closes the pipe, and the guard kills the
+/// group: the safe default.
 #[derive(Debug)]
 pub(crate) struct GroupGuard {
     child: Child,
     stdin: Option<ChildStdin>,
+    /// The guard's own process group, which the job joins.
+    pgid: Pid,
     armed: bool,
 }
 
 impl GroupGuard {
-    /// Starts a guard (before the job, so no job runs unguarded once it is armed).
+    /// Starts a guard, in a process group of its own that the job will join.
     pub(crate) fn spawn() -> std::io::Result<Self> {
         let mut child = Command::new("/bin/sh")
             .arg("-c")
@@ -62,18 +78,28 @@ impl GroupGuard {
             .process_group(0)
             .spawn()?;
         let stdin = child.stdin.take();
+        let pgid = child
+            .id()
+            .and_then(|id| i32::try_from(id).ok())
+            .map(Pid::from_raw)
+            .ok_or_else(|| std::io::Error::other("the guard exited at once"))?;
         Ok(Self {
             child,
             stdin,
+            pgid,
             armed: false,
         })
     }
 
-    /// Tells the guard which group to kill, and which directory to remove, should the
-    /// worker die.
+    /// The process group the job must join (`Command::process_group`).
+    pub(crate) fn pgid(&self) -> Pid {
+        self.pgid
+    }
+
+    /// Tells the guard which directory and cgroup to remove, should the worker die; the group
+    /// it kills is its own. Called before the job is spawned.
     pub(crate) async fn arm(
         &mut self,
-        pgid: Pid,
         dir: Option<&Path>,
         cgroup: Option<&Path>,
     ) -> std::io::Result<()> {
@@ -86,7 +112,7 @@ impl GroupGuard {
             return Err(std::io::Error::other("job directory name holds a newline"));
         }
         stdin
-            .write_all(format!("{pgid}\n{dir}\n{cgroup}\n").as_bytes())
+            .write_all(format!("{}\n{dir}\n{cgroup}\n", self.pgid).as_bytes())
             .await?;
         stdin.flush().await?;
         self.armed = true;

@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use nix::errno::Errno;
 use nix::sys::resource::{Resource, setrlimit};
+use nix::unistd::{getpid, getppid};
 use tokio::process::Command;
 
 /// Added to `requires.mem_mb` for the memory limits: the program's own code, its libraries
@@ -205,15 +207,23 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
-    /// Has `cmd` apply the rlimits and join `cgroup` in the child, before exec.
+    /// Has `cmd` apply the rlimits and join `cgroup` in the child, before exec; the child
+    /// then checks that the worker still lives (see [`crate::group_guard`]).
     pub(crate) fn install(&self, cmd: &mut Command, cgroup: Option<&JobCgroup>) {
         let plan = self.clone();
         let procs = cgroup.map(|c| c.procs.clone());
+        let worker = getpid();
         let setup = move || -> std::io::Result<()> {
             // Only system calls here: between fork and exec, allocating could deadlock.
             if let Some(procs) = &procs {
                 // "0" moves the writer, this child, before it runs anything of the job's.
                 (&**procs).write_all(b"0")?;
+            }
+            // By now the child is in the guard's process group (std joins it before running
+            // this) and in its cgroup. A worker that died before that point left a child the
+            // guard's kill could miss: it is reparented, sees it here, and never runs the job.
+            if getppid() != worker {
+                return Err(std::io::Error::from_raw_os_error(Errno::ESRCH as i32));
             }
             let limits = [
                 (Resource::RLIMIT_DATA, plan.data_bytes),
@@ -227,7 +237,7 @@ impl Plan {
             }
             Ok(())
         };
-        // SAFETY: `setup` only makes system calls (write on an open file, setrlimit) and
+        // SAFETY: `setup` only makes system calls (write on an open file, getppid, setrlimit) and
         // touches no lock and no allocator, so it is safe to run in the forked child of a
         // multi-threaded process, as `pre_exec` requires.
         #[allow(unsafe_code)]

@@ -34,15 +34,24 @@ fn group_members(pgid: i32) -> Vec<i32> {
     members
 }
 
-/// The job prints `pgid=$$` first: as the leader of its own group, its pid is the group id.
+/// What a job prints first to give its process group (the fifth field of its `stat`).
+const PRINT_PGID: &str = "echo pgid=$(cut -d' ' -f5 /proc/$$/stat) pid=$$";
+
+/// The process group the job printed with [`PRINT_PGID`].
 async fn job_pgid(h: &Harness, id: JobId) -> i32 {
     let store = h.store.clone();
     wait_until("the job to log its group", Duration::from_secs(10), || {
         let store = store.clone();
         async move {
             let log = store.read_log(id, None, 10).await.ok()?;
-            log.iter()
-                .find_map(|l| l.line.strip_prefix("pgid=")?.parse::<i32>().ok())
+            log.iter().find_map(|l| {
+                l.line
+                    .strip_prefix("pgid=")?
+                    .split(' ')
+                    .next()?
+                    .parse()
+                    .ok()
+            })
         }
     })
     .await
@@ -64,15 +73,17 @@ async fn a_background_child_holding_stdout_does_not_keep_the_job_running() {
     a.allow_commands = vec!["sh".into()];
     let h = Harness::start(ns.clone(), Worker::builder().build(a)).await;
     // The background sleep inherits stdout: the pipe stays open after `sh` exits.
-    let script = "echo pgid=$$; sleep 300 & echo started";
+    let script = format!("{PRINT_PGID}; sleep 300 & echo started");
     let id = h
         .dispatch(spec("command", json!({"argv": ["sh", "-c", script]})))
         .await;
     let job = h.wait_terminal(id).await;
     assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
-    assert_eq!(
-        job.result.unwrap()["stdout"],
-        format!("pgid={}\nstarted\n", job_pgid(&h, id).await)
+    let stdout = job.result.unwrap()["stdout"].as_str().unwrap().to_owned();
+    assert!(
+        stdout.starts_with(&format!("pgid={} ", job_pgid(&h, id).await))
+            && stdout.ends_with("\nstarted\n"),
+        "{stdout:?}"
     );
     wait_group_gone(job_pgid(&h, id).await).await;
     h.stop().await;
@@ -122,7 +133,17 @@ impl Drop for WorkerProcess {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_job_dies_with_its_worker_even_on_kill_9() {
-    let ns = TestNamespace::new("worker_kill9_job");
+    job_dies_with_its_worker("auto").await;
+}
+
+/// Without a cgroup, the guard's process group is all there is to find the job by.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_without_a_cgroup_dies_with_its_worker_even_on_kill_9() {
+    job_dies_with_its_worker("off").await;
+}
+
+async fn job_dies_with_its_worker(cgroup: &str) {
+    let ns = TestNamespace::new(&format!("worker_kill9_job_{cgroup}"));
     let mut h = Harness::connect(ns.clone()).await;
     let child = Command::new(env!("CARGO_BIN_EXE_warren-worker"))
         .env_clear()
@@ -131,6 +152,7 @@ async fn a_job_dies_with_its_worker_even_on_kill_9() {
         .env("WARREN_NAMESPACE", ns.ns().to_string())
         .env("WARREN_TAGS", "cpu")
         .env("WARREN_ALLOW_COMMANDS", "sh")
+        .env("WARREN_CGROUP", cgroup)
         .env("WARREN_HEARTBEAT_INTERVAL", "200ms")
         .env("WARREN_LEASE_TTL", "2s")
         .env("WARREN_RESULT_TTL", "10m")
@@ -143,12 +165,22 @@ async fn a_job_dies_with_its_worker_even_on_kill_9() {
     let mut worker = WorkerProcess(child);
     h.wait_for_worker().await;
 
-    let script = "echo pgid=$$; echo dir=$PWD; sleep 300 & sleep 300";
+    let script = format!("{PRINT_PGID}; echo dir=$PWD; sleep 300 & sleep 300");
     let id = h
         .dispatch(spec("command", json!({"argv": ["sh", "-c", script]})))
         .await;
     let pgid = job_pgid(&h, id).await;
     let log = h.store.read_log(id, None, 10).await.unwrap();
+    // The job joined its guard's group, which existed (and was armed) before the job did: the
+    // group's leader is the guard, not the job, so no moment of the job's life is unguarded.
+    let job_pid = log
+        .iter()
+        .find_map(|l| l.line.split_once(" pid=")?.1.parse::<i32>().ok())
+        .expect("the job logs its pid");
+    assert_ne!(
+        job_pid, pgid,
+        "the job leads its own group: it was spawned unguarded"
+    );
     let dir = log
         .iter()
         .find_map(|l| l.line.strip_prefix("dir="))
