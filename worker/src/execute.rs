@@ -89,6 +89,15 @@ async fn run_in_process(
     }
 }
 
+/// Whether `task` changes nothing outside this process until its outcome is recorded (which
+/// needs the claim): such a task may start before its claim is confirmed.
+pub(crate) fn side_effect_free(task: &Task) -> bool {
+    matches!(
+        task,
+        Task::Noop | Task::Sleep { .. } | Task::Echo(_) | Task::Fail { .. } | Task::Sha256 { .. }
+    )
+}
+
 /// Tells whether this worker may run `task` (allow-list, registered tasks).
 pub(crate) fn can_run(rt: &Runtime, task: &Task) -> Result<(), String> {
     match task {

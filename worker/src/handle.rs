@@ -98,8 +98,27 @@ async fn handle(rt: Arc<Runtime>, delivery: Delivery, envelope: JobEnvelope) {
         ack(&delivery).await;
         return;
     };
+    // A built-in without side effects starts with its claim in flight: it changes nothing
+    // outside this process, so a run the claim refuses is simply dropped, and a short job's
+    // slot does not wait for the claim's round trip (see docs/scheduling.md, "Workers stay
+    // busy"). Everything else runs only once the claim is in.
+    let early_cancel = cancel.child_token();
+    let early = execute::side_effect_free(&task).then(|| {
+        let (rt, envelope, task) = (rt.clone(), envelope.clone(), task.clone());
+        let cancel = early_cancel.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let outcome = execute::attempt(&rt, &envelope, task, cancel).await;
+            (outcome, started)
+        })
+    });
     let claimed = claim(&rt, &envelope, &cancel).await;
     if !claimed.run {
+        if let Some(work) = early {
+            // Cancelled as well as aborted: CPU work on a blocking thread checks the token.
+            early_cancel.cancel();
+            work.abort();
+        }
         rt.finish_job(envelope.job_id);
         if claimed.requeue {
             nack_requeue(&delivery).await;
@@ -111,9 +130,22 @@ async fn handle(rt: Arc<Runtime>, delivery: Delivery, envelope: JobEnvelope) {
 
     let lost = Arc::new(AtomicBool::new(false));
     let renewer = lease::spawn_renewal(rt.clone(), &envelope, cancel.clone(), lost.clone());
-    let started = Instant::now();
     crate::metrics::started(&rt, &envelope);
-    let outcome = execute::attempt(&rt, &envelope, task, cancel.clone()).await;
+    let (outcome, started) = match early {
+        Some(work) => work.await.unwrap_or_else(|error| {
+            (
+                Err(JobError::retryable(format!("the task panicked: {error}"))),
+                Instant::now(),
+            )
+        }),
+        None => {
+            let started = Instant::now();
+            (
+                execute::attempt(&rt, &envelope, task, cancel.clone()).await,
+                started,
+            )
+        }
+    };
     // The slot is free once the work is: the next delivery starts while this outcome is
     // written, so a short job's slot does not idle for a Redis round trip. The scheduler
     // counts the job until its end event, so nothing beyond the worker's capacity is sent.

@@ -34,21 +34,6 @@ async fn publisher_with(h: &Harness, key: &str) -> Publisher {
     Publisher::open(&amqp, &topology).await.unwrap()
 }
 
-/// Writes a job record holding `stored`, and returns the envelope of its first attempt.
-async fn record(h: &Harness, stored: warren_protocol::JobSpec) -> JobEnvelope {
-    let id = JobId::new();
-    let created = now_ms();
-    h.store
-        .create_jobs(&[NewJob {
-            id,
-            spec: stored.clone(),
-            created_ms: created,
-        }])
-        .await
-        .unwrap();
-    JobEnvelope::first_attempt(id, stored, created, None)
-}
-
 async fn send(publisher: &Publisher, h: &Harness, envelope: &JobEnvelope) {
     publisher
         .send_worker(h.worker(), envelope)
@@ -87,7 +72,7 @@ async fn unsigned_and_forged_messages_are_dead_lettered_and_signed_ones_run() {
     let echo = |word: &str| spec("command", json!({"argv": ["echo", word]}));
 
     // Unsigned: straight to RabbitMQ, as anyone with broker access could.
-    let unsigned = record(&h, echo("unsigned")).await;
+    let unsigned = h.record(echo("unsigned")).await;
     h.publish(&unsigned).await;
     let (id, reason) = next_dead_reason(&h).await;
     assert_eq!(id, unsigned.job_id);
@@ -95,7 +80,7 @@ async fn unsigned_and_forged_messages_are_dead_lettered_and_signed_ones_run() {
 
     // Signed with a key the worker does not have.
     let wrong = publisher_with(&h, "some-other-key-0123456789abcdef").await;
-    let forged = record(&h, echo("forged")).await;
+    let forged = h.record(echo("forged")).await;
     send(&wrong, &h, &forged).await;
     let (id, reason) = next_dead_reason(&h).await;
     assert_eq!(id, forged.job_id);
@@ -103,7 +88,7 @@ async fn unsigned_and_forged_messages_are_dead_lettered_and_signed_ones_run() {
 
     // Signed for intake, replayed to the worker.
     let right = publisher_with(&h, KEY).await;
-    let replayed = record(&h, echo("replayed")).await;
+    let replayed = h.record(echo("replayed")).await;
     let body = replayed.to_bytes();
     let properties = right.topology().signing().unwrap().sign_properties(
         warren_topology::job_properties(&replayed),
@@ -135,7 +120,7 @@ async fn unsigned_and_forged_messages_are_dead_lettered_and_signed_ones_run() {
     }
 
     // Signed with the right key: runs.
-    let good = record(&h, echo("signed")).await;
+    let good = h.record(echo("signed")).await;
     send(&right, &h, &good).await;
     let job = h.wait_terminal(good.job_id).await;
     assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
@@ -147,7 +132,9 @@ async fn unsigned_and_forged_messages_are_dead_lettered_and_signed_ones_run() {
 async fn the_stored_spec_runs_not_the_messages_copy() {
     let ns = TestNamespace::new("worker_stored_spec");
     let h = Harness::start(ns.clone(), Worker::builder().build(args(&ns))).await;
-    let mut envelope = record(&h, spec("command", json!({"argv": ["echo", "stored"]}))).await;
+    let mut envelope = h
+        .record(spec("command", json!({"argv": ["echo", "stored"]})))
+        .await;
     envelope.spec = spec("command", json!({"argv": ["echo", "from the message"]}));
     h.publish(&envelope).await;
     let job = h.wait_terminal(envelope.job_id).await;
@@ -165,7 +152,7 @@ async fn a_forged_cancel_is_ignored_and_a_signed_one_stops_the_job() {
     let sleeper = |ms: u64| spec("sleep", json!({ "ms": ms }));
 
     // Forged and unsigned cancels reach the worker but stop nothing: the job runs to its end.
-    let survives = record(&h, sleeper(1500)).await;
+    let survives = h.record(sleeper(1500)).await;
     send(&right, &h, &survives).await;
     wait_until("the job to run", Duration::from_secs(10), || {
         let store = h.store.clone();
@@ -181,7 +168,7 @@ async fn a_forged_cancel_is_ignored_and_a_signed_one_stops_the_job() {
     assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
 
     // A signed cancel stops it.
-    let stopped = record(&h, sleeper(60_000)).await;
+    let stopped = h.record(sleeper(60_000)).await;
     send(&right, &h, &stopped).await;
     wait_until("the job to run", Duration::from_secs(10), || {
         let store = h.store.clone();

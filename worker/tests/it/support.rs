@@ -167,6 +167,13 @@ impl Harness {
 
     /// Writes a job to Redis and publishes it to the worker's queue, as the scheduler would.
     pub(crate) async fn dispatch(&self, spec: JobSpec) -> JobId {
+        let envelope = self.record(spec).await;
+        self.publish(&envelope).await;
+        envelope.job_id
+    }
+
+    /// Writes a job to Redis only; returns the message that would send it.
+    pub(crate) async fn record(&self, spec: JobSpec) -> JobEnvelope {
         let id = JobId::new();
         let created = now_ms();
         self.store
@@ -177,9 +184,7 @@ impl Harness {
             }])
             .await
             .unwrap();
-        let envelope = JobEnvelope::first_attempt(id, spec, created, None);
-        self.publish(&envelope).await;
-        id
+        JobEnvelope::first_attempt(id, spec, created, None)
     }
 
     pub(crate) async fn publish(&self, envelope: &JobEnvelope) {

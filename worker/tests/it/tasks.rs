@@ -2,7 +2,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use warren_kit::testkit::{TestNamespace, wait_until};
-use warren_protocol::JobState;
+use warren_protocol::{JobEnvelope, JobState};
+use warren_store::Transition;
 use warren_worker::{JobError, Worker};
 
 use crate::support::{Harness, args, spec};
@@ -162,5 +163,51 @@ async fn malformed_messages_are_dead_lettered_with_a_reason() {
             .unwrap()
             .to_owned();
     assert!(reason.contains("malformed job message"), "{reason}");
+    h.stop().await;
+}
+
+/// Built-ins without side effects start while their claim is in flight (so a short job's slot
+/// does not wait for it); a run the claim refuses must leave no trace: not for a job
+/// cancelled before its message arrived, nor for a copy of a finished one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_builtin_started_before_its_claim_leaves_no_trace_when_the_claim_refuses() {
+    let ns = TestNamespace::new("worker_early_start");
+    let mut a = args(&ns);
+    // One slot: deliveries are handled one after the other, in order.
+    a.slots = 1;
+    let h = Harness::start(ns.clone(), Worker::builder().build(a)).await;
+
+    let cancelled = h.record(spec("sleep", json!({"ms": 1}))).await;
+    h.store
+        .transition(&Transition::new(cancelled.job_id, JobState::Cancelled))
+        .await
+        .unwrap();
+    h.publish(&cancelled).await;
+
+    let done = h.dispatch(spec("echo", json!({"n": 1}))).await;
+    let finished = h.wait_terminal(done).await;
+    assert_eq!(finished.state, JobState::Succeeded);
+    let copy = h.store.get(done).await.unwrap().unwrap();
+    h.publish(&JobEnvelope::first_attempt(
+        done,
+        copy.spec.clone(),
+        copy.created_ms,
+        None,
+    ))
+    .await;
+
+    // Handled after both, in the one slot.
+    let last = h.dispatch(spec("noop", Value::Null)).await;
+    assert_eq!(h.wait_terminal(last).await.state, JobState::Succeeded);
+
+    let job = h.store.get(cancelled.job_id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Cancelled);
+    assert!(job.result.is_none(), "{job:?}");
+    assert!(
+        !job.timestamps.contains_key("running"),
+        "a refused run left a start: {job:?}"
+    );
+    let again = h.store.get(done).await.unwrap().unwrap();
+    assert_eq!(again, copy, "the copy of a finished job changed its record");
     h.stop().await;
 }
