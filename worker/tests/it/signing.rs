@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use warren_kit::testkit::{TestNamespace, amqp_url, wait_until};
-use warren_protocol::{JobEnvelope, JobId, JobState, now_ms};
-use warren_store::NewJob;
+use warren_protocol::{JobEnvelope, JobId, JobState};
 use warren_topology::{Publisher, REASON_HEADER, SigningKeys, header_str};
 use warren_worker::Worker;
 
