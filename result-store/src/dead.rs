@@ -45,6 +45,20 @@ pub struct DeadLetter {
     pub requeueable: bool,
 }
 
+/// Whether `raw` can be a `next_cursor` of [`Store::list_dead`]: `<13 digits>|<id>`, as the
+/// index spells its members. The submitter and the dashboard check cursors with it before
+/// they reach Redis.
+#[must_use]
+pub fn is_dead_cursor(raw: &str) -> bool {
+    raw.split_once('|').is_some_and(|(ms, id)| {
+        ms.len() == 13
+            && ms.bytes().all(|b| b.is_ascii_digit())
+            && !id.is_empty()
+            && id.len() <= 64
+            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    })
+}
+
 impl DeadLetter {
     fn member(&self) -> String {
         format!("{:013}|{}", self.dead_ms, self.id)

@@ -87,7 +87,10 @@ pub(crate) async fn build(
     let auth = Auth::load(security.tokens_file.as_deref(), security.no_auth)?;
     match &auth {
         Auth::Tokens(table) => {
-            let path = security.tokens_file.as_deref().unwrap_or(std::path::Path::new(""));
+            let path = security
+                .tokens_file
+                .as_deref()
+                .unwrap_or(std::path::Path::new(""));
             tracing::info!(tokens = table.len(), path = %path.display(), "authentication on");
         }
         Auth::Off => {

@@ -166,7 +166,10 @@ mod tests {
         let both = Auth::load(Some(Path::new("t.json")), true).unwrap_err();
         assert!(both.to_string().contains("contradict"), "{both}");
         let neither = Auth::load(None, false).unwrap_err();
-        assert!(neither.to_string().contains("WARREN_NO_AUTH=true"), "{neither}");
+        assert!(
+            neither.to_string().contains("WARREN_NO_AUTH=true"),
+            "{neither}"
+        );
         assert!(matches!(Auth::load(None, true), Ok(Auth::Off)));
     }
 

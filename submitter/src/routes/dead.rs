@@ -76,13 +76,7 @@ pub(super) async fn list(
 
 /// `<13 digits>|<id>`, as the index spells its members.
 fn is_cursor(raw: &str) -> bool {
-    raw.split_once('|').is_some_and(|(ms, id)| {
-        ms.len() == 13
-            && ms.bytes().all(|b| b.is_ascii_digit())
-            && !id.is_empty()
-            && id.len() <= 64
-            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    })
+    warren_store::is_dead_cursor(raw)
 }
 
 #[utoipa::path(
