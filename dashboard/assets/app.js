@@ -600,6 +600,7 @@ function showSignIn(detail) {
   setLive('signed out');
   document.getElementById('who').textContent = '';
   document.getElementById('sign-out').hidden = true;
+  document.querySelector('nav').hidden = true;
   const root = document.getElementById('view');
   root.dataset.view = 'sign-in';
   const token = el('input', { type: 'password', name: 'token', autocomplete: 'current-password', size: 40, 'data-testid': 'token', required: true });
@@ -622,6 +623,7 @@ function signedIn(who) {
   me = who;
   document.getElementById('who').textContent = who.auth ? `${who.name}${who.tenant ? ` (tenant ${who.tenant})` : ''}` : 'no authentication';
   document.getElementById('sign-out').hidden = !who.auth;
+  document.querySelector('nav').hidden = false;
   for (const link of document.querySelectorAll('nav a[data-admin]')) link.hidden = !isAdmin();
   document.getElementById('view').dataset.view = '';
   route();

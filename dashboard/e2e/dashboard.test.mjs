@@ -88,11 +88,6 @@ try {
   });
   const slow = await submit({ task: 'command', args: { argv: ['sleep', '60'] }, tenant: 'alice' });
   const failing = await submit({ task: 'command', args: { argv: ['sh', '-c', 'echo boom >&2; exit 3'] }, tenant: 'bob' });
-  // Fails twice (a second later the retry), then its attempts have run out: a dead letter.
-  const dying = await submit({
-    task: 'command', tenant: 'dave', max_attempts: 2, retry_backoff: { strategy: 'fixed', initial_s: 1 },
-    args: { argv: ['sh', '-c', 'echo dying >&2; exit 1'] },
-  });
   for (const id of [quick, logged, slow, failing]) await row(page, id).waitFor(WAIT);
   await expectRowState(page, quick, 'succeeded');
   await expectRowState(page, failing, 'failed');
@@ -119,6 +114,12 @@ try {
   assert.match(await page.locator('#confirm-text').textContent(), /^Retry 1 job\(s\) matching state=failed\?/);
   await page.locator('[data-testid=confirm-yes]').click();
   await page.locator('tr[data-job-id] [data-testid=job-state]', { hasText: 'failed' }).nth(1).waitFor(WAIT);
+
+  // (After the bulk retry of failed jobs, which it would join.) Fails twice (a second later the retry), then its attempts have run out: a dead letter.
+  const dying = await submit({
+    task: 'command', tenant: 'dave', max_attempts: 2, retry_backoff: { strategy: 'fixed', initial_s: 1 },
+    args: { argv: ['sh', '-c', 'echo dying >&2; exit 1'] },
+  });
 
   // Filters by task, label and creation time, set in the form; then a bulk cancel of the
   // whole filtered set, after a confirmation that says how many jobs.
