@@ -34,7 +34,7 @@ pub(crate) async fn cancel(
     // A job's tenant never changes, so checking it before the transition is enough.
     load_for(state.store(), &caller, id).await?;
     caller.require(Role::Submit)?;
-    match cancel_one(&state, id, caller.name(), None).await? {
+    match cancel_one(&state, id, &caller.name, None).await? {
         TransitionOutcome::Done(_) => {}
         TransitionOutcome::Missing => return Err(job_not_found(id)),
         TransitionOutcome::Illegal(current)
@@ -133,7 +133,7 @@ pub(crate) async fn retry(
             ),
         ));
     }
-    let new_id = retry_one(&state, record, caller.name(), None).await?;
+    let new_id = retry_one(&state, record, &caller.name, None).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(Retried {

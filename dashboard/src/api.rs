@@ -70,7 +70,7 @@ pub(crate) fn parse_filter(params: FilterParams, caller: &Caller) -> Result<JobF
     let mut filter = params.parse().map_err(|e| {
         ApiError::bad_request("invalid_query", format!("{}: {}", e.field, e.message))
     })?;
-    if let Some(own) = caller.tenant() {
+    if let Some(own) = caller.tenant_scope() {
         if filter.tenant.as_deref().is_some_and(|asked| asked != own) {
             return Err(ApiError::forbidden(
                 "tenant_forbidden",
@@ -92,16 +92,7 @@ pub(crate) async fn list_jobs(
 ) -> Result<Json<Page>, ApiError> {
     caller.require(Role::Read)?;
     let filter = parse_filter(query.filter, &caller)?;
-    let limit = match non_empty(query.limit) {
-        None => 25,
-        Some(raw) => raw
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=500).contains(n))
-            .ok_or_else(|| {
-                ApiError::bad_request("invalid_query", "limit must be a number from 1 to 500")
-            })?,
-    };
+    let limit = page_limit(query.limit)?;
     let cursor = match non_empty(query.cursor) {
         None => None,
         Some(raw) => Some(raw.parse::<JobId>().map_err(|_| {
@@ -112,6 +103,19 @@ pub(crate) async fn list_jobs(
         })?),
     };
     Ok(Json(state.store().list(&filter, limit, cursor).await?))
+}
+
+/// A page's `limit` parameter: 1 to 500, 25 when absent; 400 `invalid_query` otherwise.
+pub(crate) fn page_limit(raw: Option<String>) -> Result<usize, ApiError> {
+    let Some(raw) = non_empty(raw) else {
+        return Ok(25);
+    };
+    raw.parse::<usize>()
+        .ok()
+        .filter(|n| (1..=500).contains(n))
+        .ok_or_else(|| {
+            ApiError::bad_request("invalid_query", "limit must be a number from 1 to 500")
+        })
 }
 
 fn non_empty(raw: Option<String>) -> Option<String> {

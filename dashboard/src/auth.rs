@@ -92,27 +92,22 @@ fn presented(headers: &HeaderMap) -> Option<String> {
 #[derive(Debug, Clone)]
 pub(crate) struct Caller(Arc<Principal>);
 
+/// The token's name, roles and tenant: `caller.name`, `caller.tenant_scope()`,
+/// `caller.sees(tenant)`.
+impl std::ops::Deref for Caller {
+    type Target = Principal;
+
+    fn deref(&self) -> &Principal {
+        &self.0
+    }
+}
+
 impl Caller {
     /// 403 unless the token has `role` (admin has every role).
     pub(crate) fn require(&self, role: Role) -> Result<(), ApiError> {
         self.0
             .require(role)
             .map_err(|message| ApiError::forbidden("forbidden", message))
-    }
-
-    /// The token's name (`anonymous` with auth off), for the record of what it did.
-    pub(crate) fn name(&self) -> &str {
-        &self.0.name
-    }
-
-    /// The only tenant this caller may see; `None` means every tenant.
-    pub(crate) fn tenant(&self) -> Option<&str> {
-        self.0.tenant.as_deref()
-    }
-
-    /// Whether `tenant`'s jobs are this caller's to see.
-    pub(crate) fn sees(&self, tenant: &str) -> bool {
-        self.0.sees(tenant)
     }
 
     /// Whether `record` belongs to a tenant this caller may see.
@@ -122,7 +117,7 @@ impl Caller {
 
     /// Whether this caller may see the cluster-wide views and live ticks.
     pub(crate) fn is_admin(&self) -> bool {
-        self.0.has(Role::Admin)
+        self.has(Role::Admin)
     }
 }
 

@@ -119,7 +119,7 @@ pub(crate) async fn bulk(
             cursor = page.next_cursor.as_deref().and_then(|c| c.parse().ok());
             outcome.matched += page.jobs.len();
             if !request.dry_run {
-                apply(&state, caller.name(), action, page.jobs, &mut outcome).await;
+                apply(&state, &caller.name, action, page.jobs, &mut outcome).await;
             }
             if cursor.is_none() {
                 break;
@@ -133,7 +133,7 @@ pub(crate) async fn bulk(
         done = outcome.done,
         skipped = outcome.skipped,
         failed = outcome.failed,
-        caller = caller.name(),
+        caller = %caller.name,
         "bulk action from the dashboard"
     );
     Ok(Json(outcome))

@@ -12,6 +12,7 @@ use warren_protocol::JobEnvelope;
 use warren_store::{DeadPage, JobAction, RequeueError, Requeued};
 
 use crate::actions::{VIA, note, publish_envelope};
+use crate::api::page_limit;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::ApiQuery;
@@ -31,21 +32,7 @@ pub(crate) async fn list(
     ApiQuery(query): ApiQuery<DeadQuery>,
 ) -> Result<Json<DeadPage>, ApiError> {
     caller.require(Role::Read)?;
-    let limit = match query
-        .limit
-        .as_deref()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-    {
-        None => 25,
-        Some(raw) => raw
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=500).contains(n))
-            .ok_or_else(|| {
-                ApiError::bad_request("invalid_query", "limit must be a number from 1 to 500")
-            })?,
-    };
+    let limit = page_limit(query.limit)?;
     let cursor = query.cursor.filter(|c| !c.is_empty());
     if let Some(cursor) = &cursor
         && !warren_store::is_dead_cursor(cursor)
@@ -57,7 +44,7 @@ pub(crate) async fn list(
     }
     let page = state
         .store()
-        .list_dead(caller.tenant(), cursor.as_deref(), limit)
+        .list_dead(caller.tenant_scope(), cursor.as_deref(), limit)
         .await?;
     Ok(Json(page))
 }
@@ -78,24 +65,21 @@ pub(crate) async fn requeue(
             format!("no dead letter {id}: never dead-lettered, already requeued, or forgotten"),
         )
     };
-    let entry = state
+    // Whose it is first: another tenant's dead letter is a 404, like a missing one.
+    state
         .store()
-        .dead_letter(&id)
+        .dead_letter_for(&id, caller.tenant_scope())
         .await?
         .ok_or_else(not_found)?;
-    // Whose it is first: another tenant's dead letter is a 404, like a missing one.
-    if caller.tenant().is_some() && !entry.tenant.as_deref().is_some_and(|t| caller.sees(t)) {
-        return Err(not_found());
-    }
     caller.require(Role::Admin)?;
     let for_publish = state.clone();
     let publish =
         |envelope: JobEnvelope| async move { publish_envelope(&for_publish, &envelope).await };
     match state.store().requeue_dead(&id, publish).await {
         Ok(requeued) => {
-            tracing::info!(job_id = %requeued.id, requeued_from = %requeued.requeued_from, caller = caller.name(), "dead job requeued from the dashboard");
+            tracing::info!(job_id = %requeued.id, requeued_from = %requeued.requeued_from, caller = %caller.name, "dead job requeued from the dashboard");
             metrics::counter!("warren_dashboard_actions_total", "action" => "requeue").increment(1);
-            let action = JobAction::now("requeue", caller.name(), VIA)
+            let action = JobAction::now("requeue", &caller.name, VIA)
                 .with_detail(format!("as {}", requeued.id));
             note(&state, requeued.requeued_from, &action).await;
             Ok((StatusCode::ACCEPTED, Json(requeued)))

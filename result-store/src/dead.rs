@@ -151,6 +151,22 @@ impl Store {
         raw.map(|raw| self.parse_dead(&raw)).transpose()
     }
 
+    /// Reads one dead letter as a caller bound to `tenant` may see it: `None` for another
+    /// tenant's, or for one with no readable tenant (a malformed message) unless `tenant` is
+    /// `None` (every tenant). The submitter and the dashboard answer both as "not found", so
+    /// ids cannot be probed.
+    ///
+    /// # Errors
+    /// Returns [`StoreError`] when Redis fails or the entry is corrupt.
+    pub async fn dead_letter_for(
+        &self,
+        id: &str,
+        tenant: Option<&str>,
+    ) -> Result<Option<DeadLetter>, StoreError> {
+        let entry = self.dead_letter(id).await?;
+        Ok(entry.filter(|e| tenant.is_none_or(|own| e.tenant.as_deref() == Some(own))))
+    }
+
     fn parse_dead(&self, raw: &str) -> Result<DeadLetter, StoreError> {
         serde_json::from_str(raw).map_err(|e| StoreError::Corrupt {
             key: self.keys.dead_entries(),

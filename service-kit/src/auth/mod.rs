@@ -141,6 +141,12 @@ impl Principal {
         Err(format!("this token lacks the {} role", role.as_str()))
     }
 
+    /// The only tenant this caller may see and act for; `None` means every tenant.
+    #[must_use]
+    pub fn tenant_scope(&self) -> Option<&str> {
+        self.tenant.as_deref()
+    }
+
     /// Whether a job (or dead letter) of `tenant` is this caller's to see.
     #[must_use]
     pub fn sees(&self, tenant: &str) -> bool {

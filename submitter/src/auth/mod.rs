@@ -158,15 +158,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bearer_tokens_are_read() {
-        assert_eq!(bearer("Bearer abc"), Some("abc"));
-        assert_eq!(bearer("bearer  abc "), Some("abc"));
-        assert_eq!(bearer("Basic abc"), None);
-        assert_eq!(bearer("Bearer "), None);
-        assert_eq!(bearer("Bearer"), None);
-    }
-
-    #[test]
     fn roles_and_tenants_are_enforced() {
         let caller = Caller(Arc::new(Principal {
             name: "a".into(),

@@ -108,17 +108,12 @@ pub(super) async fn requeue(
             format!("no dead letter {id}: never dead-lettered, already requeued, or forgotten"),
         )
     };
-    let entry = state
+    // Another tenant's dead letter is a 404, like a missing one.
+    state
         .store()
-        .dead_letter(&id)
+        .dead_letter_for(&id, caller.tenant())
         .await?
         .ok_or_else(not_found)?;
-    // Another tenant's dead letter is a 404, like a missing one.
-    if let Some(own) = caller.tenant()
-        && entry.tenant.as_deref() != Some(own)
-    {
-        return Err(not_found());
-    }
     caller.require(Role::Admin)?;
     let for_publish = state.clone();
     let publish = |envelope: JobEnvelope| async move { publish(&for_publish, &envelope).await };
