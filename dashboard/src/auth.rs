@@ -103,6 +103,12 @@ impl std::ops::Deref for Caller {
 }
 
 impl Caller {
+    /// A caller for unit tests.
+    #[cfg(test)]
+    pub(crate) fn of(principal: Principal) -> Self {
+        Self(Arc::new(principal))
+    }
+
     /// 403 unless the token has `role` (admin has every role).
     pub(crate) fn require(&self, role: Role) -> Result<(), ApiError> {
         self.0

@@ -212,3 +212,37 @@ pub(crate) async fn live(
         .take_until(state.stopping().clone().cancelled_owned());
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
+
+#[cfg(test)]
+mod tests {
+    use warren_kit::auth::Principal;
+
+    use super::*;
+
+    #[test]
+    fn each_reader_gets_what_its_token_may_see() {
+        let reader = |tenant: Option<&str>, role| {
+            Caller::of(Principal {
+                name: "t".into(),
+                roles: vec![role],
+                tenant: tenant.map(str::to_owned),
+            })
+        };
+        let a_reader = reader(Some("a"), Role::Read);
+        let admin = reader(None, Role::Admin);
+        let message = |audience| LiveMessage::new(audience, "{}".into());
+        let job_of_a = message(Audience::Tenant(Arc::from("a")));
+        let job_of_b = message(Audience::Tenant(Arc::from("b")));
+        let tick = message(Audience::Admins);
+        let resync = message(Audience::Everyone);
+        assert!(job_of_a.for_caller(&a_reader) && !job_of_b.for_caller(&a_reader));
+        assert!(!tick.for_caller(&a_reader) && resync.for_caller(&a_reader));
+        for m in [&job_of_a, &job_of_b, &tick, &resync] {
+            assert!(m.for_caller(&admin));
+        }
+        // A tenant-bound admin sees ticks (every tenant's counts, as the submitter's stats)
+        // but only its tenant's job events.
+        let a_admin = reader(Some("a"), Role::Admin);
+        assert!(tick.for_caller(&a_admin) && !job_of_b.for_caller(&a_admin));
+    }
+}
