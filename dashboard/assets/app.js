@@ -347,6 +347,25 @@ function jobsView(root, params) {
     }
     load();
   }
+  // The waiting work the token may see (its tenant's, or everyone's), from the scheduler's
+  // status; reread at most every 2 seconds as the table reloads.
+  const backlogLine = el('p', { class: 'muted', 'data-testid': 'tenant-backlog' });
+  let backlogAt = 0;
+  async function showBacklog() {
+    if (Date.now() - backlogAt < 2000) return;
+    backlogAt = Date.now();
+    const b = await api('/api/backlog');
+    if (!b.reported) { backlogLine.textContent = 'No active scheduler has reported its backlog.'; return; }
+    const sums = new Map();
+    for (const c of b.classes) {
+      const tags = c.requires?.tags?.length ? c.requires.tags.join('+') : '(any)';
+      sums.set(tags, (sums.get(tags) ?? 0) + c.pending);
+    }
+    const byTags = [...sums.entries()].map(([tags, n]) => `${tags} ${n}`);
+    backlogLine.textContent = `Backlog${b.tenant ? ` of tenant ${b.tenant}` : ''}: ${b.pending} pending, ${b.running} running`
+      + (byTags.length ? ` (by required tags: ${byTags.join(', ')})` : '');
+  }
+  root.append(backlogLine);
   root.append(form, el('table', {}, el('thead', {}, el('tr', {}, ['id', 'task', 'tenant', 'queue', 'state', 'attempt', 'created', 'updated', 'worker', ''].map((t) => el('th', {}, t)))), body),
     el('div', { class: 'pager' }, newer, older, pageLabel, bulkCancel, bulkRetry));
   const rows = new Map();
@@ -374,6 +393,7 @@ function jobsView(root, params) {
     older.disabled = !page.next_cursor;
     older.dataset.cursor = page.next_cursor ?? '';
     pageLabel.textContent = `page ${cursors.length}`;
+    showBacklog().catch(() => {});
   }
 
   // A job event moves a row we show in place; anything else may change the first page

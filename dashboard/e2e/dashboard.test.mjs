@@ -81,6 +81,8 @@ try {
 
   // Jobs: submitted jobs appear and change state live.
   await openView(page, '#/jobs');
+  // The backlog line (the admin's token sees every tenant's) comes from the scheduler.
+  await page.locator('[data-testid=tenant-backlog]', { hasText: /^Backlog: \d+ pending, \d+ running/ }).waitFor(WAIT);
   const quick = await submit({ task: 'command', args: { argv: ['echo', 'hello from warren'] }, tenant: 'alice' });
   const logged = await submit({
     task: 'command', tenant: 'bob',

@@ -21,6 +21,7 @@ mod api;
 mod args;
 mod assets;
 mod auth;
+mod backlog;
 mod bulk;
 mod dead;
 mod error;
@@ -107,6 +108,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/jobs/{id}/retry", post(actions::retry))
         .route("/api/workers", get(api::get_workers))
         .route("/api/me", get(auth::me))
+        .route("/api/backlog", get(backlog::backlog))
         .route("/api/dead", get(dead::list))
         .route("/api/dead/{id}/requeue", post(dead::requeue))
         .route("/login", post(auth::login))

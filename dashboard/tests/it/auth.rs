@@ -278,3 +278,39 @@ async fn actions_follow_the_submitters_roles_and_name_the_token() {
     );
     h.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_backlog_is_cut_to_the_tenant() {
+    let h = Harness::start_with_tokens("dash_auth_backlog").await;
+    let (_, _, none) = h.call_as("GET", "/api/backlog", Some(A_READ), None).await;
+    assert_eq!(none["reported"], false, "{none}");
+    let status = json!({
+        "pending": 5, "running": 3,
+        "classes": [
+            {"tenant": "team-a", "requires": {"tags": ["cpu"]}, "pending": 2},
+            {"tenant": "team-b", "requires": {"tags": ["cpu"]}, "pending": 3},
+        ],
+        "tenants": [{"tenant": "team-a", "running": 1}, {"tenant": "team-b", "running": 2}],
+    });
+    within(
+        h.store
+            .set_scheduler_status(&status.to_string(), std::time::Duration::from_secs(60)),
+    )
+    .await
+    .unwrap();
+    let (status_code, _, mine) = h.call_as("GET", "/api/backlog", Some(A_READ), None).await;
+    assert_eq!(status_code, StatusCode::OK, "{mine}");
+    assert_eq!(
+        (&mine["tenant"], &mine["pending"], &mine["running"]),
+        (&json!("team-a"), &json!(2), &json!(1)),
+        "{mine}"
+    );
+    assert!(!mine.to_string().contains("team-b"), "{mine}");
+    let (_, _, all) = h.call_as("GET", "/api/backlog", Some(ADMIN), None).await;
+    assert_eq!(
+        (&all["pending"], &all["running"]),
+        (&json!(5), &json!(3)),
+        "{all}"
+    );
+    h.finish().await;
+}
