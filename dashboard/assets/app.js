@@ -563,7 +563,16 @@ function workersView(root) {
     if (!workers.length) body.append(el('tr', {}, el('td', { colspan: 13, class: 'muted' }, 'no workers')));
   }
 
-  return { refresh: async () => show(await api('/api/workers')), onMessage: (m) => { if (m.type === 'tick') show(m.workers); } };
+  // Admins get the workers with every tick; other tokens get no ticks (they carry every
+  // tenant's jobs), so their view rereads its own cut when one of their jobs moves, at most
+  // once a second.
+  let pending = null;
+  const refresh = async () => show(await api('/api/workers'));
+  function onMessage(m) {
+    if (m.type === 'tick') show(m.workers);
+    else if (m.type === 'job' && !isAdmin() && !pending) pending = setTimeout(() => { pending = null; refresh().catch(() => {}); }, 1000);
+  }
+  return { refresh, onMessage, destroy: () => clearTimeout(pending) };
 }
 
 function queuesView(root) {
@@ -666,7 +675,7 @@ function route() {
   const parts = path.split('/').filter(Boolean);
   // Tokens of one tenant see no cluster-wide view: they start on their jobs.
   let name = parts[0] || (isAdmin() ? 'overview' : 'jobs');
-  if (!isAdmin() && ['overview', 'workers', 'queues', 'scheduler'].includes(name)) name = 'jobs';
+  if (!isAdmin() && ['overview', 'queues', 'scheduler'].includes(name)) name = 'jobs';
   view?.destroy?.();
   const root = document.getElementById('view');
   root.replaceChildren();

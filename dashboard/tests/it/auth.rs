@@ -153,7 +153,6 @@ async fn a_tenant_token_sees_only_its_tenant() {
     for uri in [
         "/api/overview",
         "/api/series",
-        "/api/workers",
         "/api/scheduler",
         "/api/queues",
     ] {
@@ -162,6 +161,26 @@ async fn a_tenant_token_sees_only_its_tenant() {
         let (status, _, body) = h.call_as("GET", uri, Some(ADMIN), None).await;
         assert_eq!(status, StatusCode::OK, "{uri}: {body}");
     }
+
+    // Every worker, as in the submitter's `GET /v1/workers`, but only team-a's running jobs.
+    let running_a = h.job("team-a", "q", &[Scheduled, Running]).await;
+    let running_b = h.job("team-b", "q", &[Scheduled, Running]).await;
+    let mut beat = crate::reads::heartbeat("w-1", 60_000, 2);
+    beat.running = vec![running_a, running_b];
+    within(h.store.record_heartbeat(&beat)).await.unwrap();
+    let (status, _, workers) = h.call_as("GET", "/api/workers", Some(A_READ), None).await;
+    assert_eq!(status, StatusCode::OK, "{workers}");
+    assert_eq!(
+        workers[0]["heartbeat"]["running"],
+        json!([running_a]),
+        "{workers}"
+    );
+    let (_, _, all) = h.call_as("GET", "/api/workers", Some(ADMIN), None).await;
+    assert_eq!(
+        all[0]["heartbeat"]["running"].as_array().unwrap().len(),
+        2,
+        "{all}"
+    );
 
     // The live stream carries team-a's events to a-read, not team-b's, and no ticks.
     let text = read_until_as(

@@ -12,7 +12,7 @@ use warren_store::{CounterSample, Resolution};
 
 use crate::{Harness, within};
 
-fn heartbeat(id: &str, interval_ms: u64, busy: u32) -> Heartbeat {
+pub(crate) fn heartbeat(id: &str, interval_ms: u64, busy: u32) -> Heartbeat {
     Heartbeat {
         worker_id: WorkerId::from_raw(id),
         pool: PoolName::parse_list("cpu").unwrap(),
