@@ -68,18 +68,28 @@ impl Auth {
     /// # Errors
     /// Fails with a message naming the settings to fix, or the tokens file's problem.
     pub fn load(tokens_file: Option<&Path>, no_auth: bool) -> anyhow::Result<Self> {
+        Self::check(tokens_file, no_auth)?;
+        match tokens_file {
+            Some(path) => Ok(Self::Tokens(TokenTable::load(path)?)),
+            None => Ok(Self::Off),
+        }
+    }
+
+    /// Checks that exactly one of the two settings is given, without reading the file.
+    ///
+    /// # Errors
+    /// Fails with a message naming the settings to fix.
+    pub fn check(tokens_file: Option<&Path>, no_auth: bool) -> anyhow::Result<()> {
         anyhow::ensure!(
             !(tokens_file.is_some() && no_auth),
             "WARREN_TOKENS_FILE and WARREN_NO_AUTH contradict each other: set one"
         );
-        match tokens_file {
-            Some(path) => Ok(Self::Tokens(TokenTable::load(path)?)),
-            None if no_auth => Ok(Self::Off),
-            None => anyhow::bail!(
-                "the API needs WARREN_TOKENS_FILE (--tokens-file), or WARREN_NO_AUTH=true \
-                 (--no-auth) to serve without authentication"
-            ),
-        }
+        anyhow::ensure!(
+            tokens_file.is_some() || no_auth,
+            "the API needs WARREN_TOKENS_FILE (--tokens-file), or WARREN_NO_AUTH=true \
+             (--no-auth) to serve without authentication"
+        );
+        Ok(())
     }
 
     /// The caller presenting `token` (`None` for a token nobody has). With auth off every
