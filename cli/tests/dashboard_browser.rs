@@ -63,9 +63,18 @@ async fn dashboard_shows_the_system_live_in_a_browser() {
         done: false,
     };
     let ns = &cleanup.ns;
+    // The API and the dashboard take the same tokens; the browser signs in with this one.
+    let token = format!("e2e-{}", ns.ns().as_str());
+    let tokens = serde_json::json!({"tokens": [
+        {"name": "e2e-admin", "sha256": warren_submitter::hash_token(&token), "roles": ["admin"]},
+    ]});
+    let tokens_file = std::env::temp_dir().join(format!("{}-tokens.json", ns.ns().as_str()));
+    std::fs::write(&tokens_file, tokens.to_string()).unwrap();
     let mut up = Command::new(WARREN)
         .args([
             "up",
+            "--tokens-file",
+            tokens_file.to_str().unwrap(),
             "--http-addr",
             "127.0.0.1:0",
             "--dashboard-addr",
@@ -104,6 +113,8 @@ async fn dashboard_shows_the_system_live_in_a_browser() {
     let dashboard = dashboard
         .strip_prefix("warren up: dashboard ")
         .expect("the dashboard line");
+    // Read once, at start.
+    std::fs::remove_file(&tokens_file).unwrap();
 
     let node = tokio::time::timeout(
         Duration::from_secs(240),
@@ -114,6 +125,7 @@ async fn dashboard_shows_the_system_live_in_a_browser() {
             .env("API_URL", api)
             .env("SCREENSHOTS", screenshot_dir())
             .env("CHROMIUM", CHROMIUM)
+            .env("TOKEN", &token)
             .stdin(Stdio::null())
             .output(),
     )
@@ -169,12 +181,24 @@ async fn dashboard_shows_the_system_live_in_a_browser() {
         assert_eq!(
             (
                 action.action.as_str(),
+                action.by.as_str(),
                 action.via.as_str(),
                 action.detail.as_deref()
             ),
-            ("cancel", "dashboard", Some("bulk"))
+            ("cancel", "e2e-admin", "dashboard", Some("bulk"))
         );
     }
+    // Requeued from the dead-letter view: a new job runs its spec, and the dead job says so.
+    let dying = result["jobs"]["dying"].as_str().unwrap().parse().unwrap();
+    let record = store.get(dying).await.unwrap().unwrap();
+    let requeue = record
+        .actions
+        .last()
+        .expect("the requeue is in its history");
+    assert_eq!(
+        (requeue.action.as_str(), requeue.by.as_str()),
+        ("requeue", "e2e-admin")
+    );
 
     stop(up).await;
     cleanup.run().await;

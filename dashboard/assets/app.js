@@ -1,5 +1,9 @@
 // Warren dashboard: one page, one view at a time (picked by the URL hash), fed by the JSON
 // API and kept current by one EventSource on /api/live. No framework: the views are small.
+//
+// Signing in: the token goes to POST /login once, which sets an HttpOnly cookie; every fetch
+// and both EventSources send it by themselves (EventSource cannot send an Authorization
+// header). No script here ever holds the token after the sign-in form is submitted.
 'use strict';
 
 const STATES = ['queued', 'scheduled', 'running', 'retrying', 'succeeded', 'failed', 'timed_out', 'cancelled'];
@@ -24,10 +28,17 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// Who is signed in (GET /api/me): name, roles, tenant; null until known.
+let me = null;
+const isAdmin = () => Boolean(me?.roles.includes('admin'));
+const canSubmit = () => Boolean(me?.roles.includes('submit')) || isAdmin();
+
 async function api(path, options) {
   const response = await fetch(path, options);
   const body = await response.json().catch(() => null);
-  if (!response.ok) throw new Error(body?.error?.message || `${response.status} ${response.statusText}`);
+  // Signed out, or the token was removed from the tokens file: ask for one again.
+  if (response.status === 401) showSignIn(body?.detail);
+  if (!response.ok) throw new Error(body?.detail || `${response.status} ${response.statusText}`);
   return body;
 }
 
@@ -91,6 +102,8 @@ async function retryJob(id) {
 
 function actionButtons(job, after) {
   const buttons = [];
+  // Cancel and retry need the submit role (the submitter's rule); read-only tokens get none.
+  if (!canSubmit()) return buttons;
   if (!TERMINAL.has(job.state)) {
     buttons.push(el('button', {
       class: 'danger', 'data-testid': 'cancel',
@@ -136,10 +149,13 @@ function setLive(state) {
   badge.textContent = state;
 }
 
+let source = null;
+
 function connectLive() {
   // EventSource reconnects by itself; each (re)open refetches the view, since messages sent
   // while disconnected are gone.
-  const source = new EventSource('/api/live');
+  source?.close();
+  source = new EventSource('/api/live');
   source.onopen = () => { setLive('live'); view?.refresh?.(); };
   source.onerror = () => setLive('reconnecting');
   source.onmessage = (event) => {
@@ -331,6 +347,25 @@ function jobsView(root, params) {
     }
     load();
   }
+  // The waiting work the token may see (its tenant's, or everyone's), from the scheduler's
+  // status; reread at most every 2 seconds as the table reloads.
+  const backlogLine = el('p', { class: 'muted', 'data-testid': 'tenant-backlog' });
+  let backlogAt = 0;
+  async function showBacklog() {
+    if (Date.now() - backlogAt < 2000) return;
+    backlogAt = Date.now();
+    const b = await api('/api/backlog');
+    if (!b.reported) { backlogLine.textContent = 'No active scheduler has reported its backlog.'; return; }
+    const sums = new Map();
+    for (const c of b.classes) {
+      const tags = c.requires?.tags?.length ? c.requires.tags.join('+') : '(any)';
+      sums.set(tags, (sums.get(tags) ?? 0) + c.pending);
+    }
+    const byTags = [...sums.entries()].map(([tags, n]) => `${tags} ${n}`);
+    backlogLine.textContent = `Backlog${b.tenant ? ` of tenant ${b.tenant}` : ''}: ${b.pending} pending, ${b.running} running`
+      + (byTags.length ? ` (by required tags: ${byTags.join(', ')})` : '');
+  }
+  root.append(backlogLine);
   root.append(form, el('table', {}, el('thead', {}, el('tr', {}, ['id', 'task', 'tenant', 'queue', 'state', 'attempt', 'created', 'updated', 'worker', ''].map((t) => el('th', {}, t)))), body),
     el('div', { class: 'pager' }, newer, older, pageLabel, bulkCancel, bulkRetry));
   const rows = new Map();
@@ -358,6 +393,7 @@ function jobsView(root, params) {
     older.disabled = !page.next_cursor;
     older.dataset.cursor = page.next_cursor ?? '';
     pageLabel.textContent = `page ${cursors.length}`;
+    showBacklog().catch(() => {});
   }
 
   // A job event moves a row we show in place; anything else may change the first page
@@ -452,6 +488,63 @@ function jobView(root, id) {
   return { refresh, onMessage, destroy: () => { ended = true; tail?.close(); tail = null; } };
 }
 
+function deadView(root) {
+  const body = el('tbody', { 'data-testid': 'dead-body' });
+  const cursors = [''];
+  const newer = el('button', { 'data-testid': 'dead-newer', onclick: () => { cursors.pop(); load(); } }, '← Newer');
+  const older = el('button', { 'data-testid': 'dead-older', onclick: () => { cursors.push(older.dataset.cursor); load(); } }, 'Older →');
+  const pageLabel = el('span', { class: 'muted' });
+  root.append(el('p', { class: 'muted' }, 'Messages that reached the dead-letter queue, newest first: jobs that failed for good, poison jobs and malformed messages. Requeue runs a dead job again as a new job with its spec.'),
+    el('table', {}, el('thead', {}, el('tr', {}, ['dead since', 'id', 'tenant', 'task', 'attempt', 'reason', ''].map((t) => el('th', {}, t)))), body),
+    el('div', { class: 'pager' }, newer, older, pageLabel));
+
+  async function requeue(entry) {
+    if (!(await confirmAction(`Requeue dead job ${entry.id}? It runs again as a new job with the same spec.`))) return;
+    try {
+      const job = await api(`/api/dead/${encodeURIComponent(entry.id)}/requeue`, { method: 'POST' });
+      toast(`requeued as job ${job.id}`);
+    } catch (error) {
+      toast(`cannot requeue: ${error.message}`);
+    }
+    load();
+  }
+
+  function row(entry) {
+    const id = entry.job_id ? el('a', { href: `#/job/${entry.job_id}` }, entry.id) : entry.id;
+    const button = entry.requeueable && isAdmin()
+      ? el('button', { 'data-testid': 'requeue', onclick: () => requeue(entry) }, 'Requeue') : '';
+    return el('tr', { 'data-dead-id': entry.id }, el('td', {}, time(entry.dead_ms)), el('td', { class: 'mono' }, id),
+      el('td', {}, entry.tenant ?? ''), el('td', {}, entry.task ?? ''), el('td', {}, entry.attempt ?? ''),
+      el('td', { 'data-testid': 'dead-reason' }, entry.reason), el('td', {}, button));
+  }
+
+  async function load() {
+    const q = new URLSearchParams({ limit: '25' });
+    if (cursors.at(-1)) q.set('cursor', cursors.at(-1));
+    const page = await api(`/api/dead?${q}`);
+    body.replaceChildren(...page.dead.map(row));
+    if (!page.dead.length) body.append(el('tr', {}, el('td', { colspan: 7, class: 'muted' }, 'no dead letters')));
+    newer.disabled = cursors.length === 1;
+    older.disabled = !page.next_cursor;
+    older.dataset.cursor = page.next_cursor ?? '';
+    pageLabel.textContent = `page ${cursors.length}`;
+  }
+
+  // The dead-letter index publishes no event: a job reaching a terminal state may have
+  // dead-lettered (the scheduler indexes it a moment later), and admins' ticks reread the
+  // first page every 2 seconds; at most once a second either way.
+  let pending = null;
+  let ticks = 0;
+  function onMessage(message) {
+    const terminal = message.type === 'job' && TERMINAL.has(message.job.state);
+    const due = message.type === 'tick' && ++ticks % 2 === 0;
+    if (!(terminal || due) || cursors.length !== 1 || pending) return;
+    pending = setTimeout(() => { pending = null; load(); }, 1000);
+  }
+
+  return { refresh: load, onMessage, destroy: () => clearTimeout(pending) };
+}
+
 function workersView(root) {
   const body = el('tbody', { 'data-testid': 'workers-body' });
   root.append(el('table', {}, el('thead', {}, el('tr', {}, ['worker', 'status', 'pool', 'host', 'busy', 'free', 'cpu', 'mem MiB', 'gpus', 'running', 'load', 'heartbeat age', 'up since'].map((t) => el('th', {}, t)))), body));
@@ -470,7 +563,16 @@ function workersView(root) {
     if (!workers.length) body.append(el('tr', {}, el('td', { colspan: 13, class: 'muted' }, 'no workers')));
   }
 
-  return { refresh: async () => show(await api('/api/workers')), onMessage: (m) => { if (m.type === 'tick') show(m.workers); } };
+  // Admins get the workers with every tick; other tokens get no ticks (they carry every
+  // tenant's jobs), so their view rereads its own cut when one of their jobs moves, at most
+  // once a second.
+  let pending = null;
+  const refresh = async () => show(await api('/api/workers'));
+  function onMessage(m) {
+    if (m.type === 'tick') show(m.workers);
+    else if (m.type === 'job' && !isAdmin() && !pending) pending = setTimeout(() => { pending = null; refresh().catch(() => {}); }, 1000);
+  }
+  return { refresh, onMessage, destroy: () => clearTimeout(pending) };
 }
 
 function queuesView(root) {
@@ -515,10 +617,65 @@ function schedulerView(root) {
 
 // ---------- routing ----------
 
+// The sign-in form, in place of the view: shown at start when there is no valid cookie, and
+// whenever the API answers 401.
+function showSignIn(detail) {
+  if (document.getElementById('view').dataset.view === 'sign-in') return;
+  view?.destroy?.();
+  view = null;
+  source?.close();
+  source = null;
+  me = null;
+  setLive('signed out');
+  document.getElementById('who').textContent = '';
+  document.getElementById('sign-out').hidden = true;
+  document.querySelector('nav').hidden = true;
+  const root = document.getElementById('view');
+  root.dataset.view = 'sign-in';
+  const token = el('input', { type: 'password', name: 'token', autocomplete: 'current-password', size: 40, 'data-testid': 'token', required: true });
+  const problem = el('p', { class: 'muted', 'data-testid': 'sign-in-problem' }, detail && detail !== 'sign in with a token, or send Authorization: Bearer <token>' ? detail : '');
+  const form = el('form', { class: 'sign-in', onsubmit: async (e) => {
+    e.preventDefault();
+    const response = await fetch('/login', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: token.value }) });
+    const body = await response.json().catch(() => null);
+    token.value = '';
+    if (!response.ok) { problem.textContent = body?.detail || `${response.status} ${response.statusText}`; return; }
+    signedIn(body);
+  } }, el('h2', {}, 'Sign in'), el('p', {}, 'Enter a Warren API token (the same tokens as the submitter\'s API). It is kept in an HttpOnly cookie until the browser closes or you sign out.'),
+  el('label', {}, 'token ', token), el('button', { type: 'submit', 'data-testid': 'sign-in' }, 'Sign in'), problem);
+  root.replaceChildren(form);
+  root.dataset.ready = 'true';
+  token.focus();
+}
+
+function signedIn(who) {
+  me = who;
+  document.getElementById('who').textContent = who.auth ? `${who.name}${who.tenant ? ` (tenant ${who.tenant})` : ''}` : 'no authentication';
+  document.getElementById('sign-out').hidden = !who.auth;
+  document.querySelector('nav').hidden = false;
+  for (const link of document.querySelectorAll('nav a[data-admin]')) link.hidden = !isAdmin();
+  document.getElementById('view').dataset.view = '';
+  route();
+  connectLive();
+}
+
+async function boot() {
+  document.getElementById('sign-out').addEventListener('click', async () => {
+    await fetch('/logout', { method: 'POST' });
+    showSignIn();
+  });
+  const response = await fetch('/api/me');
+  if (response.ok) signedIn(await response.json());
+  else showSignIn();
+}
+
 function route() {
+  if (!me) return;
   const [path, query] = location.hash.replace(/^#/, '').split('?');
   const parts = path.split('/').filter(Boolean);
-  const name = parts[0] || 'overview';
+  // Tokens of one tenant see no cluster-wide view: they start on their jobs.
+  let name = parts[0] || (isAdmin() ? 'overview' : 'jobs');
+  if (!isAdmin() && ['overview', 'queues', 'scheduler'].includes(name)) name = 'jobs';
   view?.destroy?.();
   const root = document.getElementById('view');
   root.replaceChildren();
@@ -528,6 +685,7 @@ function route() {
   const params = new URLSearchParams(query || '');
   if (name === 'jobs') view = jobsView(root, params);
   else if (name === 'job' && parts[1]) view = jobView(root, parts[1]);
+  else if (name === 'dead') view = deadView(root);
   else if (name === 'workers') view = workersView(root);
   else if (name === 'queues') view = queuesView(root);
   else if (name === 'scheduler') view = schedulerView(root);
@@ -536,5 +694,4 @@ function route() {
 }
 
 window.addEventListener('hashchange', route);
-route();
-connectLive();
+boot();

@@ -6,6 +6,8 @@
 //   API_URL        the submitter (jobs are submitted there, as a client would)
 //   SCREENSHOTS    folder for dashboard-*.png
 //   CHROMIUM       the browser (default /usr/bin/chromium)
+//   TOKEN          an admin token of the tokens file both services were started with: jobs
+//                  are submitted with it, and the browser signs in with it
 // It prints one line `RESULT {json}` with the counts the Overview showed at the end, which the
 // Rust side compares with Redis. Any failed expectation throws, and node exits non-zero.
 
@@ -16,12 +18,14 @@ import path from 'node:path';
 const DASHBOARD = process.env.DASHBOARD_URL;
 const API = process.env.API_URL;
 const SHOTS = process.env.SCREENSHOTS;
-assert.ok(DASHBOARD && API && SHOTS, 'DASHBOARD_URL, API_URL and SCREENSHOTS must be set');
+const TOKEN = process.env.TOKEN;
+assert.ok(DASHBOARD && API && SHOTS && TOKEN, 'DASHBOARD_URL, API_URL, SCREENSHOTS and TOKEN must be set');
 const WAIT = { timeout: 30_000 };
+const AUTH = { authorization: `Bearer ${TOKEN}` };
 
 async function submit(spec) {
   const response = await fetch(`${API}/v1/jobs`, {
-    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(spec),
+    method: 'POST', headers: { 'content-type': 'application/json', ...AUTH }, body: JSON.stringify(spec),
   });
   const body = await response.text();
   assert.equal(response.status, 202, `submitting ${JSON.stringify(spec)}: ${body}`);
@@ -29,7 +33,7 @@ async function submit(spec) {
 }
 
 async function jobState(id) {
-  return (await (await fetch(`${API}/v1/jobs/${id}`)).json()).state;
+  return (await (await fetch(`${API}/v1/jobs/${id}`, { headers: AUTH })).json()).state;
 }
 
 const row = (page, id) => page.locator(`tr[data-job-id="${id}"]`);
@@ -55,8 +59,20 @@ try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
   page.on('pageerror', (error) => { throw error; });
 
-  // Overview: loads, goes live, shows the worker.
+  // Sign-in: without a token the API answers 401 and the page asks for one; a wrong token
+  // is refused, the admin token lets the page in (an HttpOnly cookie from then on).
   await page.goto(`${DASHBOARD}/#/overview`);
+  await page.locator('[data-testid=token]').waitFor(WAIT);
+  await page.locator('[data-testid=token]').fill('not-a-token');
+  await page.locator('[data-testid=sign-in]').click();
+  await page.locator('[data-testid=sign-in-problem]', { hasText: 'not a token' }).waitFor(WAIT);
+  await page.locator('[data-testid=token]').fill(TOKEN);
+  await shot(page, 'sign-in');
+  await page.locator('[data-testid=sign-in]').click();
+  await page.locator('[data-testid=who]', { hasText: 'e2e-admin' }).waitFor(WAIT);
+  assert.equal(await page.evaluate(() => document.cookie), '', 'the token cookie is HttpOnly');
+
+  // Overview: loads, goes live, shows the worker.
   await page.locator('[data-testid=live-status][data-state=live]').waitFor(WAIT);
   await page.locator('#view[data-ready=true]').waitFor(WAIT);
   await page.locator('[data-testid=workers-live]', { hasText: /^[1-9]/ }).waitFor(WAIT);
@@ -65,6 +81,8 @@ try {
 
   // Jobs: submitted jobs appear and change state live.
   await openView(page, '#/jobs');
+  // The backlog line (the admin's token sees every tenant's) comes from the scheduler.
+  await page.locator('[data-testid=tenant-backlog]', { hasText: /^Backlog: \d+ pending, \d+ running/ }).waitFor(WAIT);
   const quick = await submit({ task: 'command', args: { argv: ['echo', 'hello from warren'] }, tenant: 'alice' });
   const logged = await submit({
     task: 'command', tenant: 'bob',
@@ -99,6 +117,12 @@ try {
   await page.locator('[data-testid=confirm-yes]').click();
   await page.locator('tr[data-job-id] [data-testid=job-state]', { hasText: 'failed' }).nth(1).waitFor(WAIT);
 
+  // (After the bulk retry of failed jobs, which it would join.) Fails twice (a second later the retry), then its attempts have run out: a dead letter.
+  const dying = await submit({
+    task: 'command', tenant: 'dave', max_attempts: 2, retry_backoff: { strategy: 'fixed', initial_s: 1 },
+    args: { argv: ['sh', '-c', 'echo dying >&2; exit 1'] },
+  });
+
   // Filters by task, label and creation time, set in the form; then a bulk cancel of the
   // whole filtered set, after a confirmation that says how many jobs.
   const batch = [];
@@ -124,7 +148,22 @@ try {
   assert.equal(await jobState(unlabelled) === 'cancelled', false, 'a job outside the filter is left alone');
   // The cancel is in the job's timeline: what, by whom, from where.
   await openView(page, `#/job/${batch[0]}`);
-  await page.locator('[data-testid=timeline-action]', { hasText: 'cancel by anonymous via dashboard (bulk)' }).waitFor(WAIT);
+  await page.locator('[data-testid=timeline-action]', { hasText: 'cancel by e2e-admin via dashboard (bulk)' }).waitFor(WAIT);
+
+  // Dead letters: the job whose attempts ran out is listed with its reason, and is requeued
+  // after a confirmation; the requeue shows in its timeline.
+  await openView(page, '#/dead');
+  const deadRow = page.locator(`tr[data-dead-id="${dying}"]`);
+  await deadRow.locator('[data-testid=dead-reason]', { hasText: 'attempts exhausted (2 of 2)' }).waitFor(WAIT);
+  await shot(page, 'dead');
+  await deadRow.locator('[data-testid=requeue]').click();
+  await page.locator('[data-testid=confirm-dialog][open]').waitFor(WAIT);
+  assert.match(await page.locator('#confirm-text').textContent(), new RegExp(`^Requeue dead job ${dying}\\?`));
+  await page.locator('[data-testid=confirm-yes]').click();
+  await page.locator('#toast', { hasText: 'requeued as job' }).waitFor(WAIT);
+  await deadRow.waitFor({ state: 'detached', ...WAIT });
+  await openView(page, `#/job/${dying}`);
+  await page.locator('[data-testid=timeline-action]', { hasText: /^requeue by e2e-admin via dashboard \(as / }).waitFor(WAIT);
 
   // Job detail: the live log of a running job.
   const tailed = await submit({
@@ -175,7 +214,7 @@ try {
     succeeded: Number(await page.locator('[data-testid=finished-succeeded]').textContent()),
     failed: Number(await page.locator('[data-testid=finished-failed]').textContent()),
   };
-  console.log(`RESULT ${JSON.stringify({ counts, finished, jobs: { quick, logged, slow, failing, tailed, batch } })}`);
+  console.log(`RESULT ${JSON.stringify({ counts, finished, jobs: { quick, logged, slow, failing, dying, tailed, batch } })}`);
 } finally {
   await browser.close();
 }

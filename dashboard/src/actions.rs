@@ -9,8 +9,12 @@ use axum::http::StatusCode;
 use serde::Serialize;
 use warren_protocol::{JobEnvelope, JobId, JobState, now_ms};
 use warren_store::{JobAction, JobRecord, NewJob, Transition, TransitionOutcome};
+use warren_topology::TopologyError;
 
-use crate::api::{job_id, job_not_found, load};
+use warren_kit::auth::Role;
+
+use crate::api::{job_id, job_not_found, load, load_for};
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -19,13 +23,18 @@ const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `POST /api/jobs/{id}/cancel`: cancels a job that has not finished, like the submitter's
 /// `POST /v1/jobs/{id}/cancel`; a running job's worker is told to kill it. Answers the record,
-/// 404, or 409 when the job has already finished.
+/// 404, or 409 when the job has already finished. Needs the `submit` role, as the
+/// submitter's cancel does; another tenant's job is a 404.
 pub(crate) async fn cancel(
     State(state): State<AppState>,
+    caller: Caller,
     Path(raw): Path<String>,
 ) -> Result<Json<JobRecord>, ApiError> {
     let id = job_id(&raw)?;
-    match cancel_one(&state, id, None).await? {
+    // A job's tenant never changes, so checking it before the transition is enough.
+    load_for(state.store(), &caller, id).await?;
+    caller.require(Role::Submit)?;
+    match cancel_one(&state, id, &caller.name, None).await? {
         TransitionOutcome::Done(_) => {}
         TransitionOutcome::Missing => return Err(job_not_found(id)),
         TransitionOutcome::Illegal(current)
@@ -40,16 +49,15 @@ pub(crate) async fn cancel(
     load(state.store(), id).await.map(Json)
 }
 
-/// Who acts from the dashboard: it has no tokens yet, so nobody in particular.
-pub(crate) const ACTOR: &str = "anonymous";
 /// Where dashboard actions come from, in a job's history.
 pub(crate) const VIA: &str = "dashboard";
 
 /// Cancels one job, tells its worker when it was running, and records the action in the
-/// job's history (`detail`: `bulk` for bulk actions).
+/// job's history under the token's name `by` (`detail`: `bulk` for bulk actions).
 pub(crate) async fn cancel_one(
     state: &AppState,
     id: JobId,
+    by: &str,
     detail: Option<&str>,
 ) -> Result<TransitionOutcome, ApiError> {
     let outcome = state
@@ -57,9 +65,9 @@ pub(crate) async fn cancel_one(
         .transition(&Transition::new(id, JobState::Cancelled))
         .await?;
     if let TransitionOutcome::Done(previous) = outcome {
-        tracing::info!(job_id = %id, %previous, "job cancelled from the dashboard");
+        tracing::info!(job_id = %id, %previous, caller = by, "job cancelled from the dashboard");
         metrics::counter!("warren_dashboard_actions_total", "action" => "cancel").increment(1);
-        let mut action = JobAction::now("cancel", ACTOR, VIA);
+        let mut action = JobAction::now("cancel", by, VIA);
         if let Some(detail) = detail {
             action = action.with_detail(detail);
         }
@@ -72,7 +80,7 @@ pub(crate) async fn cancel_one(
 }
 
 /// Adds an action to a job's history. Best effort: the action itself has happened.
-async fn note(state: &AppState, id: JobId, action: &JobAction) {
+pub(crate) async fn note(state: &AppState, id: JobId, action: &JobAction) {
     if let Err(error) = state.store().record_action(id, action).await {
         tracing::warn!(job_id = %id, error = %crate::error::chain(&error), "cannot record an action in the job's history");
     }
@@ -107,12 +115,15 @@ pub(crate) struct Retried {
 /// out, cancelled) again, as a new job with the same spec and the label `retry_of`. The old
 /// job keeps its outcome: a terminal state is never overwritten. Answers 202 with the new
 /// job once it is in Redis and confirmed into intake (invariant I2, as in the submitter).
+/// Needs the `submit` role, as the submitter's retry does.
 pub(crate) async fn retry(
     State(state): State<AppState>,
+    caller: Caller,
     Path(raw): Path<String>,
 ) -> Result<(StatusCode, Json<Retried>), ApiError> {
     let id = job_id(&raw)?;
-    let record = load(state.store(), id).await?;
+    let record = load_for(state.store(), &caller, id).await?;
+    caller.require(Role::Submit)?;
     if !retryable(record.state) {
         return Err(ApiError::conflict(
             "not_retryable",
@@ -122,7 +133,7 @@ pub(crate) async fn retry(
             ),
         ));
     }
-    let new_id = retry_one(&state, record, None).await?;
+    let new_id = retry_one(&state, record, &caller.name, None).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(Retried {
@@ -134,10 +145,11 @@ pub(crate) async fn retry(
 }
 
 /// Submits a finished job again as a new job (see [`retry`]) and records the retry in the
-/// old job's history; returns the new job's id.
+/// old job's history under the token's name `by`; returns the new job's id.
 pub(crate) async fn retry_one(
     state: &AppState,
     record: JobRecord,
+    by: &str,
     detail: Option<&str>,
 ) -> Result<JobId, ApiError> {
     let id = record.id;
@@ -160,31 +172,37 @@ pub(crate) async fn retry_one(
         }
         return Err(ApiError::unavailable(
             "publishing a retried job failed",
-            &*error,
+            &error,
         ));
     }
-    tracing::info!(job_id = %job.id, retry_of = %id, "job retried from the dashboard");
+    tracing::info!(job_id = %job.id, retry_of = %id, caller = by, "job retried from the dashboard");
     metrics::counter!("warren_dashboard_actions_total", "action" => "retry").increment(1);
     let made = format!("as {}", job.id);
     let detail = detail.map_or(made.clone(), |d| format!("{d}, {made}"));
     note(
         state,
         id,
-        &JobAction::now("retry", ACTOR, VIA).with_detail(detail),
+        &JobAction::now("retry", by, VIA).with_detail(detail),
     )
     .await;
     Ok(job.id)
 }
 
-async fn publish(
-    state: &AppState,
-    job: &NewJob,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+async fn publish(state: &AppState, job: &NewJob) -> Result<(), TopologyError> {
     let envelope = JobEnvelope::first_attempt(job.id, job.spec.clone(), job.created_ms, None);
+    publish_envelope(state, &envelope).await
+}
+
+/// Publishes a job to intake and waits for the broker's confirm (retries and requeues).
+pub(crate) async fn publish_envelope(
+    state: &AppState,
+    envelope: &JobEnvelope,
+) -> Result<(), TopologyError> {
     let publisher = state.publisher().await?;
-    let pending = publisher.send_intake(&envelope).await?;
+    let pending = publisher.send_intake(envelope).await?;
     tokio::time::timeout(CONFIRM_TIMEOUT, pending.confirmed())
         .await
-        .map_err(|_| format!("no publisher confirm within {CONFIRM_TIMEOUT:?}"))??;
-    Ok(())
+        .map_err(|_| TopologyError::Connect {
+            message: format!("no publisher confirm within {CONFIRM_TIMEOUT:?}"),
+        })?
 }

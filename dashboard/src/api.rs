@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 use warren_protocol::{JobId, JobState};
 use warren_store::{FilterParams, JobFilter, JobRecord, LogLine, Page, SchedulerInfo, Store};
 
+use warren_kit::auth::Role;
+
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::ApiQuery;
 use crate::overview::{self, Overview, WorkerView};
@@ -25,21 +28,59 @@ const LOG_BATCH: usize = 200;
 /// `GET /api/overview`.
 pub(crate) async fn get_overview(
     State(state): State<AppState>,
+    caller: Caller,
 ) -> Result<Json<Overview>, ApiError> {
+    // Every tenant's counts, like the submitter's `GET /v1/stats`: admin only.
+    caller.require(Role::Admin)?;
     Ok(Json(overview::overview(state.store()).await?))
 }
 
-/// `GET /api/workers`: live, draining and recently lost workers.
+/// Most running jobs of a tenant read to keep its own in the workers' running lists.
+const OWN_RUNNING_MAX: usize = 10_000;
+
+/// `GET /api/workers`: live, draining and recently lost workers (`read`, as the submitter's
+/// `GET /v1/workers`). A tenant's token sees every worker, but in each heartbeat's running
+/// list only its own tenant's jobs.
 pub(crate) async fn get_workers(
     State(state): State<AppState>,
+    caller: Caller,
 ) -> Result<Json<Vec<WorkerView>>, ApiError> {
-    Ok(Json(overview::workers(state.store()).await?))
+    caller.require(Role::Read)?;
+    let mut workers = overview::workers(state.store()).await?;
+    let Some(own) = caller.tenant_scope() else {
+        return Ok(Json(workers));
+    };
+    // The tenant's running jobs, through its own index (never every tenant's jobs).
+    let filter = JobFilter {
+        state: Some(JobState::Running),
+        tenant: Some(own.to_owned()),
+        ..JobFilter::default()
+    };
+    let mut mine = std::collections::HashSet::new();
+    let mut cursor = None;
+    while mine.len() < OWN_RUNNING_MAX {
+        let page = state.store().list(&filter, 500, cursor).await?;
+        mine.extend(page.jobs.iter().map(|j| j.id));
+        let Some(next) = page.next_cursor.and_then(|c| c.parse().ok()) else {
+            break;
+        };
+        cursor = Some(next);
+    }
+    for worker in &mut workers {
+        if let Some(heartbeat) = worker.heartbeat.as_mut() {
+            heartbeat.running.retain(|id| mine.contains(id));
+        }
+    }
+    Ok(Json(workers))
 }
 
 /// `GET /api/scheduler`: what the scheduler publishes in Redis, as stored.
 pub(crate) async fn get_scheduler(
     State(state): State<AppState>,
+    caller: Caller,
 ) -> Result<Json<SchedulerInfo>, ApiError> {
+    // Every tenant's usage and pending work, like the submitter's `GET /v1/scheduler`.
+    caller.require(Role::Admin)?;
     Ok(Json(state.store().scheduler_info().await?))
 }
 
@@ -51,11 +92,23 @@ pub(crate) struct ListQuery {
     cursor: Option<String>,
 }
 
-/// Checks filter parameters, answering 400 `invalid_query` naming the parameter.
-pub(crate) fn parse_filter(params: FilterParams) -> Result<JobFilter, ApiError> {
-    params
-        .parse()
-        .map_err(|e| ApiError::bad_request("invalid_query", format!("{}: {}", e.field, e.message)))
+/// Checks filter parameters, answering 400 `invalid_query` naming the parameter, and binds
+/// the filter to the caller's tenant: a tenant token filtering on another tenant is a 403,
+/// as in the submitter's `GET /v1/jobs`.
+pub(crate) fn parse_filter(params: FilterParams, caller: &Caller) -> Result<JobFilter, ApiError> {
+    let mut filter = params.parse().map_err(|e| {
+        ApiError::bad_request("invalid_query", format!("{}: {}", e.field, e.message))
+    })?;
+    if let Some(own) = caller.tenant_scope() {
+        if filter.tenant.as_deref().is_some_and(|asked| asked != own) {
+            return Err(ApiError::forbidden(
+                "tenant_forbidden",
+                format!("tenant: this token sees only tenant {own:?}"),
+            ));
+        }
+        filter.tenant = Some(own.to_owned());
+    }
+    Ok(filter)
 }
 
 /// `GET /api/jobs?state=&tenant=&queue=&task=&tag=&label=&since=&until=&limit=&cursor=`: a
@@ -63,19 +116,12 @@ pub(crate) fn parse_filter(params: FilterParams) -> Result<JobFilter, ApiError> 
 /// filters; `next_cursor` is absent on the last page).
 pub(crate) async fn list_jobs(
     State(state): State<AppState>,
+    caller: Caller,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<Page>, ApiError> {
-    let filter = parse_filter(query.filter)?;
-    let limit = match non_empty(query.limit) {
-        None => 25,
-        Some(raw) => raw
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=500).contains(n))
-            .ok_or_else(|| {
-                ApiError::bad_request("invalid_query", "limit must be a number from 1 to 500")
-            })?,
-    };
+    caller.require(Role::Read)?;
+    let filter = parse_filter(query.filter, &caller)?;
+    let limit = page_limit(query.limit)?;
     let cursor = match non_empty(query.cursor) {
         None => None,
         Some(raw) => Some(raw.parse::<JobId>().map_err(|_| {
@@ -86,6 +132,19 @@ pub(crate) async fn list_jobs(
         })?),
     };
     Ok(Json(state.store().list(&filter, limit, cursor).await?))
+}
+
+/// A page's `limit` parameter: 1 to 500, 25 when absent; 400 `invalid_query` otherwise.
+pub(crate) fn page_limit(raw: Option<String>) -> Result<usize, ApiError> {
+    let Some(raw) = non_empty(raw) else {
+        return Ok(25);
+    };
+    raw.parse::<usize>()
+        .ok()
+        .filter(|n| (1..=500).contains(n))
+        .ok_or_else(|| {
+            ApiError::bad_request("invalid_query", "limit must be a number from 1 to 500")
+        })
 }
 
 fn non_empty(raw: Option<String>) -> Option<String> {
@@ -103,6 +162,20 @@ pub(crate) async fn load(store: &Store, id: JobId) -> Result<JobRecord, ApiError
     store.get(id).await?.ok_or_else(|| job_not_found(id))
 }
 
+/// Reads a job the caller may see: another tenant's job is a 404 like a missing one, so
+/// that ids cannot be probed (the submitter's rule).
+pub(crate) async fn load_for(
+    store: &Store,
+    caller: &Caller,
+    id: JobId,
+) -> Result<JobRecord, ApiError> {
+    let record = load(store, id).await?;
+    if !caller.owns(&record) {
+        return Err(job_not_found(id));
+    }
+    Ok(record)
+}
+
 /// 404 for a job id nobody knows.
 pub(crate) fn job_not_found(id: JobId) -> ApiError {
     ApiError::not_found(
@@ -114,9 +187,13 @@ pub(crate) fn job_not_found(id: JobId) -> ApiError {
 /// `GET /api/jobs/{id}`: the job record (spec, timestamps, pending reason, result, error).
 pub(crate) async fn get_job(
     State(state): State<AppState>,
+    caller: Caller,
     Path(raw): Path<String>,
 ) -> Result<Json<JobRecord>, ApiError> {
-    load(state.store(), job_id(&raw)?).await.map(Json)
+    // Whose job it is first: another tenant's job is a 404 whatever the token's roles.
+    let record = load_for(state.store(), &caller, job_id(&raw)?).await?;
+    caller.require(Role::Read)?;
+    Ok(Json(record))
 }
 
 #[derive(Debug, Deserialize)]
@@ -134,11 +211,13 @@ struct LogBatch {
 /// once the job has finished and every line has been sent.
 pub(crate) async fn tail_log(
     State(state): State<AppState>,
+    caller: Caller,
     Path(raw): Path<String>,
     ApiQuery(query): ApiQuery<LogQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let id = job_id(&raw)?;
-    load(state.store(), id).await?;
+    load_for(state.store(), &caller, id).await?;
+    caller.require(Role::Read)?;
     let tail = Tail {
         store: state.store().clone(),
         id,

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 use warren_kit::args::CommonArgs;
+use warren_kit::auth::AuthArgs;
 
 /// Settings of the dashboard.
 #[derive(Debug, Clone, Args)]
@@ -15,6 +16,9 @@ pub struct DashboardArgs {
     /// Longest a plain request may take (live streams are bounded by shutdown instead).
     #[arg(long, env = "WARREN_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
+    /// Tokens: the submitter's tokens file (`WARREN_TOKENS_FILE`), or `WARREN_NO_AUTH=true`.
+    #[command(flatten)]
+    pub auth: AuthArgs,
     /// Connections, namespace and result TTL shared with the other services.
     #[command(flatten)]
     pub common: CommonArgs,

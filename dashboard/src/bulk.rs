@@ -16,6 +16,9 @@ use warren_store::{FilterParams, TransitionOutcome};
 
 use crate::actions::{cancel_one, retry_one, retryable};
 use crate::api::parse_filter;
+use warren_kit::auth::Role;
+
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -78,9 +81,13 @@ pub(crate) struct BulkOutcome {
 /// label, since, until}, dry_run}`.
 pub(crate) async fn bulk(
     State(state): State<AppState>,
+    caller: Caller,
     Json(request): Json<BulkRequest>,
 ) -> Result<Json<BulkOutcome>, ApiError> {
-    let filter = parse_filter(request.filter)?;
+    // Each job is acted on exactly as the single action: the `submit` role, and only the
+    // caller's tenant (the filter is bound to it).
+    caller.require(Role::Submit)?;
+    let filter = parse_filter(request.filter, &caller)?;
     let action = request.action;
     let states: Vec<JobState> = JobState::ALL
         .into_iter()
@@ -112,7 +119,7 @@ pub(crate) async fn bulk(
             cursor = page.next_cursor.as_deref().and_then(|c| c.parse().ok());
             outcome.matched += page.jobs.len();
             if !request.dry_run {
-                apply(&state, action, page.jobs, &mut outcome).await;
+                apply(&state, &caller.name, action, page.jobs, &mut outcome).await;
             }
             if cursor.is_none() {
                 break;
@@ -126,6 +133,7 @@ pub(crate) async fn bulk(
         done = outcome.done,
         skipped = outcome.skipped,
         failed = outcome.failed,
+        caller = %caller.name,
         "bulk action from the dashboard"
     );
     Ok(Json(outcome))
@@ -133,14 +141,18 @@ pub(crate) async fn bulk(
 
 async fn apply(
     state: &AppState,
+    by: &str,
     action: BulkAction,
     jobs: Vec<warren_store::JobRecord>,
     outcome: &mut BulkOutcome,
 ) {
     match action {
         BulkAction::Cancel => {
-            let results =
-                join_all(jobs.iter().map(|j| cancel_one(state, j.id, Some("bulk")))).await;
+            let results = join_all(
+                jobs.iter()
+                    .map(|j| cancel_one(state, j.id, by, Some("bulk"))),
+            )
+            .await;
             for result in results {
                 match result {
                     Ok(TransitionOutcome::Done(_)) => outcome.done += 1,
@@ -155,8 +167,12 @@ async fn apply(
             let mut jobs = jobs.into_iter().peekable();
             while jobs.peek().is_some() {
                 let round: Vec<_> = jobs.by_ref().take(RETRY_CONCURRENCY).collect();
-                let results =
-                    join_all(round.into_iter().map(|j| retry_one(state, j, Some("bulk")))).await;
+                let results = join_all(
+                    round
+                        .into_iter()
+                        .map(|j| retry_one(state, j, by, Some("bulk"))),
+                )
+                .await;
                 for result in results {
                     match result {
                         Ok(_) => outcome.done += 1,

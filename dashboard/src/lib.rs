@@ -1,6 +1,7 @@
 //! Warren's dashboard: a web UI over the durable state in Redis and the live job events, its
-//! read API, server-sent events for live updates, the cancel and retry actions, and
-//! Prometheus metrics on `/metrics`.
+//! read API, server-sent events for live updates, the cancel, retry and dead-letter requeue
+//! actions, and Prometheus metrics on `/metrics`. The API takes the submitter's tokens and
+//! roles (`auth`): a tenant token sees only its tenant.
 //!
 //! It sits at the end of the flow: client → submitter → intake → scheduler → pool queue →
 //! worker → Redis → **dashboard**. Everything it shows comes from Redis through
@@ -19,7 +20,10 @@ mod actions;
 mod api;
 mod args;
 mod assets;
+mod auth;
+mod backlog;
 mod bulk;
+mod dead;
 mod error;
 mod extract;
 mod latency;
@@ -103,6 +107,12 @@ pub fn app(state: AppState) -> Router {
         .route("/api/jobs/{id}/cancel", post(actions::cancel))
         .route("/api/jobs/{id}/retry", post(actions::retry))
         .route("/api/workers", get(api::get_workers))
+        .route("/api/me", get(auth::me))
+        .route("/api/backlog", get(backlog::backlog))
+        .route("/api/dead", get(dead::list))
+        .route("/api/dead/{id}/requeue", post(dead::requeue))
+        .route("/login", post(auth::login))
+        .route("/logout", post(auth::logout))
         .route("/api/scheduler", get(api::get_scheduler))
         .route("/api/queues", get(queues::get_queues))
         .route("/metrics", get(metrics::render))
@@ -119,6 +129,8 @@ pub fn app(state: AppState) -> Router {
     timed
         .merge(streams)
         .fallback(api::not_found)
+        // Outside the routes so that an unknown `/api/` path is a 401 to a stranger too.
+        .layer(from_fn_with_state(state.clone(), auth::authenticate))
         .layer(from_fn(metrics::track))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

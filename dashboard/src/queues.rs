@@ -16,8 +16,10 @@ use warren_topology::lapin::options::QueueDeclareOptions;
 use warren_topology::lapin::types::{FieldTable, ShortString};
 use warren_topology::{AmqpPool, DELAY_RUNGS, Topology};
 
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
+use warren_kit::auth::Role;
 
 /// How long the whole round of declares may take.
 const QUEUES_TIMEOUT: Duration = Duration::from_secs(5);
@@ -40,7 +42,10 @@ pub(crate) struct QueueView {
 /// `GET /api/queues`.
 pub(crate) async fn get_queues(
     State(state): State<AppState>,
+    caller: Caller,
 ) -> Result<Json<Vec<QueueView>>, ApiError> {
+    // Depths over every tenant's jobs.
+    caller.require(Role::Admin)?;
     let pools: BTreeSet<PoolName> = state
         .store()
         .live_workers()

@@ -16,9 +16,11 @@ use serde::{Deserialize, Serialize};
 use warren_protocol::now_ms;
 use warren_store::{CounterSample, Resolution, Store};
 
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::ApiQuery;
 use crate::state::AppState;
+use warren_kit::auth::Role;
 
 /// How often the counters are sampled.
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
@@ -113,8 +115,11 @@ pub(crate) struct SeriesResponse {
 /// per minute over the last 24 hours.
 pub(crate) async fn series(
     State(state): State<AppState>,
+    caller: Caller,
     ApiQuery(query): ApiQuery<SeriesQuery>,
 ) -> Result<Json<SeriesResponse>, ApiError> {
+    // Counts over every tenant, like the submitter's `GET /v1/stats`.
+    caller.require(Role::Admin)?;
     let (resolution, name, span) = match query.resolution.as_deref().unwrap_or("1s") {
         "1s" => (Resolution::Second, "1s", 300),
         "1m" => (Resolution::Minute, "1m", 24 * 60),

@@ -8,12 +8,14 @@ use tokio::sync::{Mutex, broadcast};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use warren_kit::args::safe_url;
+use warren_kit::auth::Auth;
 use warren_store::{Store, StoreOptions};
 use warren_topology::{
     AmqpPool, Publisher, Topology, TopologyError, TopologyOptions, connect_pool_tls,
 };
 
 use crate::args::DashboardArgs;
+use crate::live::LiveMessage;
 use crate::metrics::Metrics;
 
 /// Messages the live stream holds for its slowest reader. A reader further behind skips
@@ -29,13 +31,15 @@ pub struct AppState {
 }
 
 struct Inner {
+    /// Who may look and act (`auth`).
+    auth: Auth,
     store: Store,
     topology: Topology,
     amqp: AmqpPool,
     /// The channel actions publish on, reopened when it dies. A tokio mutex because opening
     /// awaits; it is held only to check or replace the channel, never while publishing.
     publisher: Mutex<Option<Publisher>>,
-    live: broadcast::Sender<Arc<str>>,
+    live: broadcast::Sender<LiveMessage>,
     metrics: Metrics,
     request_timeout: Duration,
     /// Tracks the background tasks (event pump, sampler), so shutdown waits for them.
@@ -61,6 +65,16 @@ impl std::fmt::Debug for AppState {
 
 /// Connects to Redis and RabbitMQ and starts the background tasks (event pump, sampler).
 pub(crate) async fn build(args: &DashboardArgs) -> anyhow::Result<AppState> {
+    // First: a dashboard with neither tokens nor WARREN_NO_AUTH must not start at all.
+    let auth = args.auth.load()?;
+    match &auth {
+        Auth::Tokens(table) => tracing::info!(tokens = table.len(), "dashboard authentication on"),
+        Auth::Off => tracing::warn!(
+            "AUTHENTICATION IS OFF (--no-auth): anyone who can reach the dashboard may see \
+             every tenant's jobs and cancel, retry and requeue them; set WARREN_TOKENS_FILE \
+             for anything but local use"
+        ),
+    }
     let common = &args.common;
     let ns = common.namespace.clone();
     let options = StoreOptions {
@@ -88,6 +102,7 @@ pub(crate) async fn build(args: &DashboardArgs) -> anyhow::Result<AppState> {
     let (live, _) = broadcast::channel(LIVE_BUFFER);
     let state = AppState {
         inner: Arc::new(Inner {
+            auth,
             store,
             topology,
             amqp,
@@ -105,6 +120,10 @@ pub(crate) async fn build(args: &DashboardArgs) -> anyhow::Result<AppState> {
 }
 
 impl AppState {
+    pub(crate) fn auth(&self) -> &Auth {
+        &self.inner.auth
+    }
+
     pub(crate) fn store(&self) -> &Store {
         &self.inner.store
     }
@@ -117,7 +136,7 @@ impl AppState {
         &self.inner.amqp
     }
 
-    pub(crate) fn live(&self) -> &broadcast::Sender<Arc<str>> {
+    pub(crate) fn live(&self) -> &broadcast::Sender<LiveMessage> {
         &self.inner.live
     }
 

@@ -45,6 +45,20 @@ pub struct DeadLetter {
     pub requeueable: bool,
 }
 
+/// Whether `raw` can be a `next_cursor` of [`Store::list_dead`]: `<13 digits>|<id>`, as the
+/// index spells its members. The submitter and the dashboard check cursors with it before
+/// they reach Redis.
+#[must_use]
+pub fn is_dead_cursor(raw: &str) -> bool {
+    raw.split_once('|').is_some_and(|(ms, id)| {
+        ms.len() == 13
+            && ms.bytes().all(|b| b.is_ascii_digit())
+            && !id.is_empty()
+            && id.len() <= 64
+            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    })
+}
+
 impl DeadLetter {
     fn member(&self) -> String {
         format!("{:013}|{}", self.dead_ms, self.id)
@@ -135,6 +149,22 @@ impl Store {
             .await
             .map_err(|e| StoreError::redis("reading a dead letter", e))?;
         raw.map(|raw| self.parse_dead(&raw)).transpose()
+    }
+
+    /// Reads one dead letter as a caller bound to `tenant` may see it: `None` for another
+    /// tenant's, or for one with no readable tenant (a malformed message) unless `tenant` is
+    /// `None` (every tenant). The submitter and the dashboard answer both as "not found", so
+    /// ids cannot be probed.
+    ///
+    /// # Errors
+    /// Returns [`StoreError`] when Redis fails or the entry is corrupt.
+    pub async fn dead_letter_for(
+        &self,
+        id: &str,
+        tenant: Option<&str>,
+    ) -> Result<Option<DeadLetter>, StoreError> {
+        let entry = self.dead_letter(id).await?;
+        Ok(entry.filter(|e| tenant.is_none_or(|own| e.tenant.as_deref() == Some(own))))
     }
 
     fn parse_dead(&self, raw: &str) -> Result<DeadLetter, StoreError> {

@@ -24,7 +24,7 @@ mod submit_ops;
 mod workers;
 
 pub use actions::{JobAction, MAX_ACTIONS, RETRY_OF_LABEL};
-pub use dead::{DeadLetter, DeadPage, REQUEUED_FROM_LABEL, RequeueError, Requeued};
+pub use dead::{DeadLetter, DeadPage, REQUEUED_FROM_LABEL, RequeueError, Requeued, is_dead_cursor};
 pub use error::StoreError;
 pub use events::JobEvent;
 pub use jobs::{ClaimOutcome, LeaseRenewal, NewJob, SubmitKey, Transition, TransitionOutcome};

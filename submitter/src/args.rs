@@ -122,16 +122,8 @@ impl SubmitterArgs {
             self.security.tls_cert_file.is_some() == self.security.tls_key_file.is_some(),
             "WARREN_TLS_CERT_FILE and WARREN_TLS_KEY_FILE go together: set both or neither"
         );
-        anyhow::ensure!(
-            !(self.security.tokens_file.is_some() && self.security.no_auth),
-            "WARREN_TOKENS_FILE and WARREN_NO_AUTH contradict each other: set one"
-        );
-        anyhow::ensure!(
-            self.security.tokens_file.is_some() || self.security.no_auth,
-            "the API needs WARREN_TOKENS_FILE (--tokens-file), or WARREN_NO_AUTH=true \
-             (--no-auth) to serve without authentication"
-        );
-        Ok(())
+        // The same rule, and words, as the dashboard's.
+        warren_kit::auth::Auth::check(self.security.tokens_file.as_deref(), self.security.no_auth)
     }
 }
 

@@ -16,7 +16,7 @@ use warren_store::{RedisTls, Store, StoreError, StoreOptions};
 use warren_topology::{Publisher, Topology, TopologyOptions, connect_pool_tls, declare_core};
 
 use crate::args::SubmitterArgs;
-use crate::auth::{Auth, TokenTable};
+use crate::auth::Auth;
 use crate::placement::{Warning, WorkerCache};
 use crate::problem::ApiError;
 use crate::publisher::PublisherSlot;
@@ -84,21 +84,23 @@ pub(crate) async fn build(
     // Before anything is counted: series recorded with no recorder installed are lost.
     warren_kit::metrics::install();
     let security = &args.security;
-    let auth = match &security.tokens_file {
-        Some(path) => {
-            let table = TokenTable::load(path)?;
+    let auth = Auth::load(security.tokens_file.as_deref(), security.no_auth)?;
+    match &auth {
+        Auth::Tokens(table) => {
+            let path = security
+                .tokens_file
+                .as_deref()
+                .unwrap_or(std::path::Path::new(""));
             tracing::info!(tokens = table.len(), path = %path.display(), "authentication on");
-            Auth::Tokens(table)
         }
-        None => {
+        Auth::Off => {
             tracing::warn!(
                 "AUTHENTICATION IS OFF (--no-auth): anyone who can reach this API may read, \
                  submit and cancel every tenant's jobs and change the scheduler policy; \
                  set WARREN_TOKENS_FILE for anything but local use"
             );
-            Auth::Off
         }
-    };
+    }
     let tls = match (&security.tls_cert_file, &security.tls_key_file) {
         (Some(cert), Some(key)) => Some(crate::server::tls_acceptor(cert, key)?),
         _ => None,

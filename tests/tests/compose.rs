@@ -428,19 +428,22 @@ fn prometheus_is_optional_and_scrapes_the_dashboard() {
 fn submitter_requires_tokens_and_the_demo_tokens_are_documented() {
     use sha2::Digest as _;
     let doc = compose();
-    let submitter = service(&doc, "submitter");
-    let env = environment(submitter);
-    let path = env
-        .get("WARREN_TOKENS_FILE")
-        .expect("auth is on in compose: the submitter sets WARREN_TOKENS_FILE");
-    assert!(!env.contains_key("WARREN_NO_AUTH"), "{env:?}");
-    let mounts = words(&submitter["volumes"]);
-    assert!(
-        mounts
-            .iter()
-            .any(|m| m == &format!("./deploy/tokens.json:{path}:ro")),
-        "the tokens file is mounted read-only at {path}: {mounts:?}"
-    );
+    // The dashboard takes the same tokens as the API.
+    for name in ["submitter", "dashboard"] {
+        let svc = service(&doc, name);
+        let env = environment(svc);
+        let path = env
+            .get("WARREN_TOKENS_FILE")
+            .unwrap_or_else(|| panic!("auth is on in compose: {name} sets WARREN_TOKENS_FILE"));
+        assert!(!env.contains_key("WARREN_NO_AUTH"), "{name}: {env:?}");
+        let mounts = words(&svc["volumes"]);
+        assert!(
+            mounts
+                .iter()
+                .any(|m| m == &format!("./deploy/tokens.json:{path}:ro")),
+            "{name}: the tokens file is mounted read-only at {path}: {mounts:?}"
+        );
+    }
     let tokens: serde_json::Value = serde_json::from_str(&read("deploy/tokens.json")).unwrap();
     let hashes: Vec<&str> = tokens["tokens"]
         .as_array()

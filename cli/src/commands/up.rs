@@ -33,8 +33,8 @@ pub(crate) struct UpArgs {
     /// Address the dashboard listens on (port 0 picks a free one; the address is printed).
     #[arg(long, env = "WARREN_DASHBOARD_ADDR", default_value = "127.0.0.1:8081")]
     dashboard_addr: SocketAddr,
-    /// Bearer tokens of the API (see the submitter's README). Without one, `warren up`
-    /// serves without authentication, for local use, and says so loudly at start.
+    /// Bearer tokens of the API and the dashboard (see the submitter's README). Without one,
+    /// `warren up` serves without authentication, for local use, and says so loudly at start.
     #[arg(long, env = "WARREN_TOKENS_FILE")]
     tokens_file: Option<std::path::PathBuf>,
     /// Most submissions per tenant, e.g. 100/s (unlimited when unset).
@@ -95,6 +95,11 @@ pub(crate) async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Re
     let dashboard = DashboardArgs {
         http_addr: args.dashboard_addr,
         request_timeout: args.request_timeout,
+        // The same tokens as the API: a token signs in to both.
+        auth: warren_kit::auth::AuthArgs {
+            tokens_file: args.tokens_file.clone(),
+            no_auth: args.tokens_file.is_none(),
+        },
         common: common.clone(),
     };
     let dashboard_state = warren_dashboard::build_state(&dashboard).await?;

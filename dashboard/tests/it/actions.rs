@@ -22,7 +22,7 @@ async fn cancel_moves_unfinished_jobs_only() {
     }
     let (status, body) = h.call("POST", &format!("/api/jobs/{done}/cancel")).await;
     assert_eq!(status, StatusCode::CONFLICT);
-    assert_eq!(body["error"]["code"], "job_finished");
+    assert_eq!(body["code"], "job_finished");
     let missing = warren_protocol::JobId::new();
     let (status, _) = h.call("POST", &format!("/api/jobs/{missing}/cancel")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -47,7 +47,7 @@ async fn retry_submits_a_failed_job_again() {
     let running = h.job("t", "q", &[Scheduled, Running]).await;
     let (status, body) = h.call("POST", &format!("/api/jobs/{running}/retry")).await;
     assert_eq!(status, StatusCode::CONFLICT);
-    assert_eq!(body["error"]["code"], "not_retryable");
+    assert_eq!(body["code"], "not_retryable");
     h.finish().await;
 }
 
@@ -174,10 +174,7 @@ async fn bulk_cancel_and_retry_act_on_the_whole_filtered_set_and_are_recorded() 
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("label"),
+        body["detail"].as_str().unwrap().starts_with("label"),
         "{body}"
     );
     h.finish().await;

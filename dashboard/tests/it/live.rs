@@ -19,7 +19,22 @@ async fn read_until(
     done: impl Fn(&str) -> bool,
     act: impl AsyncFnOnce(),
 ) -> String {
-    let request = Request::builder().uri(uri).body(Body::empty()).unwrap();
+    read_until_as(h, uri, None, done, act).await
+}
+
+/// [`read_until`] with a bearer token.
+pub(crate) async fn read_until_as(
+    h: &Harness,
+    uri: &str,
+    token: Option<&str>,
+    done: impl Fn(&str) -> bool,
+    act: impl AsyncFnOnce(),
+) -> String {
+    let mut request = Request::builder().uri(uri);
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let request = request.body(Body::empty()).unwrap();
     let response = within(h.app().oneshot(request)).await.unwrap();
     assert_eq!(
         response.headers()["content-type"],
@@ -40,6 +55,22 @@ async fn read_until(
     text
 }
 
+/// Waits until the dashboard's event pump has subscribed to the job events.
+pub(crate) async fn pump_subscribed(h: &Harness) {
+    wait_until("the pump subscribes", Duration::from_secs(10), || async {
+        let client = redis::Client::open(redis_url()).ok()?;
+        let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+        let (_, subscribers): (String, u64) = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(h.store.keys().events_channel())
+            .query_async(&mut conn)
+            .await
+            .ok()?;
+        (subscribers > 0).then_some(())
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn job_events_and_ticks_reach_the_live_stream() {
     let h = Harness::start("dash_live").await;
@@ -50,18 +81,7 @@ async fn job_events_and_ticks_reach_the_live_stream() {
         |text| text.contains("\"type\":\"job\"") && text.contains("\"type\":\"tick\""),
         async || {
             // Once the pump has subscribed it sees this transition (ticks come by themselves).
-            wait_until("the pump subscribes", Duration::from_secs(10), || async {
-                let client = redis::Client::open(redis_url()).ok()?;
-                let mut conn = client.get_multiplexed_async_connection().await.ok()?;
-                let (_, subscribers): (String, u64) = redis::cmd("PUBSUB")
-                    .arg("NUMSUB")
-                    .arg(h.store.keys().events_channel())
-                    .query_async(&mut conn)
-                    .await
-                    .ok()?;
-                (subscribers > 0).then_some(())
-            })
-            .await;
+            pump_subscribed(&h).await;
             h.store
                 .transition(&warren_store::Transition::new(id, Scheduled))
                 .await

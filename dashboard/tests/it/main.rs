@@ -4,7 +4,9 @@
 //! would make them, and the router is driven with `oneshot` (streams are read frame by frame).
 
 mod actions;
+mod auth;
 mod big_history;
+mod dead;
 mod live;
 mod reads;
 
@@ -17,6 +19,7 @@ use serde_json::Value;
 use tower::ServiceExt as _;
 use warren_dashboard::{AppState, DashboardArgs, app, build_state};
 use warren_kit::args::{AmqpArgs, CommonArgs, RedisArgs};
+use warren_kit::auth::AuthArgs;
 use warren_kit::testkit::{TestNamespace, amqp_url, redis_url};
 use warren_protocol::{JobId, JobSpec, JobState, now_ms};
 use warren_store::{NewJob, Store, StoreOptions, Transition};
@@ -43,10 +46,25 @@ pub(crate) struct Harness {
 
 impl Harness {
     pub(crate) async fn start(name: &str) -> Self {
+        Self::start_with(TestNamespace::new(name), AuthArgs::off()).await
+    }
+
+    /// A dashboard that takes the tokens of [`auth::TOKENS`].
+    pub(crate) async fn start_with_tokens(name: &str) -> Self {
         let ns = TestNamespace::new(name);
+        let path = std::env::temp_dir().join(format!("{}-tokens.json", ns.ns().as_str()));
+        std::fs::write(&path, auth::tokens_file().to_string()).unwrap();
+        let h = Self::start_with(ns, AuthArgs::tokens(&path)).await;
+        // The file is read once, at start.
+        std::fs::remove_file(path).unwrap();
+        h
+    }
+
+    async fn start_with(ns: TestNamespace, auth: AuthArgs) -> Self {
         let args = DashboardArgs {
             http_addr: "127.0.0.1:0".parse().unwrap(),
             request_timeout: Duration::from_secs(10),
+            auth,
             common: CommonArgs {
                 amqp: AmqpArgs::new(amqp_url()),
                 redis: RedisArgs::new(redis_url()),
@@ -92,37 +110,45 @@ impl Harness {
 
     /// Sends one request; answers the status and the body as JSON (or a JSON string).
     pub(crate) async fn call(&self, method: &str, uri: &str) -> (StatusCode, Value) {
-        let request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .body(Body::empty())
-            .unwrap();
-        let response = within(self.app().oneshot(request)).await.unwrap();
-        let status = response.status();
-        let bytes = within(axum::body::to_bytes(response.into_body(), 1 << 24))
-            .await
-            .unwrap();
-        let body = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        let (status, _, body) = self.call_as(method, uri, None, None).await;
         (status, body)
     }
 
     /// Sends one request with a JSON body.
     pub(crate) async fn send(&self, method: &str, uri: &str, body: &Value) -> (StatusCode, Value) {
-        let request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("content-type", "application/json")
-            .body(Body::from(body.to_string()))
-            .unwrap();
+        let (status, _, body) = self.call_as(method, uri, None, Some(body)).await;
+        (status, body)
+    }
+
+    /// Sends one request with `token` (as a bearer token) and an optional JSON body;
+    /// answers the status, the headers and the body as JSON (or a JSON string).
+    pub(crate) async fn call_as(
+        &self,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> (StatusCode, axum::http::HeaderMap, Value) {
+        let mut builder = Request::builder().method(method).uri(uri);
+        if let Some(token) = token {
+            builder = builder.header("authorization", format!("Bearer {token}"));
+        }
+        let request = match body {
+            Some(body) => builder
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string())),
+            None => builder.body(Body::empty()),
+        }
+        .unwrap();
         let response = within(self.app().oneshot(request)).await.unwrap();
         let status = response.status();
+        let headers = response.headers().clone();
         let bytes = within(axum::body::to_bytes(response.into_body(), 1 << 24))
             .await
             .unwrap();
         let body = serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        (status, body)
+        (status, headers, body)
     }
 
     pub(crate) async fn get(&self, uri: &str) -> Value {

@@ -12,7 +12,7 @@ use warren_store::{CounterSample, Resolution};
 
 use crate::{Harness, within};
 
-fn heartbeat(id: &str, interval_ms: u64, busy: u32) -> Heartbeat {
+pub(crate) fn heartbeat(id: &str, interval_ms: u64, busy: u32) -> Heartbeat {
     Heartbeat {
         worker_id: WorkerId::from_raw(id),
         pool: PoolName::parse_list("cpu").unwrap(),
@@ -129,13 +129,13 @@ async fn jobs_are_listed_filtered_and_paged() {
 
     let (status, body) = h.call("GET", "/api/jobs?state=nope").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body["error"]["code"], "invalid_query");
+    assert_eq!(body["code"], "invalid_query");
     let (status, _) = h.call("GET", "/api/jobs?limit=0").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     // A malformed query string answers in the API's shape too.
     let (status, body) = h.call("GET", "/api/jobs?state=a&state=b").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body["error"]["code"], "invalid_query", "{body}");
+    assert_eq!(body["code"], "invalid_query", "{body}");
     h.finish().await;
 }
 
@@ -154,11 +154,11 @@ async fn job_detail_has_spec_timestamps_and_reason() {
 
     let (status, body) = h.call("GET", "/api/jobs/not-an-id").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body["error"]["code"], "invalid_job_id");
+    assert_eq!(body["code"], "invalid_job_id");
     let missing = warren_protocol::JobId::new();
     let (status, body) = h.call("GET", &format!("/api/jobs/{missing}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(body["error"]["code"], "job_not_found");
+    assert_eq!(body["code"], "job_not_found");
     h.finish().await;
 }
 
@@ -283,7 +283,7 @@ async fn the_page_and_its_assets_are_served() {
     }
     let (status, body) = h.call("GET", "/assets/nope.js").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(body["error"]["code"], "not_found");
+    assert_eq!(body["code"], "not_found");
     h.finish().await;
 }
 

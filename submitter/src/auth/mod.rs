@@ -6,8 +6,6 @@
 //! job it is (`caller.owns(&record)`: another tenant's job is answered 404, as if it did not
 //! exist, so ids cannot be probed). With auth off every caller is a tenant-less admin.
 
-mod tokens;
-
 use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, Request, State};
@@ -18,20 +16,11 @@ use axum::response::{IntoResponse, Response};
 use warren_protocol::JobSpec;
 use warren_store::JobRecord;
 
-pub(crate) use tokens::{Principal, TokenTable};
-pub use tokens::{Role, hash_token};
+pub(crate) use warren_kit::auth::{Auth, Principal, bearer};
+pub use warren_kit::auth::{Role, hash_token};
 
 use crate::problem::ApiError;
 use crate::state::AppState;
-
-/// Whether requests must carry a token.
-#[derive(Debug)]
-pub(crate) enum Auth {
-    /// `--no-auth`: everyone is a tenant-less admin.
-    Off,
-    /// Tokens from the tokens file.
-    Tokens(TokenTable),
-}
 
 /// Paths anyone may call: probes of load balancers and orchestrators carry no token, and
 /// the API's description is no secret.
@@ -49,11 +38,7 @@ pub(crate) async fn authenticate(
         return next.run(req).await;
     }
     let caller = match state.auth() {
-        Auth::Off => Caller(Arc::new(Principal {
-            name: "anonymous".into(),
-            roles: vec![Role::Admin],
-            tenant: None,
-        })),
+        Auth::Off => Caller(Arc::new(Principal::anonymous())),
         Auth::Tokens(table) => {
             let presented = req
                 .headers()
@@ -82,13 +67,6 @@ pub(crate) async fn authenticate(
     next.run(req).await
 }
 
-/// The token of `Bearer <token>` (the scheme is case-insensitive).
-fn bearer(value: &str) -> Option<&str> {
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-}
-
 fn unauthorized(code: &'static str, detail: &str, challenge: &'static str) -> Response {
     let mut response = ApiError::unauthorized(code, detail).into_response();
     response.headers_mut().insert(
@@ -105,19 +83,9 @@ pub(crate) struct Caller(Arc<Principal>);
 impl Caller {
     /// 403 unless the token has `role` (admin has every role).
     pub(crate) fn require(&self, role: Role) -> Result<(), ApiError> {
-        let roles = &self.0.roles;
-        if roles.contains(&role) || roles.contains(&Role::Admin) {
-            return Ok(());
-        }
-        let name = match role {
-            Role::Submit => "submit",
-            Role::Read => "read",
-            Role::Admin => "admin",
-        };
-        Err(ApiError::forbidden(
-            "forbidden",
-            format!("this token lacks the {name} role"),
-        ))
+        self.0
+            .require(role)
+            .map_err(|message| ApiError::forbidden("forbidden", message))
     }
 
     /// The token's name (`anonymous` with auth off), for the record of what it did.
@@ -132,7 +100,7 @@ impl Caller {
 
     /// Whether `record` belongs to a tenant this caller may see.
     pub(crate) fn owns(&self, record: &JobRecord) -> bool {
-        self.tenant().is_none_or(|t| t == record.spec.tenant)
+        self.0.sees(&record.spec.tenant)
     }
 
     /// Binds a spec to the caller's tenant: a spec without `tenant` gets it filled in, one
@@ -188,15 +156,6 @@ mod tests {
     use axum::http::StatusCode;
 
     use super::*;
-
-    #[test]
-    fn bearer_tokens_are_read() {
-        assert_eq!(bearer("Bearer abc"), Some("abc"));
-        assert_eq!(bearer("bearer  abc "), Some("abc"));
-        assert_eq!(bearer("Basic abc"), None);
-        assert_eq!(bearer("Bearer "), None);
-        assert_eq!(bearer("Bearer"), None);
-    }
 
     #[test]
     fn roles_and_tenants_are_enforced() {

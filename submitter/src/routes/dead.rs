@@ -76,13 +76,7 @@ pub(super) async fn list(
 
 /// `<13 digits>|<id>`, as the index spells its members.
 fn is_cursor(raw: &str) -> bool {
-    raw.split_once('|').is_some_and(|(ms, id)| {
-        ms.len() == 13
-            && ms.bytes().all(|b| b.is_ascii_digit())
-            && !id.is_empty()
-            && id.len() <= 64
-            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    })
+    warren_store::is_dead_cursor(raw)
 }
 
 #[utoipa::path(
@@ -114,17 +108,12 @@ pub(super) async fn requeue(
             format!("no dead letter {id}: never dead-lettered, already requeued, or forgotten"),
         )
     };
-    let entry = state
+    // Another tenant's dead letter is a 404, like a missing one.
+    state
         .store()
-        .dead_letter(&id)
+        .dead_letter_for(&id, caller.tenant())
         .await?
         .ok_or_else(not_found)?;
-    // Another tenant's dead letter is a 404, like a missing one.
-    if let Some(own) = caller.tenant()
-        && entry.tenant.as_deref() != Some(own)
-    {
-        return Err(not_found());
-    }
     caller.require(Role::Admin)?;
     let for_publish = state.clone();
     let publish = |envelope: JobEnvelope| async move { publish(&for_publish, &envelope).await };

@@ -1,4 +1,4 @@
-//! The tokens file: who may call the API, with which roles, for which tenant.
+//! The tokens file: who may call the API (the submitter's and the dashboard's), with which roles, for which tenant.
 //!
 //! Only SHA-256 digests of tokens are stored, so the file is no secret worth stealing. A
 //! presented token is hashed and compared with *every* entry in constant time: neither the
@@ -45,22 +45,24 @@ struct TokenEntry {
 
 /// Who a valid token belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Principal {
+pub struct Principal {
     /// The entry's name, for logs (never the token).
-    pub(crate) name: String,
-    pub(crate) roles: Vec<Role>,
+    pub name: String,
+    /// What it may do.
+    pub roles: Vec<Role>,
     /// The only tenant it may act for; `None` for a tenant-less admin (all tenants).
-    pub(crate) tenant: Option<String>,
+    pub tenant: Option<String>,
 }
 
 /// The loaded tokens file.
 #[derive(Debug)]
-pub(crate) struct TokenTable {
+pub struct TokenTable {
     entries: Vec<([u8; 32], Principal)>,
 }
 
 /// Hex SHA-256 of a token, as the tokens file stores it (`warren admin hash-token`, or
 /// `printf %s TOKEN | sha256sum`).
+#[must_use]
 pub fn hash_token(token: &str) -> String {
     Sha256::digest(token.as_bytes())
         .iter()
@@ -70,13 +72,21 @@ pub fn hash_token(token: &str) -> String {
 
 impl TokenTable {
     /// Reads and checks the tokens file at `path`.
-    pub(crate) fn load(path: &Path) -> anyhow::Result<Self> {
+    ///
+    /// # Errors
+    /// Fails when the file cannot be read or is not a valid tokens file; the message names
+    /// the file and what to fix.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading WARREN_TOKENS_FILE {}", path.display()))?;
         Self::parse(&text).with_context(|| format!("in WARREN_TOKENS_FILE {}", path.display()))
     }
 
-    pub(crate) fn parse(text: &str) -> anyhow::Result<Self> {
+    /// Parses and checks the text of a tokens file.
+    ///
+    /// # Errors
+    /// Fails, saying what to fix, when the text is not a valid tokens file.
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
         let file: TokensFile = serde_json::from_str(text).context("not a valid tokens file")?;
         anyhow::ensure!(!file.tokens.is_empty(), "the file names no token");
         let mut names = HashSet::new();
@@ -128,12 +138,20 @@ impl TokenTable {
     }
 
     /// Counts the tokens.
-    pub(crate) fn len(&self) -> usize {
+    #[must_use]
+    pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    /// Whether it holds no token (never, once loaded: an empty file is refused).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     /// Finds the owner of `token`, looking at every entry whatever matches.
-    pub(crate) fn find(&self, token: &str) -> Option<&Principal> {
+    #[must_use]
+    pub fn find(&self, token: &str) -> Option<&Principal> {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let mut found = None;
         for (stored, principal) in &self.entries {
