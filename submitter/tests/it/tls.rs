@@ -21,16 +21,16 @@ use warren_store::{RedisTls, Store, StoreOptions};
 use crate::support::{Harness, TIMEOUT, args};
 
 /// Files of a test CA and of a certificate it signed for `localhost` and `127.0.0.1`.
-struct Pki {
+pub(crate) struct Pki {
     dir: PathBuf,
     ca: PathBuf,
-    ca_der: CertificateDer<'static>,
-    cert: PathBuf,
-    key: PathBuf,
+    pub(crate) ca_der: CertificateDer<'static>,
+    pub(crate) cert: PathBuf,
+    pub(crate) key: PathBuf,
 }
 
 impl Pki {
-    fn new(name: &str) -> Self {
+    pub(crate) fn new(name: &str) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "warren-tls-{name}-{}-{}",
             std::process::id(),
@@ -107,7 +107,7 @@ fn ring() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 /// `GET path` over HTTPS, trusting only `ca`; the raw response.
-async fn https_get(port: u16, ca: &CertificateDer<'static>, path: &str) -> String {
+pub(crate) async fn https_get(port: u16, ca: &CertificateDer<'static>, path: &str) -> String {
     let mut roots = RootCertStore::empty();
     roots.add(ca.clone()).unwrap();
     let config = ClientConfig::builder_with_provider(ring())
