@@ -10,7 +10,7 @@ use warren_kit::testkit::wait_until;
 use warren_submitter::serve;
 
 use crate::support::{Harness, TIMEOUT, args};
-use crate::tls::{Pki, https_get};
+use crate::tls::https_get;
 
 /// Sends one HTTP/1.1 request and returns the raw response.
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
@@ -86,7 +86,7 @@ fn problem_of(response: &str) -> (u16, Value) {
 /// 414 with a problem+json body, served plain and over HTTPS.
 #[tokio::test]
 async fn long_uris_get_a_problem_json_414_plain_and_over_https() {
-    let pki = Pki::new("uri");
+    let pki = warren_kit::testkit::TestPki::new("uri");
     let ns = warren_kit::testkit::TestNamespace::new("serve_uri");
     let mut https_args = args(&ns, warren_kit::testkit::redis_url());
     https_args.security.tls_cert_file = Some(pki.cert.clone());
