@@ -121,8 +121,8 @@ fn with_problem_body(buf: &[u8]) -> Option<Vec<u8>> {
         if lower.starts_with("content-type:") {
             return None;
         }
-        if lower.starts_with("content-length:") {
-            empty = lower["content-length:".len()..].trim() == "0";
+        if let Some(length) = lower.strip_prefix("content-length:") {
+            empty = length.trim() == "0";
             continue;
         }
         kept.push(line);

@@ -104,12 +104,11 @@ async fn long_uris_get_a_problem_json_414_plain_and_over_https() {
     let get = |tls: bool, path: String| {
         let (port, ca) = (ports[usize::from(tls)], pki.ca_der.clone());
         async move {
-            let answer = if tls {
+            if tls {
                 https_get(port, &ca, &path).await
             } else {
                 http_get(([127, 0, 0, 1], port).into(), &path).await
-            };
-            answer
+            }
         }
     };
 
