@@ -24,7 +24,8 @@ use crate::problem::{ApiError, PROBLEM_JSON};
 
 /// A connection's I/O that rewrites hyper's bodiless error answers into problem+json.
 ///
-/// It reports no vectored writes, so hyper hands each response head over in one buffer.
+/// hyper hands a response head over in one buffer, whether it writes flat or vectored (then
+/// the head is the first slice, and an answer without a body is that slice alone).
 #[derive(Debug)]
 pub(crate) struct ProblemIo<I> {
     inner: I,
@@ -83,6 +84,24 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for ProblemIo<I> {
             return Poll::Ready(Ok(buf.len()));
         }
         Pin::new(&mut this.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let mut written = bufs.iter().filter(|b| !b.is_empty());
+        if let (Some(only), None) = (written.next(), written.next()) {
+            return Pin::new(this).poll_write(cx, only);
+        }
+        ready!(this.poll_drain(cx))?;
+        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
