@@ -296,6 +296,40 @@ async fn warren_up_runs_jobs_submitted_with_the_cli() {
     up.stop().await;
 }
 
+/// A submission rate below what the benchmark asks for: its 429s are waited out (by their
+/// `Retry-After`), not the end of the run.
+#[tokio::test(flavor = "multi_thread")]
+async fn warren_bench_waits_out_the_tenant_submission_rate() {
+    let up = Up::start_with(
+        TestNamespace::new("cli_bench_429"),
+        &["--tenant-submit-rate", "100/s"],
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let (code, out, err) = up
+        .warren(&[
+            "bench",
+            "--jobs",
+            "400",
+            "--batch",
+            "100",
+            "--concurrency",
+            "4",
+            "--latency-jobs",
+            "5",
+            "--json",
+        ])
+        .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let figures: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(figures["throughput"]["jobs"], 400, "{figures}");
+    // 400 jobs at 100 a second (the first 100 at once): throttled, not refused.
+    let submit = figures["throughput"]["submit_seconds"].as_f64().unwrap();
+    assert!(submit >= 2.5, "the rate was not applied: {figures}");
+    assert!(started.elapsed() < Duration::from_secs(50));
+    up.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn warren_dead_lists_a_job_whose_attempts_ran_out_and_requeues_it() {
     let up = Up::start("cli_dead").await;

@@ -21,6 +21,19 @@ pub fn redis_url() -> String {
     std::env::var("WARREN_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
+mod pki;
+
+pub use pki::TestPki;
+
+/// Eight random lowercase letters and digits, to keep parallel tests apart.
+fn random_suffix() -> String {
+    rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(8)
+        .map(|c| char::from(c).to_ascii_lowercase())
+        .collect()
+}
+
 /// A namespace of one test: `warren-test-<name>-<8 random chars>`, so parallel tests never
 /// share a queue or a key.
 #[derive(Debug, Clone)]
@@ -31,11 +44,7 @@ pub struct TestNamespace {
 impl TestNamespace {
     /// Creates a fresh namespace for the test `name`.
     pub fn new(name: &str) -> Self {
-        let suffix: String = rand::rng()
-            .sample_iter(rand::distr::Alphanumeric)
-            .take(8)
-            .map(|c| char::from(c).to_ascii_lowercase())
-            .collect();
+        let suffix = random_suffix();
         let name: String = name
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })

@@ -71,7 +71,14 @@ fn check_json_content_type(value: Option<&header::HeaderValue>) -> Result<(), Ap
 ///
 /// Broken JSON (syntax, truncation) is a 400 `malformed_json`; JSON of the wrong shape (unknown
 /// field, wrong type, bad tag) is a 422 `invalid_field`.
+/// A value nested deeper than [`MAX_JSON_DEPTH`] is a 400 `json_too_deep`.
 pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    check_depth(bytes)?;
+    parse_shallow(bytes)
+}
+
+/// [`parse_json`] for a body whose depth is checked.
+fn parse_shallow<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| path_error(e, ""))?;
     // Trailing garbage after the value is broken JSON too.
@@ -79,9 +86,66 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
     Ok(value)
 }
 
+/// The deepest nesting of arrays and objects a body may have. serde_json refuses more than
+/// 127 levels in every service (its fixed recursion limit, which keeps a parse from
+/// exhausting the stack), and a spec travels wrapped a few levels deeper (the envelope, the
+/// job record): a spec accepted at 127 levels could then be read by no worker. Half of
+/// serde_json's limit leaves room for any wrapping.
+pub(crate) const MAX_JSON_DEPTH: usize = 64;
+
+/// Refuses a body nested deeper than [`MAX_JSON_DEPTH`] with 400 `json_too_deep`, naming
+/// where.
+fn check_depth(bytes: &[u8]) -> Result<(), ApiError> {
+    let Some((line, column)) = too_deep_at(bytes) else {
+        return Ok(());
+    };
+    Err(ApiError::bad_request(
+        "json_too_deep",
+        format!(
+            "the body nests arrays and objects deeper than {MAX_JSON_DEPTH} levels (at line {line} column {column}): flatten it"
+        ),
+    ))
+}
+
+/// Line and column (1-based, in bytes, as serde_json counts) of the first bracket that opens
+/// a level deeper than [`MAX_JSON_DEPTH`], if any. Brackets inside strings do not count.
+fn too_deep_at(bytes: &[u8]) -> Option<(usize, usize)> {
+    let (mut depth, mut line, mut column) = (0_usize, 1, 0);
+    let (mut in_string, mut escaped) = (false, false);
+    for &byte in bytes {
+        if byte == b'\n' {
+            (line, column) = (line + 1, 0);
+        } else {
+            column += 1;
+        }
+        if in_string {
+            match (escaped, byte) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_JSON_DEPTH {
+                    return Some((line, column));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
+}
+
 /// Like [`parse_json`] for bodies that must be a JSON object. Serde would also accept an
 /// array for a struct (its fields in order), which only produces confusing errors.
 pub(crate) fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    check_depth(bytes)?;
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
     if first != Some(&b'{') {
         // Broken JSON is still a 400; well-formed JSON of another kind is a 422.
@@ -92,7 +156,7 @@ pub(crate) fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiEr
             format!("the body must be a JSON object, got {}", json_kind(&value)),
         ));
     }
-    parse_json(bytes)
+    parse_shallow(bytes)
 }
 
 /// Like [`from_value`] for values that must be a JSON object; `prefix` names the value.
@@ -284,6 +348,33 @@ mod tests {
         assert_eq!(err.code, "malformed_json");
         let err = object_from_value::<JobSpec>(json!("noop"), "jobs[2]").unwrap_err();
         assert_eq!(err.field.as_deref(), Some("jobs[2]"));
+    }
+
+    #[test]
+    fn too_deep_bodies_have_their_own_code() {
+        let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(parse_json::<serde_json::Value>(nested(MAX_JSON_DEPTH).as_bytes()).is_ok());
+        let err =
+            parse_json::<serde_json::Value>(nested(MAX_JSON_DEPTH + 1).as_bytes()).unwrap_err();
+        assert_eq!(
+            (err.status, err.code),
+            (StatusCode::BAD_REQUEST, "json_too_deep")
+        );
+        assert!(
+            err.detail.contains("deeper than 64 levels"),
+            "{}",
+            err.detail
+        );
+        // Inside a spec, on a later line, with brackets and escapes in strings before it.
+        let body = format!(
+            "{{\"task\": \"noop\",\n \"labels\": {{\"x\": \"[{{\\\"\"}},\n \"args\": {}}}",
+            "{\"a\":".repeat(200)
+        );
+        let err = parse_object::<JobSpec>(body.as_bytes()).unwrap_err();
+        assert_eq!(err.code, "json_too_deep", "{err:?}");
+        assert!(err.detail.contains("line 3 column 325"), "{}", err.detail);
+        let err = parse_object::<JobSpec>(format!("[{}", nested(300)).as_bytes()).unwrap_err();
+        assert_eq!(err.code, "json_too_deep");
     }
 
     #[test]

@@ -32,6 +32,7 @@ mod server;
 mod state;
 mod submit;
 mod waiters;
+mod wire;
 
 use anyhow::Context as _;
 use axum::Router;

@@ -10,7 +10,7 @@ use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::problem::{ApiError, PROBLEM_JSON};
+use crate::problem::{ApiError, MAX_URI_BYTES, PROBLEM_JSON};
 use crate::state::AppState;
 
 /// Header that carries the correlation id in and out.
@@ -71,6 +71,16 @@ pub(crate) async fn correlation(mut req: Request, next: Next) -> Response {
             .insert(CORRELATION_HEADER.clone(), value);
     }
     response
+}
+
+/// Refuses a request URI over [`MAX_URI_BYTES`] with 414, before authentication or any
+/// other work. (hyper refuses URIs over 64 KiB itself; `wire` gives those their body.)
+pub(crate) async fn uri_cap(req: Request, next: Next) -> Response {
+    let len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    if len > MAX_URI_BYTES {
+        return ApiError::uri_too_long(Some(len)).into_response();
+    }
+    next.run(req).await
 }
 
 /// Answers 503 when a request takes longer than `WARREN_REQUEST_TIMEOUT`. Work that must not

@@ -16,6 +16,12 @@ use warren_store::StoreError;
 /// Content type of every error body.
 pub(crate) const PROBLEM_JSON: &str = "application/problem+json";
 
+/// The longest request URI (path and query) the API reads, in bytes. Longer ones are a 414
+/// `uri_too_long`: from the router up to hyper's own fixed limit (64 KiB), from the
+/// connection (`wire`) past it. hyper's read buffer (about 400 KiB a connection) is what
+/// bounds the memory a request head can take.
+pub(crate) const MAX_URI_BYTES: usize = 8192;
+
 /// Seconds a client is asked to wait before retrying a 503.
 pub(crate) const RETRY_AFTER_S: u64 = 2;
 
@@ -113,6 +119,18 @@ impl ApiError {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, code, detail)
     }
 
+    /// 414: the request URI is longer than [`MAX_URI_BYTES`]; `len` when it is known.
+    pub(crate) fn uri_too_long(len: Option<usize>) -> Self {
+        let size = len.map_or_else(String::new, |len| format!(" ({len} bytes)"));
+        Self::new(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            format!(
+                "the request URI{size} is longer than the limit of {MAX_URI_BYTES} bytes: shorten the query string (list in pages with limit and cursor)"
+            ),
+        )
+    }
+
     /// 415: the body is not declared as JSON.
     pub(crate) fn unsupported_media_type(detail: impl Into<String>) -> Self {
         Self::new(
@@ -170,6 +188,16 @@ impl ApiError {
             StatusCode::PAYLOAD_TOO_LARGE => (
                 "body_too_large",
                 "the request body is larger than the server accepts".to_owned(),
+            ),
+            StatusCode::URI_TOO_LONG => return Self::uri_too_long(None),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => (
+                "headers_too_large",
+                "the request's header fields are larger than the server accepts".to_owned(),
+            ),
+            StatusCode::BAD_REQUEST => (
+                "malformed_request",
+                "the request is malformed: its request line, a header field or its framing"
+                    .to_owned(),
             ),
             s if s.is_server_error() => ("internal_error", INTERNAL_DETAIL.to_owned()),
             s => (

@@ -33,6 +33,8 @@ use tokio_rustls::rustls::{self, ServerConfig};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::wire::ProblemIo;
+
 /// How long to pause when `accept` fails (out of file descriptors, mostly), so the loop
 /// does not spin while the condition lasts.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -156,7 +158,10 @@ async fn serve_connection<I>(
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(idle_timeout)
-        .serve_connection(TokioIo::new(io), TowerToHyperService::new(app));
+        .serve_connection(
+            TokioIo::new(ProblemIo::new(io)),
+            TowerToHyperService::new(app),
+        );
     let mut connection = std::pin::pin!(connection);
     let served = tokio::select! {
         served = connection.as_mut() => served,

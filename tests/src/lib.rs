@@ -9,7 +9,7 @@ mod rabbit;
 mod redis;
 
 pub use proxy::{Link, Proxy};
-pub use rabbit::PrivateRabbit;
+pub use rabbit::{PrivateRabbit, RabbitTls};
 pub use redis::PrivateRedis;
 
 /// A free TCP port on loopback. Never one RabbitMQ's command-line tools use for their own

@@ -27,22 +27,55 @@ fn tool(name: &str) -> PathBuf {
 pub struct PrivateRabbit {
     node: String,
     port: u16,
+    /// The `amqps` port, when the node has a TLS listener.
+    tls_port: Option<u16>,
     dir: PathBuf,
     child: Option<Child>,
 }
 
+/// PEM files for a node's TLS listener.
+#[derive(Debug, Clone, Copy)]
+pub struct RabbitTls<'a> {
+    pub ca: &'a Path,
+    pub cert: &'a Path,
+    pub key: &'a Path,
+}
+
 impl PrivateRabbit {
+    /// A node with a plain AMQP listener.
     pub async fn start(name: &str) -> Self {
+        Self::start_with(name, None).await
+    }
+
+    /// A node with a plain AMQP listener and an `amqps` one that presents `tls.cert`
+    /// (clients are not asked for certificates).
+    pub async fn start_tls(name: &str, tls: RabbitTls<'_>) -> Self {
+        Self::start_with(name, Some(tls)).await
+    }
+
+    async fn start_with(name: &str, tls: Option<RabbitTls<'_>>) -> Self {
         let port = crate::free_port();
         let dist = crate::free_port();
         let dir = crate::scratch_dir(&format!("rabbit-{name}"));
         let node = format!("warren-{name}-{port}@localhost");
         let config = dir.join("rabbitmq.conf");
-        std::fs::write(
-            &config,
-            format!("listeners.tcp.local = 127.0.0.1:{port}\nloopback_users = none\n"),
-        )
-        .expect("writing the node's config");
+        let mut text = format!("listeners.tcp.local = 127.0.0.1:{port}\nloopback_users = none\n");
+        let tls_port = tls.map(|tls| {
+            let tls_port = crate::free_port();
+            text.push_str(&format!(
+                "listeners.ssl.local = 127.0.0.1:{tls_port}\n\
+                 ssl_options.cacertfile = {}\n\
+                 ssl_options.certfile = {}\n\
+                 ssl_options.keyfile = {}\n\
+                 ssl_options.verify = verify_none\n\
+                 ssl_options.fail_if_no_peer_cert = false\n",
+                tls.ca.display(),
+                tls.cert.display(),
+                tls.key.display()
+            ));
+            tls_port
+        });
+        std::fs::write(&config, text).expect("writing the node's config");
         let plugins = dir.join("enabled_plugins");
         std::fs::write(&plugins, "").expect("writing the plugins file");
         let log = std::fs::File::create(dir.join("server.out")).expect("server log");
@@ -63,6 +96,7 @@ impl PrivateRabbit {
         let rabbit = Self {
             node,
             port,
+            tls_port,
             dir,
             child: Some(child),
         };
@@ -75,6 +109,15 @@ impl PrivateRabbit {
     /// `amqp://` URL of the node's default vhost.
     pub fn url(&self) -> String {
         format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    /// `amqps://` URL of the node's default vhost, by the name its certificate has.
+    ///
+    /// # Panics
+    /// When the node was started without TLS.
+    pub fn amqps_url(&self) -> String {
+        let port = self.tls_port.expect("a node started with start_tls");
+        format!("amqps://guest:guest@localhost:{port}/%2f")
     }
 
     pub fn node(&self) -> &str {

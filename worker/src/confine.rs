@@ -342,16 +342,40 @@ fn resolve_user(user: &str) -> anyhow::Result<RunAs> {
     .map_err(|e| anyhow::anyhow!("--run-as {user:?}: looking the user up: {e}"))?
     .ok_or_else(|| anyhow::anyhow!("--run-as {user:?}: no such user on this machine"))?;
     let me = nix::unistd::geteuid();
-    anyhow::ensure!(
-        me.is_root() || me == found.uid,
-        "--run-as {user:?}: the worker runs as uid {me}, and only root can run commands as \
-         another user; start the worker as root, or drop --run-as / WARREN_RUN_AS"
-    );
+    if me != found.uid {
+        anyhow::ensure!(
+            me.is_root(),
+            "--run-as {user:?}: the worker runs as uid {me}, and only root can run commands as \
+             another user; start the worker as root, or drop --run-as / WARREN_RUN_AS"
+        );
+        // Root without these (a container that drops them) would fail every job at spawn.
+        anyhow::ensure!(
+            can_switch_users(),
+            "--run-as {user:?}: the worker runs as root but without the CAP_SETUID and \
+             CAP_SETGID capabilities, so it cannot run commands as another user; grant them \
+             (e.g. docker run --cap-add SETUID --cap-add SETGID), or drop --run-as / \
+             WARREN_RUN_AS"
+        );
+    }
     Ok(RunAs {
         name: found.name,
         uid: found.uid,
         gid: found.gid,
     })
+}
+
+/// Whether this process holds CAP_SETUID and CAP_SETGID (bits 7 and 6 of `CapEff` in
+/// `/proc/self/status`). Without `/proc` to tell, root is taken to hold them.
+fn can_switch_users() -> bool {
+    const SETUID_SETGID: u64 = (1 << 7) | (1 << 6);
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return true;
+    };
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_none_or(|caps| caps & SETUID_SETGID == SETUID_SETGID)
 }
 
 fn is_executable(path: &Path) -> bool {

@@ -178,7 +178,7 @@ pub(crate) async fn submit_many(
             let (api, body) = (api.clone(), body.clone());
             in_flight.push(async move {
                 let jobs: Vec<&Value> = std::iter::repeat_n(body.as_ref(), size).collect();
-                api.post::<BatchAccepted, _>("/v1/jobs/batch", &json!({ "jobs": jobs }))
+                api.post_throttled::<BatchAccepted, _>("/v1/jobs/batch", &json!({ "jobs": jobs }))
                     .await
             });
         }
@@ -219,7 +219,7 @@ async fn latency(api: &Api, args: &BenchArgs) -> anyhow::Result<Value> {
     let mut samples: Vec<Duration> = Vec::with_capacity(args.latency_jobs);
     for i in 0..(args.latency_jobs + warmup) {
         let t0 = Instant::now();
-        let accepted: Accepted = api.post("/v1/jobs", &spec).await?;
+        let accepted: Accepted = api.post_throttled("/v1/jobs", &spec).await?;
         let job = wait_one(
             api,
             &accepted.id,

@@ -18,7 +18,9 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::auth::authenticate;
-use crate::middleware::{CorrelationId, correlation, ensure_problem, request_timeout, track};
+use crate::middleware::{
+    CorrelationId, correlation, ensure_problem, request_timeout, track, uri_cap,
+};
 use crate::state::AppState;
 
 /// Builds the router: every route, authentication (probes excepted), the request timeout
@@ -60,6 +62,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .layer(from_fn(track))
         // Outside the body limit: a caller without a token learns nothing else.
         .layer(from_fn_with_state(state.clone(), authenticate))
+        .layer(from_fn(uri_cap))
         .layer(map_response(ensure_problem))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let correlation_id = req

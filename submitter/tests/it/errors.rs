@@ -178,6 +178,45 @@ async fn broken_bodies_and_content_types() {
 }
 
 #[tokio::test]
+async fn too_deep_bodies_are_json_too_deep_and_say_the_limit() {
+    let h = Harness::new("errors_too_deep").await;
+    let deep = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
+    // 64 levels of arrays and objects are read; the 65th is refused.
+    let spec = format!(r#"{{"task": "noop", "args": {{"x": {}}}}}"#, deep(62));
+    let reply = h.send(raw_post(Some("application/json"), spec)).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{reply:#?}");
+    assert!(h.intake_message().await.is_some());
+    let bodies = [
+        (
+            "/v1/jobs",
+            format!(r#"{{"task": "noop", "args": {{"x": {}}}}}"#, deep(126)),
+        ),
+        ("/v1/jobs", deep(200_000)),
+        (
+            "/v1/jobs/batch",
+            format!(r#"{{"jobs": [{{"task": "noop", "args": {}}}]}}"#, deep(500)),
+        ),
+    ];
+    for (path, body) in bodies {
+        let request = Request::post(path)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body))
+            .unwrap();
+        let reply = h.send(request).await;
+        reply.problem(StatusCode::BAD_REQUEST, "json_too_deep");
+        assert!(
+            reply.detail().contains("deeper than 64 levels"),
+            "{reply:#?}"
+        );
+    }
+    assert!(
+        h.intake_message().await.is_none(),
+        "a refused body was published"
+    );
+    h.finish().await;
+}
+
+#[tokio::test]
 async fn oversized_bodies_are_413() {
     let h = Harness::new("errors_too_large").await;
     let big = json!({"task": "echo", "args": {"blob": "x".repeat(1024 * 1024 + 1)}}).to_string();

@@ -2,12 +2,11 @@
 //! signed by a CA made for the test), and the submitter serving HTTPS with a certificate
 //! from the same CA. `/readyz` over HTTPS answering `ready` proves both: it pings Redis.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
@@ -15,56 +14,10 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 use tokio_util::sync::CancellationToken;
-use warren_kit::testkit::{TestNamespace, wait_until};
+use warren_kit::testkit::{TestNamespace, TestPki, wait_until};
 use warren_store::{RedisTls, Store, StoreOptions};
 
 use crate::support::{Harness, TIMEOUT, args};
-
-/// Files of a test CA and of a certificate it signed for `localhost` and `127.0.0.1`.
-struct Pki {
-    dir: PathBuf,
-    ca: PathBuf,
-    ca_der: CertificateDer<'static>,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-impl Pki {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "warren-tls-{name}-{}-{}",
-            std::process::id(),
-            uuid::Uuid::new_v4().simple()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-        let server_key = KeyPair::generate().unwrap();
-        let server = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-            .unwrap()
-            .signed_by(&server_key, &ca)
-            .unwrap();
-        let write = |file: &str, text: String| {
-            let path = dir.join(file);
-            std::fs::write(&path, text).unwrap();
-            path
-        };
-        Self {
-            ca: write("ca.pem", ca.pem()),
-            ca_der: ca.der().clone(),
-            cert: write("server.pem", server.pem()),
-            key: write("server.key", server_key.serialize_pem()),
-            dir,
-        }
-    }
-}
-
-impl Drop for Pki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// A private `redis-server` with only a TLS port; killed when dropped.
 struct TlsRedis {
@@ -73,7 +26,7 @@ struct TlsRedis {
 }
 
 impl TlsRedis {
-    async fn start(pki: &Pki) -> Self {
+    async fn start(pki: &TestPki) -> Self {
         let port = {
             let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             probe.local_addr().unwrap().port()
@@ -85,7 +38,7 @@ impl TlsRedis {
             .args(["--tls-key-file", &arg(&pki.key)])
             .args(["--tls-ca-cert-file", &arg(&pki.ca)])
             .args(["--tls-auth-clients", "no"])
-            .args(["--bind", "127.0.0.1", "--dir", &arg(&pki.dir)])
+            .args(["--bind", "127.0.0.1", "--dir", &arg(pki.dir())])
             .args(["--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .kill_on_drop(true)
@@ -107,9 +60,9 @@ fn ring() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 /// `GET path` over HTTPS, trusting only `ca`; the raw response.
-async fn https_get(port: u16, ca: &CertificateDer<'static>, path: &str) -> String {
+pub(crate) async fn https_get(port: u16, ca: &[u8], path: &str) -> String {
     let mut roots = RootCertStore::empty();
-    roots.add(ca.clone()).unwrap();
+    roots.add(CertificateDer::from(ca.to_vec())).unwrap();
     let config = ClientConfig::builder_with_provider(ring())
         .with_safe_default_protocol_versions()
         .unwrap()
@@ -130,7 +83,7 @@ async fn https_get(port: u16, ca: &CertificateDer<'static>, path: &str) -> Strin
 
 #[tokio::test]
 async fn rediss_and_https_work_with_a_private_ca() {
-    let pki = Pki::new("rediss");
+    let pki = TestPki::new("rediss");
     let redis = TlsRedis::start(&pki).await;
     let with_ca = RedisTls::from_files(Some(&pki.ca), None, None).unwrap();
     let ns = TestNamespace::new("tls");

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use warren_e2e::PrivateRabbit;
-use warren_kit::testkit::{redis_url, wait_until};
+use warren_e2e::{PrivateRabbit, RabbitTls};
+use warren_kit::testkit::{TestPki, redis_url, wait_until};
 
 use crate::system::{Allow, Infra, Submitted, System, WorkerSpec};
 
@@ -14,6 +14,7 @@ fn infra(rabbit: &PrivateRabbit) -> Infra {
     Infra {
         amqp: rabbit.url(),
         redis: redis_url(),
+        amqp_ca: None,
     }
 }
 
@@ -149,6 +150,55 @@ async fn rabbitmq_consumer_timeout() {
     assert!(
         fired,
         "the consumer timeout never fired: the scenario tested nothing"
+    );
+    sys.stop().await;
+    drop(rabbit);
+}
+
+/// `amqps://` with `WARREN_AMQP_CA_FILE`: a node with a TLS listener whose certificate a CA
+/// made by the test signed. Every service connects over TLS and jobs run end to end; a
+/// client that trusts another CA is refused with an error that names the certificate.
+#[tokio::test(flavor = "multi_thread")]
+async fn amqps_with_a_ca_file() {
+    let pki = TestPki::new("amqps");
+    let tls = RabbitTls {
+        ca: &pki.ca,
+        cert: &pki.cert,
+        key: &pki.key,
+    };
+    let rabbit = PrivateRabbit::start_tls("amqps", tls).await;
+    let infra = Infra {
+        amqp: rabbit.amqps_url(),
+        redis: redis_url(),
+        amqp_ca: Some(pki.ca.clone()),
+    };
+
+    let other = TestPki::new("amqps-other");
+    let wrong = Infra {
+        amqp_ca: Some(other.ca.clone()),
+        ..infra.clone()
+    };
+    let refused = tokio::time::timeout(Duration::from_secs(20), wrong.connect("faults-wrong-ca"))
+        .await
+        .expect("a refused handshake fails promptly");
+    let Err(error) = refused else {
+        panic!("a broker certificate from another CA was accepted");
+    };
+    // (`BadSignature` rather than `UnknownIssuer`: both test CAs have the same name.)
+    let error = error.to_string();
+    assert!(error.contains("invalid peer certificate"), "{error}");
+
+    let mut sys = System::start("amqps", infra, 1, &[WorkerSpec::default()], &[]).await;
+    let submitted = sys.submit_accepted(4, 0.1).await;
+    let records = sys.wait_quiet(&submitted, QUIET).await;
+    let v = sys.judge(&submitted, &records, Allow::default());
+    assert_eq!(v.states.get("succeeded"), Some(&4), "{v:?}");
+    // Submitter, scheduler and worker are connected, each only over TLS.
+    let connections = rabbit.ctl(&["list_connections", "ssl", "--silent"]).await;
+    let ssl: Vec<&str> = connections.split_whitespace().collect();
+    assert!(
+        ssl.len() >= 3 && ssl.iter().all(|s| *s == "true"),
+        "{connections}"
     );
     sys.stop().await;
     drop(rabbit);

@@ -13,6 +13,7 @@ fn infra(redis: &PrivateRedis) -> Infra {
     Infra {
         amqp: amqp_url(),
         redis: redis.url(),
+        amqp_ca: None,
     }
 }
 

@@ -49,6 +49,9 @@ fn bin_dir() -> &'static PathBuf {
 pub(crate) struct Infra {
     pub(crate) amqp: String,
     pub(crate) redis: String,
+    /// The CA that an `amqps://` broker's certificate is checked against
+    /// (`WARREN_AMQP_CA_FILE`).
+    pub(crate) amqp_ca: Option<PathBuf>,
 }
 
 impl Infra {
@@ -56,7 +59,20 @@ impl Infra {
         Self {
             amqp: amqp_url(),
             redis: redis_url(),
+            amqp_ca: None,
         }
+    }
+
+    /// Connects to the scenario's broker as the services do (with the CA file, if any).
+    pub(crate) async fn connect(
+        &self,
+        name: &str,
+    ) -> Result<warren_topology::AmqpPool, warren_topology::TopologyError> {
+        let ca_pem = self
+            .amqp_ca
+            .as_ref()
+            .map(|ca| std::fs::read_to_string(ca).expect("reading the CA file"));
+        warren_topology::connect_pool_tls(&self.amqp, name, 1, ca_pem).await
     }
 }
 
@@ -212,6 +228,9 @@ impl System {
             .stdout(Stdio::null())
             .stderr(log)
             .kill_on_drop(true);
+        if let Some(ca) = &self.infra.amqp_ca {
+            cmd.env("WARREN_AMQP_CA_FILE", ca);
+        }
         for (key, value) in env {
             cmd.env(key, value);
         }
@@ -620,9 +639,7 @@ impl System {
             None,
         );
         envelope.attempt = u32::try_from(job["attempt"].as_u64().unwrap_or(1)).expect("attempt");
-        let pools = warren_topology::connect_pool(&self.infra.amqp, "faults", 1)
-            .await
-            .expect("broker");
+        let pools = self.infra.connect("faults").await.expect("broker");
         let topology = Topology::new(self.ns.ns().clone(), TopologyOptions::default());
         let publisher = warren_topology::Publisher::open(&pools, &topology)
             .await
@@ -651,9 +668,7 @@ impl System {
             job["created_ms"].as_u64().unwrap_or(0),
             None,
         );
-        let pools = warren_topology::connect_pool(&self.infra.amqp, "faults", 1)
-            .await
-            .expect("broker");
+        let pools = self.infra.connect("faults").await.expect("broker");
         let topology = Topology::new(self.ns.ns().clone(), TopologyOptions::default());
         let publisher = warren_topology::Publisher::open(&pools, &topology)
             .await
@@ -669,9 +684,7 @@ impl System {
 
     /// Counts the messages waiting in a worker's queue.
     pub(crate) async fn worker_queue_depth(&self, worker: &str) -> u32 {
-        let pools = warren_topology::connect_pool(&self.infra.amqp, "faults", 1)
-            .await
-            .expect("broker");
+        let pools = self.infra.connect("faults").await.expect("broker");
         let topology = Topology::new(self.ns.ns().clone(), TopologyOptions::default());
         let channel = Topology::channel(&pools).await.expect("channel");
         let queue = channel
@@ -877,7 +890,7 @@ impl System {
 
 /// Deletes the namespace's queues and exchanges.
 async fn teardown(infra: &Infra, ns: &warren_protocol::Namespace) {
-    let connect = warren_topology::connect_pool(&infra.amqp, "faults-teardown", 1);
+    let connect = infra.connect("faults-teardown");
     let Ok(Ok(conn)) = tokio::time::timeout(Duration::from_secs(5), connect).await else {
         return;
     };

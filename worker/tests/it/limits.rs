@@ -142,3 +142,56 @@ async fn a_run_as_user_that_does_not_exist_stops_the_worker_at_start() {
     let err = a.check().unwrap_err().to_string();
     assert!(err.contains("no such user"), "{err}");
 }
+
+/// Runs the worker binary under `setpriv` with `setpriv_args` and `--run-as daemon`; its exit
+/// status and what it printed to stderr. It must stop at its settings, before any connection.
+async fn worker_binary_under_setpriv(setpriv_args: &[&str]) -> (std::process::ExitStatus, String) {
+    let ns = TestNamespace::new("worker_run_as_refused");
+    let run = tokio::process::Command::new("setpriv")
+        .args(setpriv_args)
+        .arg(env!("CARGO_BIN_EXE_warren-worker"))
+        .env_clear()
+        .env("WARREN_AMQP_URL", warren_kit::testkit::amqp_url())
+        .env("WARREN_REDIS_URL", warren_kit::testkit::redis_url())
+        .env("WARREN_NAMESPACE", ns.ns().to_string())
+        .env("WARREN_ALLOW_COMMANDS", "sh")
+        .env("WARREN_RUN_AS", "daemon")
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(20), run)
+        .await
+        .expect("the worker stops at once")
+        .expect("setpriv (util-linux) is on PATH");
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn run_as_is_refused_with_the_fix_when_the_worker_cannot_switch_users() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: dropping to another user needs the tests to run as root");
+        return;
+    }
+    // Not root.
+    let (status, stderr) =
+        worker_binary_under_setpriv(&["--reuid=nobody", "--regid=nogroup", "--clear-groups"]).await;
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--run-as \"daemon\": the worker runs as uid 65534")
+            && stderr.contains("start the worker as root, or drop --run-as"),
+        "{stderr}"
+    );
+    // Root without CAP_SETUID and CAP_SETGID, as in a container that drops them.
+    let (status, stderr) =
+        worker_binary_under_setpriv(&["--bounding-set=-setuid,-setgid", "--inh-caps=-all"]).await;
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("without the CAP_SETUID and CAP_SETGID capabilities")
+            && stderr.contains("--cap-add SETUID"),
+        "{stderr}"
+    );
+}
