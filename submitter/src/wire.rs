@@ -117,9 +117,18 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for ProblemIo<I> {
     }
 }
 
+/// Longer than any head hyper writes on its own (status line, date, content-length, and
+/// `connection: close`).
+const MAX_OWN_ANSWER: usize = 512;
+
 /// hyper's bodiless 4xx head in `buf`, rewritten with a problem+json body; `None` for
 /// anything else.
 fn with_problem_body(buf: &[u8]) -> Option<Vec<u8>> {
+    // Every write passes here: look at a few bytes before anything costs the buffer's length.
+    // hyper's own answers are a short head ("HTTP/1.1 4xx …"), never a body.
+    if buf.len() > MAX_OWN_ANSWER || !(buf.starts_with(b"HTTP/1.") && buf.get(9) == Some(&b'4')) {
+        return None;
+    }
     let head = std::str::from_utf8(buf).ok()?;
     let rest = head
         .strip_prefix("HTTP/1.1 ")
