@@ -17,7 +17,9 @@ mod publisher;
 pub mod signing;
 mod subscribe;
 
-pub use connect::{AmqpManager, AmqpPool, connect_pool, connect_pool_tls};
+pub use connect::{
+    AmqpManager, AmqpPool, connect_pool, connect_pool_tls, current_node, node_label, node_urls,
+};
 pub use deadpool_lapin::lapin;
 pub use declare::{
     WORKER_QUEUE_EXPIRES, declare_core, declare_pool, declare_worker_queue, teardown,

@@ -10,7 +10,9 @@ use warren_protocol::Namespace;
 /// Where RabbitMQ is.
 #[derive(Clone, Args)]
 pub struct AmqpArgs {
-    /// RabbitMQ URL (amqp://user:password@host:port/vhost).
+    /// RabbitMQ URL (amqp://user:password@host:port/vhost), or the URLs of a cluster's
+    /// nodes separated by commas: each connection goes to a live node, tried in a shuffled
+    /// order.
     #[arg(
         id = "amqp_url",
         long = "amqp-url",
@@ -176,12 +178,21 @@ impl fmt::Debug for SigningArgs {
     }
 }
 
-/// Redacts the password of a URL, so URLs can be logged and shown in errors.
+/// Redacts the passwords of a URL, or of every URL of a comma-separated list (the nodes of
+/// a RabbitMQ cluster), so URLs can be logged and shown in errors.
 pub fn safe_url(url: &str) -> String {
+    url.split(',')
+        .map(safe_one_url)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn safe_one_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let Some((credentials, host)) = rest.split_once('@') else {
+    // The last `@`: a password may hold one.
+    let Some((credentials, host)) = rest.rsplit_once('@') else {
         return url.to_owned();
     };
     match credentials.split_once(':') {
@@ -321,5 +332,18 @@ mod tests {
         );
         assert_eq!(safe_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
         assert_eq!(safe_url("redis://:pw@h:1"), "redis://:***@h:1");
+        assert_eq!(safe_url("amqp://u:p@ss@h:1/v"), "amqp://u:***@h:1/v");
+    }
+
+    #[test]
+    fn every_password_of_a_node_list_is_redacted() {
+        let list = "amqp://guest:sekrit1@a:5672/%2f, amqp://guest:sekrit2@b:5672/%2f,amqp://c:5672";
+        let safe = safe_url(list);
+        assert_eq!(
+            safe,
+            "amqp://guest:***@a:5672/%2f, amqp://guest:***@b:5672/%2f,amqp://c:5672"
+        );
+        let debug = format!("{:?}", AmqpArgs::new(list));
+        assert!(!debug.contains("sekrit"), "{debug}");
     }
 }
