@@ -81,7 +81,11 @@ pub(crate) async fn build(args: &DashboardArgs) -> anyhow::Result<AppState> {
     )
     .await
     .with_context(|| format!("connecting to rabbitmq at {}", safe_url(&common.amqp.url)))?;
-    let topology = Topology::new(ns, TopologyOptions::default()).with_signing(
+    let topology = Topology::new(
+        ns,
+        TopologyOptions::of_queue_type(&common.amqp.queue_type).map_err(anyhow::Error::msg)?,
+    )
+    .with_signing(
         warren_topology::signing::from_config(common.signing.key_text()?.as_deref())
             .map_err(anyhow::Error::msg)?,
     );

@@ -36,11 +36,14 @@ pub(crate) async fn run(args: SchedulerArgs, shutdown: CancellationToken) -> any
     )
     .await
     .with_context(|| format!("connecting to rabbitmq at {}", safe_url(&common.amqp.url)))?;
-    let topology = Topology::new(common.namespace.clone(), TopologyOptions::default())
-        .with_signing(
-            warren_topology::signing::from_config(common.signing.key_text()?.as_deref())
-                .map_err(anyhow::Error::msg)?,
-        );
+    let topology = Topology::new(
+        common.namespace.clone(),
+        TopologyOptions::of_queue_type(&common.amqp.queue_type).map_err(anyhow::Error::msg)?,
+    )
+    .with_signing(
+        warren_topology::signing::from_config(common.signing.key_text()?.as_deref())
+            .map_err(anyhow::Error::msg)?,
+    );
     warren_kit::metrics::serve_if_set(&args.metrics, &shutdown).await?;
     let instance = WorkerId::generate("scheduler").to_string();
     info!(namespace = %common.namespace, policy = %config.preset, %instance, "scheduler starting");

@@ -28,14 +28,25 @@ pub struct AmqpArgs {
         env = "WARREN_AMQP_CA_FILE"
     )]
     pub ca_file: Option<PathBuf>,
+    /// `classic` or `quorum`: the type of every durable queue Warren declares (quorum
+    /// queues replicate over a cluster's nodes; docs/scaling.md says when to choose which).
+    #[arg(
+        id = "queue_type",
+        long = "queue-type",
+        env = "WARREN_QUEUE_TYPE",
+        default_value = "classic",
+        value_parser = ["classic", "quorum"]
+    )]
+    pub queue_type: String,
 }
 
 impl AmqpArgs {
-    /// A plain `url`, with no CA file.
+    /// A plain `url`, with no CA file, and classic queues.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
             ca_file: None,
+            queue_type: "classic".to_owned(),
         }
     }
 
@@ -206,6 +217,7 @@ impl fmt::Debug for AmqpArgs {
         f.debug_struct("AmqpArgs")
             .field("url", &safe_url(&self.url))
             .field("ca_file", &self.ca_file)
+            .field("queue_type", &self.queue_type)
             .finish()
     }
 }
@@ -267,6 +279,10 @@ mod tests {
             .unwrap();
         assert_eq!(cli.common.amqp.url, "amqp://a");
         assert_eq!(cli.common.redis.url, "redis://b");
+        assert_eq!(cli.common.amqp.queue_type, "classic");
+        let cli = Cli::try_parse_from(["x", "--queue-type", "quorum"]).unwrap();
+        assert_eq!(cli.common.amqp.queue_type, "quorum");
+        assert!(Cli::try_parse_from(["x", "--queue-type", "mirrored"]).is_err());
         assert!(Cli::try_parse_from(["x", "--namespace", "bad name"]).is_err());
     }
 

@@ -80,6 +80,16 @@ pub(crate) async fn build(
     args: &SubmitterArgs,
     options: TopologyOptions,
 ) -> anyhow::Result<AppState> {
+    // WARREN_QUEUE_TYPE decides the queue type; `options` only adds what tests set.
+    let options = TopologyOptions {
+        queue_type: args
+            .common
+            .amqp
+            .queue_type
+            .parse()
+            .map_err(anyhow::Error::msg)?,
+        ..options
+    };
     args.check()?;
     // Before anything is counted: series recorded with no recorder installed are lost.
     warren_kit::metrics::install();

@@ -129,11 +129,14 @@ pub(crate) async fn run(worker: Worker, shutdown: CancellationToken) -> anyhow::
     let pool = connect_pool_tls(&common.amqp.url, "warren-worker", 1, common.amqp.ca_pem()?)
         .await
         .with_context(|| format!("connecting to rabbitmq at {}", safe_url(&common.amqp.url)))?;
-    let topology = Topology::new(common.namespace.clone(), TopologyOptions::default())
-        .with_signing(
-            warren_topology::signing::from_config(common.signing.key_text()?.as_deref())
-                .map_err(anyhow::Error::msg)?,
-        );
+    let topology = Topology::new(
+        common.namespace.clone(),
+        TopologyOptions::of_queue_type(&common.amqp.queue_type).map_err(anyhow::Error::msg)?,
+    )
+    .with_signing(
+        warren_topology::signing::from_config(common.signing.key_text()?.as_deref())
+            .map_err(anyhow::Error::msg)?,
+    );
     let publisher = open_publisher(&pool, &topology, &id).await?;
     let custom: Vec<String> = tasks.keys().cloned().collect();
     store

@@ -101,7 +101,10 @@ async fn purge(args: PurgeArgs) -> anyhow::Result<bool> {
         warren_topology::connect_pool_tls(&args.amqp.url, "warren-admin", 1, args.amqp.ca_pem()?)
             .await
             .with_context(|| format!("connecting to rabbitmq at {}", safe_url(&args.amqp.url)))?;
-    let topology = Topology::new(ns.clone(), TopologyOptions::default());
+    let topology = Topology::new(
+        ns.clone(),
+        TopologyOptions::of_queue_type(&args.amqp.queue_type).map_err(anyhow::Error::msg)?,
+    );
 
     let keys = store.namespace_keys().await?;
     let live = store.live_workers().await?;
