@@ -68,9 +68,9 @@ pub(crate) async fn build(args: &DashboardArgs) -> anyhow::Result<AppState> {
         ..StoreOptions::default()
     };
     let redis_tls = warren_store::RedisTls::from_args(&common.redis.tls)?;
-    let store = Store::connect_tls(&common.redis.url, &ns, options, &redis_tls)
+    let store = Store::connect_args(&common.redis, &ns, options, &redis_tls)
         .await
-        .with_context(|| format!("connecting to redis at {}", safe_url(&common.redis.url)))?;
+        .with_context(|| format!("connecting to redis at {}", common.redis.describe()))?;
     // RabbitMQ is needed only by actions (a retried job goes to intake, a cancel tells the
     // workers); reading never touches it.
     let amqp = connect_pool_tls(

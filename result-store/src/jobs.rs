@@ -188,7 +188,9 @@ impl Store {
         let mut conn = self.conn();
         conn.zrem::<_, _, ()>(self.keys.submitting(), members)
             .await
-            .map_err(|e| StoreError::redis("confirming a submission", e))
+            .map_err(|e| StoreError::redis("confirming a submission", e))?;
+        // The records and this mark on a replica too before the 202 (with Sentinel).
+        self.wait_replicated().await.map(drop)
     }
 
     /// Removes jobs whose submission started before `cutoff_ms` and never finished (the

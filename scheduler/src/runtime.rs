@@ -17,8 +17,8 @@ use crate::session::Session;
 pub(crate) async fn run(args: SchedulerArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let config = args.policy.config()?;
     let common = &args.common;
-    let store = Store::connect_tls(
-        &common.redis.url,
+    let store = Store::connect_args(
+        &common.redis,
         &common.namespace,
         StoreOptions {
             result_ttl: common.result_ttl,
@@ -27,7 +27,7 @@ pub(crate) async fn run(args: SchedulerArgs, shutdown: CancellationToken) -> any
         &warren_store::RedisTls::from_args(&common.redis.tls)?,
     )
     .await
-    .with_context(|| format!("connecting to redis at {}", safe_url(&common.redis.url)))?;
+    .with_context(|| format!("connecting to redis at {}", common.redis.describe()))?;
     let pool = connect_pool_tls(
         &common.amqp.url,
         "warren-scheduler",

@@ -80,14 +80,57 @@ pub struct RedisArgs {
     /// TLS files for a rediss:// URL.
     #[command(flatten)]
     pub tls: RedisTlsArgs,
+    /// Redis Sentinels (host:port, separated by commas) that name the primary, in place of
+    /// --redis-url: the services follow a failover by themselves.
+    #[arg(
+        id = "redis_sentinels",
+        long = "redis-sentinels",
+        env = "WARREN_REDIS_SENTINELS",
+        requires = "redis_master"
+    )]
+    pub sentinels: Option<String>,
+    /// The name the Sentinels monitor the primary under (`sentinel monitor NAME …`).
+    #[arg(
+        id = "redis_master",
+        long = "redis-master",
+        env = "WARREN_REDIS_MASTER",
+        requires = "redis_sentinels"
+    )]
+    pub master: Option<String>,
 }
 
 impl RedisArgs {
-    /// A plain `url`, with no TLS files.
+    /// A plain `url`, with no TLS files and no Sentinels.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
             tls: RedisTlsArgs::default(),
+            sentinels: None,
+            master: None,
+        }
+    }
+
+    /// The Sentinels' `host:port`s and the primary's name, when Sentinel is configured.
+    pub fn sentinel(&self) -> Option<(Vec<String>, String)> {
+        let sentinels: Vec<String> = self
+            .sentinels
+            .as_deref()?
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let master = self.master.clone()?;
+        (!sentinels.is_empty()).then_some((sentinels, master))
+    }
+
+    /// Where Redis is, for messages: the URL without its password, or the Sentinels.
+    pub fn describe(&self) -> String {
+        match self.sentinel() {
+            Some((sentinels, master)) => {
+                format!("primary {master} of sentinels {}", sentinels.join(","))
+            }
+            None => safe_url(&self.url),
         }
     }
 }
@@ -227,6 +270,8 @@ impl fmt::Debug for RedisArgs {
         f.debug_struct("RedisArgs")
             .field("url", &safe_url(&self.url))
             .field("tls", &self.tls)
+            .field("sentinels", &self.sentinels)
+            .field("master", &self.master)
             .finish()
     }
 }
@@ -349,6 +394,31 @@ mod tests {
         assert_eq!(safe_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
         assert_eq!(safe_url("redis://:pw@h:1"), "redis://:***@h:1");
         assert_eq!(safe_url("amqp://u:p@ss@h:1/v"), "amqp://u:***@h:1/v");
+    }
+
+    #[test]
+    fn sentinels_replace_the_url_and_come_with_a_master() {
+        let cli = Cli::try_parse_from([
+            "x",
+            "--redis-sentinels",
+            "a:26379, b:26379,",
+            "--redis-master",
+            "warren",
+        ])
+        .unwrap();
+        let (sentinels, master) = cli.common.redis.sentinel().unwrap();
+        assert_eq!(sentinels, ["a:26379", "b:26379"]);
+        assert_eq!(master, "warren");
+        assert_eq!(
+            cli.common.redis.describe(),
+            "primary warren of sentinels a:26379,b:26379"
+        );
+        assert!(Cli::try_parse_from(["x", "--redis-sentinels", "a:1"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--redis-master", "m"]).is_err());
+        assert_eq!(
+            RedisArgs::new("redis://:pw@h:1").describe(),
+            "redis://:***@h:1"
+        );
     }
 
     #[test]

@@ -120,9 +120,9 @@ pub(crate) async fn build(
         ..StoreOptions::default()
     };
     let redis_tls = RedisTls::from_args(&common.redis.tls)?;
-    let store = Store::connect_tls(&common.redis.url, &ns, store_options, &redis_tls)
+    let store = Store::connect_args(&common.redis, &ns, store_options, &redis_tls)
         .await
-        .with_context(|| format!("connecting to redis at {}", safe_url(&common.redis.url)))?;
+        .with_context(|| format!("connecting to redis at {}", common.redis.describe()))?;
     let pool = connect_pool_tls(
         &common.amqp.url,
         "warren-submitter",

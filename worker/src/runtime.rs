@@ -115,8 +115,8 @@ pub(crate) async fn run(worker: Worker, shutdown: CancellationToken) -> anyhow::
     } = worker;
     args.check()?;
     let common = &args.common;
-    let store = Store::connect_tls(
-        &common.redis.url,
+    let store = Store::connect_args(
+        &common.redis,
         &common.namespace,
         StoreOptions {
             result_ttl: common.result_ttl,
@@ -125,7 +125,7 @@ pub(crate) async fn run(worker: Worker, shutdown: CancellationToken) -> anyhow::
         &warren_store::RedisTls::from_args(&common.redis.tls)?,
     )
     .await
-    .with_context(|| format!("connecting to redis at {}", safe_url(&common.redis.url)))?;
+    .with_context(|| format!("connecting to redis at {}", common.redis.describe()))?;
     let pool = connect_pool_tls(&common.amqp.url, "warren-worker", 1, common.amqp.ca_pem()?)
         .await
         .with_context(|| format!("connecting to rabbitmq at {}", safe_url(&common.amqp.url)))?;
