@@ -58,20 +58,9 @@ fn queue_args(
             Redeliveries::Poison => POISON_DELIVERY_LIMIT,
         };
         args.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(limit));
-        if dead_letter.is_some() {
-            // Quorum queues dead-letter at most once unless told otherwise: a node lost
-            // mid-way could drop a delayed job between its rung and delay.expired. At least
-            // once needs `reject-publish` overflow (no length limit is set, so it never
-            // rejects).
-            args.insert(
-                "x-dead-letter-strategy".into(),
-                AMQPValue::LongString("at-least-once".into()),
-            );
-            args.insert(
-                "x-overflow".into(),
-                AMQPValue::LongString("reject-publish".into()),
-            );
-        }
+        // Dead-lettering stays at most once: `at-least-once` needs `x-overflow:
+        // reject-publish`, and with it RabbitMQ 3.10 kept nacking every publish to intake
+        // for minutes after its leader node was killed (the cluster test saw it).
     }
     args
 }

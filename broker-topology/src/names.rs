@@ -96,6 +96,16 @@ impl Topology {
         self
     }
 
+    /// The topology a service declares: `queue_type` is `WARREN_QUEUE_TYPE`'s value,
+    /// `keys` the signing keys' text (`WARREN_SIGNING_KEY`), if any.
+    ///
+    /// # Errors
+    /// A message naming the setting that is wrong.
+    pub fn configured(ns: Namespace, queue_type: &str, keys: Option<&str>) -> Result<Self, String> {
+        Ok(Self::new(ns, TopologyOptions::of_queue_type(queue_type)?)
+            .with_signing(crate::signing::from_config(keys)?))
+    }
+
     /// The keys job messages are signed and checked with, if any.
     pub fn signing(&self) -> Option<&SigningKeys> {
         self.signing.as_ref()

@@ -9,9 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use warren_kit::args::safe_url;
 use warren_store::{Store, StoreOptions};
-use warren_topology::{
-    AmqpPool, Publisher, Topology, TopologyError, TopologyOptions, connect_pool_tls,
-};
+use warren_topology::{AmqpPool, Publisher, Topology, TopologyError, connect_pool_tls};
 
 use crate::args::DashboardArgs;
 use crate::metrics::Metrics;
@@ -81,14 +79,12 @@ pub(crate) async fn build(args: &DashboardArgs) -> anyhow::Result<AppState> {
     )
     .await
     .with_context(|| format!("connecting to rabbitmq at {}", safe_url(&common.amqp.url)))?;
-    let topology = Topology::new(
+    let topology = Topology::configured(
         ns,
-        TopologyOptions::of_queue_type(&common.amqp.queue_type).map_err(anyhow::Error::msg)?,
+        &common.amqp.queue_type,
+        common.signing.key_text()?.as_deref(),
     )
-    .with_signing(
-        warren_topology::signing::from_config(common.signing.key_text()?.as_deref())
-            .map_err(anyhow::Error::msg)?,
-    );
+    .map_err(anyhow::Error::msg)?;
     let (live, _) = broadcast::channel(LIVE_BUFFER);
     let state = AppState {
         inner: Arc::new(Inner {

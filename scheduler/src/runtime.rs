@@ -9,7 +9,7 @@ use tracing::{info, warn};
 use warren_kit::args::safe_url;
 use warren_protocol::WorkerId;
 use warren_store::{Store, StoreOptions};
-use warren_topology::{Topology, TopologyOptions, connect_pool_tls};
+use warren_topology::{Topology, connect_pool_tls};
 
 use crate::args::SchedulerArgs;
 use crate::session::Session;
@@ -36,14 +36,12 @@ pub(crate) async fn run(args: SchedulerArgs, shutdown: CancellationToken) -> any
     )
     .await
     .with_context(|| format!("connecting to rabbitmq at {}", safe_url(&common.amqp.url)))?;
-    let topology = Topology::new(
+    let topology = Topology::configured(
         common.namespace.clone(),
-        TopologyOptions::of_queue_type(&common.amqp.queue_type).map_err(anyhow::Error::msg)?,
+        &common.amqp.queue_type,
+        common.signing.key_text()?.as_deref(),
     )
-    .with_signing(
-        warren_topology::signing::from_config(common.signing.key_text()?.as_deref())
-            .map_err(anyhow::Error::msg)?,
-    );
+    .map_err(anyhow::Error::msg)?;
     warren_kit::metrics::serve_if_set(&args.metrics, &shutdown).await?;
     let instance = WorkerId::generate("scheduler").to_string();
     info!(namespace = %common.namespace, policy = %config.preset, %instance, "scheduler starting");

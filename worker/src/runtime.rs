@@ -15,7 +15,7 @@ use warren_protocol::{JobId, WorkerId, now_ms};
 use warren_store::{Store, StoreOptions};
 use warren_topology::lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use warren_topology::lapin::types::FieldTable;
-use warren_topology::{AmqpPool, Publisher, Topology, TopologyOptions, connect_pool_tls};
+use warren_topology::{AmqpPool, Publisher, Topology, connect_pool_tls};
 
 use crate::args::WorkerArgs;
 use crate::task::Handler;
@@ -129,14 +129,12 @@ pub(crate) async fn run(worker: Worker, shutdown: CancellationToken) -> anyhow::
     let pool = connect_pool_tls(&common.amqp.url, "warren-worker", 1, common.amqp.ca_pem()?)
         .await
         .with_context(|| format!("connecting to rabbitmq at {}", safe_url(&common.amqp.url)))?;
-    let topology = Topology::new(
+    let topology = Topology::configured(
         common.namespace.clone(),
-        TopologyOptions::of_queue_type(&common.amqp.queue_type).map_err(anyhow::Error::msg)?,
+        &common.amqp.queue_type,
+        common.signing.key_text()?.as_deref(),
     )
-    .with_signing(
-        warren_topology::signing::from_config(common.signing.key_text()?.as_deref())
-            .map_err(anyhow::Error::msg)?,
-    );
+    .map_err(anyhow::Error::msg)?;
     let publisher = open_publisher(&pool, &topology, &id).await?;
     let custom: Vec<String> = tasks.keys().cloned().collect();
     store

@@ -11,10 +11,7 @@ use crate::system::{Allow, Infra, Submitted, System, WorkerSpec};
 const QUIET: Duration = Duration::from_secs(120);
 
 fn infra(rabbit: &PrivateRabbit) -> Infra {
-    Infra {
-        amqp: rabbit.url(),
-        redis: redis_url(),
-    }
+    Infra::new(rabbit.url(), redis_url())
 }
 
 fn two_workers() -> Vec<WorkerSpec> {

@@ -49,13 +49,20 @@ fn bin_dir() -> &'static PathBuf {
 pub(crate) struct Infra {
     pub(crate) amqp: String,
     pub(crate) redis: String,
+    /// More settings every service gets (quorum queues, Redis Sentinel).
+    pub(crate) env: Vec<(&'static str, String)>,
 }
 
 impl Infra {
     pub(crate) fn shared() -> Self {
+        Self::new(amqp_url(), redis_url())
+    }
+
+    pub(crate) fn new(amqp: String, redis: String) -> Self {
         Self {
-            amqp: amqp_url(),
-            redis: redis_url(),
+            amqp,
+            redis,
+            env: Vec::new(),
         }
     }
 }
@@ -212,7 +219,7 @@ impl System {
             .stdout(Stdio::null())
             .stderr(log)
             .kill_on_drop(true);
-        for (key, value) in env {
+        for (key, value) in self.infra.env.iter().chain(env) {
             cmd.env(key, value);
         }
         cmd.spawn()
