@@ -21,6 +21,23 @@ pub enum TopologyError {
         #[source]
         source: lapin::Error,
     },
+    /// A queue exists with another type than `WARREN_QUEUE_TYPE` asks for: RabbitMQ cannot
+    /// change a queue's type in place.
+    #[error(
+        "queue {name} already exists with another type or arguments than WARREN_QUEUE_TYPE={wanted} \
+         declares; a queue's type cannot be changed in place: keep the old WARREN_QUEUE_TYPE, or \
+         drain and delete the namespace's queues (or use a new WARREN_NAMESPACE) before \
+         switching (docs/scaling.md, \"Moving a classic deployment to quorum queues\")"
+    )]
+    QueueType {
+        /// The queue.
+        name: String,
+        /// `classic` or `quorum`.
+        wanted: &'static str,
+        /// The broker's answer.
+        #[source]
+        source: lapin::Error,
+    },
     /// A publish could not be sent.
     #[error("publishing to {exchange}/{routing_key}")]
     Publish {
@@ -61,6 +78,9 @@ impl TopologyError {
     /// Tells whether trying again later may succeed (the broker or the network is down),
     /// as opposed to a refusal that will repeat (bad arguments, unroutable message).
     pub fn is_transient(&self) -> bool {
-        !matches!(self, Self::Unroutable { .. } | Self::Declare { .. })
+        !matches!(
+            self,
+            Self::Unroutable { .. } | Self::Declare { .. } | Self::QueueType { .. }
+        )
     }
 }

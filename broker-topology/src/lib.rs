@@ -17,14 +17,17 @@ mod publisher;
 pub mod signing;
 mod subscribe;
 
-pub use connect::{AmqpManager, AmqpPool, connect_pool, connect_pool_tls};
+pub use connect::{
+    AmqpManager, AmqpPool, connect_pool, connect_pool_tls, current_node, node_label, node_urls,
+};
 pub use deadpool_lapin::lapin;
 pub use declare::{
-    WORKER_QUEUE_EXPIRES, declare_core, declare_pool, declare_worker_queue, teardown,
+    POISON_DELIVERY_LIMIT, WORKER_QUEUE_EXPIRES, declare_core, declare_pool, declare_worker_queue,
+    teardown,
 };
 pub use error::TopologyError;
 pub use headers::{DUE_HEADER, REASON_HEADER, header_str, header_u64, job_properties};
-pub use names::{CANCEL_ROUTING_KEY, DELAY_RUNGS, Topology, TopologyOptions};
+pub use names::{CANCEL_ROUTING_KEY, DELAY_RUNGS, QueueType, Topology, TopologyOptions};
 pub use publisher::{Pending, Publisher};
 pub use signing::{Destination, SigningKeys};
 pub use subscribe::{Subscription, subscribe};

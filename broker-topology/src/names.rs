@@ -12,12 +12,62 @@ pub const CANCEL_ROUTING_KEY: &str = "job.cancel";
 /// longest single hop is 2^17 s (about 36 hours); longer delays take several hops.
 pub const DELAY_RUNGS: u32 = 18;
 
+/// What kind of queue every durable queue Warren owns is (`WARREN_QUEUE_TYPE`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum QueueType {
+    /// Classic queues: one node holds each queue (the fastest; a lost node loses its queues).
+    #[default]
+    Classic,
+    /// Quorum queues: replicated with Raft on (by default) three nodes of a cluster; a
+    /// publish is confirmed once a majority has it.
+    Quorum,
+}
+
+impl QueueType {
+    /// The `x-queue-type` argument's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Classic => "classic",
+            Self::Quorum => "quorum",
+        }
+    }
+}
+
+impl std::str::FromStr for QueueType {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "classic" => Ok(Self::Classic),
+            "quorum" => Ok(Self::Quorum),
+            other => Err(format!(
+                "WARREN_QUEUE_TYPE must be `classic` or `quorum`, not `{other}`"
+            )),
+        }
+    }
+}
+
 /// Settings that change how queues are declared.
 #[derive(Debug, Clone, Default)]
 pub struct TopologyOptions {
     /// Deletes queues that have had no consumer for this long (`x-expires`). Tests set it so
     /// that an aborted test leaves nothing behind; production leaves it unset.
     pub queue_expires: Option<Duration>,
+    /// Classic or quorum queues.
+    pub queue_type: QueueType,
+}
+
+impl TopologyOptions {
+    /// The options of a service: `queue_type` is `WARREN_QUEUE_TYPE`'s value.
+    ///
+    /// # Errors
+    /// A message naming WARREN_QUEUE_TYPE when it is neither `classic` nor `quorum`.
+    pub fn of_queue_type(queue_type: &str) -> Result<Self, String> {
+        Ok(Self {
+            queue_type: queue_type.parse()?,
+            ..Self::default()
+        })
+    }
 }
 
 /// Every AMQP name of one namespace.
@@ -44,6 +94,16 @@ impl Topology {
     pub fn with_signing(mut self, keys: Option<SigningKeys>) -> Self {
         self.signing = keys;
         self
+    }
+
+    /// The topology a service declares: `queue_type` is `WARREN_QUEUE_TYPE`'s value,
+    /// `keys` the signing keys' text (`WARREN_SIGNING_KEY`), if any.
+    ///
+    /// # Errors
+    /// A message naming the setting that is wrong.
+    pub fn configured(ns: Namespace, queue_type: &str, keys: Option<&str>) -> Result<Self, String> {
+        Ok(Self::new(ns, TopologyOptions::of_queue_type(queue_type)?)
+            .with_signing(crate::signing::from_config(keys)?))
     }
 
     /// The keys job messages are signed and checked with, if any.

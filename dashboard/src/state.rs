@@ -10,9 +10,7 @@ use tokio_util::task::TaskTracker;
 use warren_kit::args::safe_url;
 use warren_kit::auth::Auth;
 use warren_store::{Store, StoreOptions};
-use warren_topology::{
-    AmqpPool, Publisher, Topology, TopologyError, TopologyOptions, connect_pool_tls,
-};
+use warren_topology::{AmqpPool, Publisher, Topology, TopologyError, connect_pool_tls};
 
 use crate::args::DashboardArgs;
 use crate::live::LiveMessage;
@@ -82,9 +80,9 @@ pub(crate) async fn build(args: &DashboardArgs) -> anyhow::Result<AppState> {
         ..StoreOptions::default()
     };
     let redis_tls = warren_store::RedisTls::from_args(&common.redis.tls)?;
-    let store = Store::connect_tls(&common.redis.url, &ns, options, &redis_tls)
+    let store = Store::connect_args(&common.redis, &ns, options, &redis_tls)
         .await
-        .with_context(|| format!("connecting to redis at {}", safe_url(&common.redis.url)))?;
+        .with_context(|| format!("connecting to redis at {}", common.redis.describe()))?;
     // RabbitMQ is needed only by actions (a retried job goes to intake, a cancel tells the
     // workers); reading never touches it.
     let amqp = connect_pool_tls(
@@ -95,10 +93,12 @@ pub(crate) async fn build(args: &DashboardArgs) -> anyhow::Result<AppState> {
     )
     .await
     .with_context(|| format!("connecting to rabbitmq at {}", safe_url(&common.amqp.url)))?;
-    let topology = Topology::new(ns, TopologyOptions::default()).with_signing(
-        warren_topology::signing::from_config(common.signing.key_text()?.as_deref())
-            .map_err(anyhow::Error::msg)?,
-    );
+    let topology = Topology::configured(
+        ns,
+        &common.amqp.queue_type,
+        common.signing.key_text()?.as_deref(),
+    )
+    .map_err(anyhow::Error::msg)?;
     let (live, _) = broadcast::channel(LIVE_BUFFER);
     let state = AppState {
         inner: Arc::new(Inner {

@@ -39,7 +39,7 @@ impl Store {
         &self,
     ) -> Result<impl Stream<Item = JobEvent> + Send + 'static, StoreError> {
         let mut pubsub = self
-            .client
+            .client()
             .get_async_pubsub()
             .await
             .map_err(|e| StoreError::redis("subscribing to events", e))?;

@@ -188,7 +188,14 @@ impl Store {
         let mut conn = self.conn();
         conn.zrem::<_, _, ()>(self.keys.submitting(), members)
             .await
-            .map_err(|e| StoreError::redis("confirming a submission", e))
+            .map_err(|e| StoreError::redis("confirming a submission", e))?;
+        // The records and this mark on a replica too before the 202 (with Sentinel). A
+        // failed WAIT is no refusal: the jobs are published and would run after a 503 (the
+        // cluster fault test saw one, with the primary killed between the two commands).
+        if let Err(error) = self.wait_replicated().await {
+            tracing::warn!(%error, "cannot wait for a Redis replica: answering anyway");
+        }
+        Ok(())
     }
 
     /// Removes jobs whose submission started before `cutoff_ms` and never finished (the

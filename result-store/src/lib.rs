@@ -13,6 +13,7 @@ mod events;
 mod expiry;
 mod jobs;
 mod keys;
+mod link;
 mod listing;
 mod logs;
 mod observe;
@@ -29,6 +30,7 @@ pub use error::StoreError;
 pub use events::JobEvent;
 pub use jobs::{ClaimOutcome, LeaseRenewal, NewJob, SubmitKey, Transition, TransitionOutcome};
 pub use keys::Keys;
+pub use link::REPLICA_WAIT;
 pub use listing::{FilterError, FilterParams, JobFilter, Page};
 pub use logs::{LogLine, LogStream};
 pub use observe::{CounterSample, Resolution, SchedulerInfo, WorkerEntry};
@@ -66,8 +68,7 @@ impl Default for StoreOptions {
 /// and reconnects by itself.
 #[derive(Clone)]
 pub struct Store {
-    client: redis::Client,
-    conn: ConnectionManager,
+    link: std::sync::Arc<link::Link>,
     keys: Keys,
     options: StoreOptions,
 }
@@ -180,21 +181,71 @@ impl Store {
             )
         }
         .map_err(StoreError::Connect)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(5)))
-            .set_response_timeout(Some(Duration::from_secs(10)));
-        let conn = client
-            .get_connection_manager_with_config(config)
-            .await
-            .map_err(StoreError::Connect)?;
         let store = Self {
-            client,
-            conn,
+            link: link::fixed(client).await?,
             keys: Keys::new(ns),
             options,
         };
         store.ping().await?;
         Ok(store)
+    }
+
+    /// Connects to what `args` names: `WARREN_REDIS_SENTINELS` and `WARREN_REDIS_MASTER`
+    /// when set (the store then follows a failover by itself), else `WARREN_REDIS_URL` with
+    /// `tls`.
+    ///
+    /// # Errors
+    /// See [`Store::connect_tls`]; also when no Sentinel names a primary.
+    pub async fn connect_args(
+        args: &warren_kit::RedisArgs,
+        ns: &Namespace,
+        options: StoreOptions,
+        tls: &RedisTls,
+    ) -> Result<Self, StoreError> {
+        let Some((sentinels, master)) = args.sentinel() else {
+            return Self::connect_tls(&args.url, ns, options, tls).await;
+        };
+        if !tls.is_empty() {
+            return Err(StoreError::Connect(redis::RedisError::from((
+                redis::ErrorKind::InvalidClientConfig,
+                "WARREN_REDIS_SENTINELS does not support TLS files yet: unset WARREN_REDIS_CA_FILE \
+                 and the client certificate, or use WARREN_REDIS_URL",
+            ))));
+        }
+        let store = Self {
+            link: link::sentinel(&sentinels, &master).await?,
+            keys: Keys::new(ns),
+            options,
+        };
+        store.ping().await?;
+        Ok(store)
+    }
+
+    /// With Sentinel and replicas: waits (at most [`REPLICA_WAIT`]) until a replica has
+    /// every write made so far on this store's connection, so that a failover right after
+    /// cannot roll a 202'd job back. A no-op on a lone Redis. Returns how many replicas
+    /// acknowledged (`None` when there are none to wait for).
+    ///
+    /// # Errors
+    /// Returns [`StoreError::Redis`] when Redis fails.
+    pub async fn wait_replicated(&self) -> Result<Option<u32>, StoreError> {
+        if !self.link.replicated() {
+            return Ok(None);
+        }
+        let mut conn = self.conn();
+        let acked: u32 = redis::cmd("WAIT")
+            .arg(1)
+            .arg(u64::try_from(REPLICA_WAIT.as_millis()).unwrap_or(u64::MAX))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| StoreError::redis("waiting for a replica", e))?;
+        if acked == 0 {
+            tracing::warn!(
+                wait = ?REPLICA_WAIT,
+                "no Redis replica acknowledged in time: answering anyway"
+            );
+        }
+        Ok(Some(acked))
     }
 
     /// Returns the key schema.
@@ -212,7 +263,7 @@ impl Store {
     /// # Errors
     /// Returns [`StoreError::Redis`] when it does not.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let _: String = redis::cmd("PING")
             .query_async(&mut conn)
             .await
@@ -221,6 +272,10 @@ impl Store {
     }
 
     pub(crate) fn conn(&self) -> ConnectionManager {
-        self.conn.clone()
+        self.link.current().manager
+    }
+
+    pub(crate) fn client(&self) -> redis::Client {
+        self.link.current().client
     }
 }

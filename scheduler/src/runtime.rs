@@ -9,7 +9,7 @@ use tracing::{info, warn};
 use warren_kit::args::safe_url;
 use warren_protocol::WorkerId;
 use warren_store::{Store, StoreOptions};
-use warren_topology::{Topology, TopologyOptions, connect_pool_tls};
+use warren_topology::{Topology, connect_pool_tls};
 
 use crate::args::SchedulerArgs;
 use crate::session::Session;
@@ -17,8 +17,8 @@ use crate::session::Session;
 pub(crate) async fn run(args: SchedulerArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let config = args.policy.config()?;
     let common = &args.common;
-    let store = Store::connect_tls(
-        &common.redis.url,
+    let store = Store::connect_args(
+        &common.redis,
         &common.namespace,
         StoreOptions {
             result_ttl: common.result_ttl,
@@ -27,7 +27,7 @@ pub(crate) async fn run(args: SchedulerArgs, shutdown: CancellationToken) -> any
         &warren_store::RedisTls::from_args(&common.redis.tls)?,
     )
     .await
-    .with_context(|| format!("connecting to redis at {}", safe_url(&common.redis.url)))?;
+    .with_context(|| format!("connecting to redis at {}", common.redis.describe()))?;
     let pool = connect_pool_tls(
         &common.amqp.url,
         "warren-scheduler",
@@ -36,11 +36,12 @@ pub(crate) async fn run(args: SchedulerArgs, shutdown: CancellationToken) -> any
     )
     .await
     .with_context(|| format!("connecting to rabbitmq at {}", safe_url(&common.amqp.url)))?;
-    let topology = Topology::new(common.namespace.clone(), TopologyOptions::default())
-        .with_signing(
-            warren_topology::signing::from_config(common.signing.key_text()?.as_deref())
-                .map_err(anyhow::Error::msg)?,
-        );
+    let topology = Topology::configured(
+        common.namespace.clone(),
+        &common.amqp.queue_type,
+        common.signing.key_text()?.as_deref(),
+    )
+    .map_err(anyhow::Error::msg)?;
     warren_kit::metrics::serve_if_set(&args.metrics, &shutdown).await?;
     let instance = WorkerId::generate("scheduler").to_string();
     info!(namespace = %common.namespace, policy = %config.preset, %instance, "scheduler starting");

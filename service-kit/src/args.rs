@@ -10,7 +10,9 @@ use warren_protocol::Namespace;
 /// Where RabbitMQ is.
 #[derive(Clone, Args)]
 pub struct AmqpArgs {
-    /// RabbitMQ URL (amqp://user:password@host:port/vhost).
+    /// RabbitMQ URL (amqp://user:password@host:port/vhost), or the URLs of a cluster's
+    /// nodes separated by commas: each connection goes to a live node, tried in a shuffled
+    /// order.
     #[arg(
         id = "amqp_url",
         long = "amqp-url",
@@ -26,14 +28,25 @@ pub struct AmqpArgs {
         env = "WARREN_AMQP_CA_FILE"
     )]
     pub ca_file: Option<PathBuf>,
+    /// `classic` or `quorum`: the type of every durable queue Warren declares (quorum
+    /// queues replicate over a cluster's nodes; docs/scaling.md says when to choose which).
+    #[arg(
+        id = "queue_type",
+        long = "queue-type",
+        env = "WARREN_QUEUE_TYPE",
+        default_value = "classic",
+        value_parser = ["classic", "quorum"]
+    )]
+    pub queue_type: String,
 }
 
 impl AmqpArgs {
-    /// A plain `url`, with no CA file.
+    /// A plain `url`, with no CA file, and classic queues.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
             ca_file: None,
+            queue_type: "classic".to_owned(),
         }
     }
 
@@ -67,14 +80,57 @@ pub struct RedisArgs {
     /// TLS files for a rediss:// URL.
     #[command(flatten)]
     pub tls: RedisTlsArgs,
+    /// Redis Sentinels (host:port, separated by commas) that name the primary, in place of
+    /// --redis-url: the services follow a failover by themselves.
+    #[arg(
+        id = "redis_sentinels",
+        long = "redis-sentinels",
+        env = "WARREN_REDIS_SENTINELS",
+        requires = "redis_master"
+    )]
+    pub sentinels: Option<String>,
+    /// The name the Sentinels monitor the primary under (`sentinel monitor NAME …`).
+    #[arg(
+        id = "redis_master",
+        long = "redis-master",
+        env = "WARREN_REDIS_MASTER",
+        requires = "redis_sentinels"
+    )]
+    pub master: Option<String>,
 }
 
 impl RedisArgs {
-    /// A plain `url`, with no TLS files.
+    /// A plain `url`, with no TLS files and no Sentinels.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
             tls: RedisTlsArgs::default(),
+            sentinels: None,
+            master: None,
+        }
+    }
+
+    /// The Sentinels' `host:port`s and the primary's name, when Sentinel is configured.
+    pub fn sentinel(&self) -> Option<(Vec<String>, String)> {
+        let sentinels: Vec<String> = self
+            .sentinels
+            .as_deref()?
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let master = self.master.clone()?;
+        (!sentinels.is_empty()).then_some((sentinels, master))
+    }
+
+    /// Where Redis is, for messages: the URL without its password, or the Sentinels.
+    pub fn describe(&self) -> String {
+        match self.sentinel() {
+            Some((sentinels, master)) => {
+                format!("primary {master} of sentinels {}", sentinels.join(","))
+            }
+            None => safe_url(&self.url),
         }
     }
 }
@@ -176,12 +232,21 @@ impl fmt::Debug for SigningArgs {
     }
 }
 
-/// Redacts the password of a URL, so URLs can be logged and shown in errors.
+/// Redacts the passwords of a URL, or of every URL of a comma-separated list (the nodes of
+/// a RabbitMQ cluster), so URLs can be logged and shown in errors.
 pub fn safe_url(url: &str) -> String {
+    url.split(',')
+        .map(safe_one_url)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn safe_one_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let Some((credentials, host)) = rest.split_once('@') else {
+    // The last `@`: a password may hold one.
+    let Some((credentials, host)) = rest.rsplit_once('@') else {
         return url.to_owned();
     };
     match credentials.split_once(':') {
@@ -195,6 +260,7 @@ impl fmt::Debug for AmqpArgs {
         f.debug_struct("AmqpArgs")
             .field("url", &safe_url(&self.url))
             .field("ca_file", &self.ca_file)
+            .field("queue_type", &self.queue_type)
             .finish()
     }
 }
@@ -204,6 +270,8 @@ impl fmt::Debug for RedisArgs {
         f.debug_struct("RedisArgs")
             .field("url", &safe_url(&self.url))
             .field("tls", &self.tls)
+            .field("sentinels", &self.sentinels)
+            .field("master", &self.master)
             .finish()
     }
 }
@@ -256,6 +324,10 @@ mod tests {
             .unwrap();
         assert_eq!(cli.common.amqp.url, "amqp://a");
         assert_eq!(cli.common.redis.url, "redis://b");
+        assert_eq!(cli.common.amqp.queue_type, "classic");
+        let cli = Cli::try_parse_from(["x", "--queue-type", "quorum"]).unwrap();
+        assert_eq!(cli.common.amqp.queue_type, "quorum");
+        assert!(Cli::try_parse_from(["x", "--queue-type", "mirrored"]).is_err());
         assert!(Cli::try_parse_from(["x", "--namespace", "bad name"]).is_err());
     }
 
@@ -321,5 +393,43 @@ mod tests {
         );
         assert_eq!(safe_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
         assert_eq!(safe_url("redis://:pw@h:1"), "redis://:***@h:1");
+        assert_eq!(safe_url("amqp://u:p@ss@h:1/v"), "amqp://u:***@h:1/v");
+    }
+
+    #[test]
+    fn sentinels_replace_the_url_and_come_with_a_master() {
+        let cli = Cli::try_parse_from([
+            "x",
+            "--redis-sentinels",
+            "a:26379, b:26379,",
+            "--redis-master",
+            "warren",
+        ])
+        .unwrap();
+        let (sentinels, master) = cli.common.redis.sentinel().unwrap();
+        assert_eq!(sentinels, ["a:26379", "b:26379"]);
+        assert_eq!(master, "warren");
+        assert_eq!(
+            cli.common.redis.describe(),
+            "primary warren of sentinels a:26379,b:26379"
+        );
+        assert!(Cli::try_parse_from(["x", "--redis-sentinels", "a:1"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--redis-master", "m"]).is_err());
+        assert_eq!(
+            RedisArgs::new("redis://:pw@h:1").describe(),
+            "redis://:***@h:1"
+        );
+    }
+
+    #[test]
+    fn every_password_of_a_node_list_is_redacted() {
+        let list = "amqp://guest:sekrit1@a:5672/%2f, amqp://guest:sekrit2@b:5672/%2f,amqp://c:5672";
+        let safe = safe_url(list);
+        assert_eq!(
+            safe,
+            "amqp://guest:***@a:5672/%2f, amqp://guest:***@b:5672/%2f,amqp://c:5672"
+        );
+        let debug = format!("{:?}", AmqpArgs::new(list));
+        assert!(!debug.contains("sekrit"), "{debug}");
     }
 }

@@ -37,6 +37,11 @@ pub(crate) struct Lease {
 }
 
 impl PublisherSlot {
+    /// `host:port` of the RabbitMQ node the newest connection went to.
+    pub(crate) fn node(&self) -> Option<String> {
+        warren_topology::current_node(&self.pool)
+    }
+
     /// Wraps an already opened publisher.
     pub(crate) fn new(pool: AmqpPool, topology: Topology, publisher: Publisher) -> Self {
         Self {

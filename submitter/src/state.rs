@@ -80,6 +80,16 @@ pub(crate) async fn build(
     args: &SubmitterArgs,
     options: TopologyOptions,
 ) -> anyhow::Result<AppState> {
+    // WARREN_QUEUE_TYPE decides the queue type; `options` only adds what tests set.
+    let options = TopologyOptions {
+        queue_type: args
+            .common
+            .amqp
+            .queue_type
+            .parse()
+            .map_err(anyhow::Error::msg)?,
+        ..options
+    };
     args.check()?;
     // Before anything is counted: series recorded with no recorder installed are lost.
     warren_kit::metrics::install();
@@ -112,9 +122,9 @@ pub(crate) async fn build(
         ..StoreOptions::default()
     };
     let redis_tls = RedisTls::from_args(&common.redis.tls)?;
-    let store = Store::connect_tls(&common.redis.url, &ns, store_options, &redis_tls)
+    let store = Store::connect_args(&common.redis, &ns, store_options, &redis_tls)
         .await
-        .with_context(|| format!("connecting to redis at {}", safe_url(&common.redis.url)))?;
+        .with_context(|| format!("connecting to redis at {}", common.redis.describe()))?;
     let pool = connect_pool_tls(
         &common.amqp.url,
         "warren-submitter",

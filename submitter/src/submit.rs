@@ -344,11 +344,11 @@ async fn publish_on(
     results.into_iter().collect()
 }
 
-/// Unroutable and nacked messages are verdicts on a healthy channel; anything else (a send
-/// that failed, a confirm that never came) may mean the channel is gone.
+/// An unroutable message is a verdict on a healthy channel; anything else (a send that
+/// failed, a confirm that never came, a nack) may mean the channel is gone or stuck. A nack
+/// counts: after a quorum queue's leader node was killed, RabbitMQ 3.10 kept nacking every
+/// publish on the channel that had been publishing to it (the cluster fault test saw minutes
+/// of it), while a new channel was fine.
 fn may_have_broken_the_channel(error: &TopologyError) -> bool {
-    !matches!(
-        error,
-        TopologyError::Unroutable { .. } | TopologyError::Nacked { .. }
-    )
+    !matches!(error, TopologyError::Unroutable { .. })
 }

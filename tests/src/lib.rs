@@ -10,7 +10,7 @@ mod redis;
 
 pub use proxy::{Link, Proxy};
 pub use rabbit::{PrivateRabbit, RabbitTls};
-pub use redis::PrivateRedis;
+pub use redis::{PrivateRedis, PrivateSentinel};
 
 /// A free TCP port on loopback. Never one RabbitMQ's command-line tools use for their own
 /// distribution (35672–35682) or the shared node's (25672), which a private node would

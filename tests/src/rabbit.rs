@@ -6,6 +6,18 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
+/// Runs the futures concurrently and returns their outputs in order.
+async fn futures_join_all<T: Send + 'static>(
+    futures: impl Iterator<Item = impl std::future::Future<Output = T> + Send + 'static>,
+) -> Vec<T> {
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for handle in handles {
+        out.push(handle.await.expect("a node start panicked"));
+    }
+    out
+}
+
 /// The node's own scripts, not the `/usr/sbin` wrappers (which switch to the `rabbitmq`
 /// user, who cannot write the test's directories).
 const RABBIT_BIN: &str = "/usr/lib/rabbitmq/bin";
@@ -31,6 +43,8 @@ pub struct PrivateRabbit {
     tls_port: Option<u16>,
     dir: PathBuf,
     child: Option<Child>,
+    /// Killed with `kill -9`: nothing left to stop.
+    killed: bool,
 }
 
 /// PEM files for a node's TLS listener.
@@ -58,7 +72,6 @@ impl PrivateRabbit {
         let dist = crate::free_port();
         let dir = crate::scratch_dir(&format!("rabbit-{name}"));
         let node = format!("warren-{name}-{port}@localhost");
-        let config = dir.join("rabbitmq.conf");
         let mut text = format!("listeners.tcp.local = 127.0.0.1:{port}\nloopback_users = none\n");
         let tls_port = tls.map(|tls| {
             let tls_port = crate::free_port();
@@ -75,17 +88,37 @@ impl PrivateRabbit {
             ));
             tls_port
         });
-        std::fs::write(&config, text).expect("writing the node's config");
-        let plugins = dir.join("enabled_plugins");
-        std::fs::write(&plugins, "").expect("writing the plugins file");
-        let log = std::fs::File::create(dir.join("server.out")).expect("server log");
+        std::fs::write(dir.join("rabbitmq.conf"), text).expect("writing the node's config");
+        std::fs::write(dir.join("enabled_plugins"), "").expect("writing the plugins file");
+        std::fs::write(dir.join("dist_port"), dist.to_string()).expect("writing the dist port");
+        let mut rabbit = Self {
+            node,
+            port,
+            tls_port,
+            dir,
+            child: None,
+            killed: false,
+        };
+        rabbit.spawn().await;
+        rabbit
+    }
+
+    /// Starts the node's VM on its name, ports and data, and waits until it runs.
+    async fn spawn(&mut self) {
+        let dir = &self.dir;
+        let dist = std::fs::read_to_string(dir.join("dist_port")).expect("the dist port");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("server.out"))
+            .expect("server log");
         let child = Command::new(tool("rabbitmq-server"))
-            .env("RABBITMQ_NODENAME", &node)
-            .env("RABBITMQ_CONFIG_FILE", &config)
-            .env("RABBITMQ_DIST_PORT", dist.to_string())
+            .env("RABBITMQ_NODENAME", &self.node)
+            .env("RABBITMQ_CONFIG_FILE", dir.join("rabbitmq.conf"))
+            .env("RABBITMQ_DIST_PORT", dist.trim())
             .env("RABBITMQ_MNESIA_BASE", dir.join("mnesia"))
             .env("RABBITMQ_LOG_BASE", dir.join("log"))
-            .env("RABBITMQ_ENABLED_PLUGINS_FILE", &plugins)
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", dir.join("enabled_plugins"))
             .env("RABBITMQ_PID_FILE", dir.join("pid"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -93,17 +126,70 @@ impl PrivateRabbit {
             .kill_on_drop(true)
             .spawn()
             .expect("rabbitmq-server installed");
-        let rabbit = Self {
-            node,
-            port,
-            tls_port,
-            dir,
-            child: Some(child),
-        };
-        let pid_file = rabbit.dir.join("pid");
+        self.child = Some(child);
+        self.killed = false;
+        let pid_file = self.dir.join("pid");
         let pid_file = pid_file.to_string_lossy().into_owned();
-        rabbit.ctl(&["wait", &pid_file, "--timeout", "90"]).await;
-        rabbit
+        self.ctl(&["wait", &pid_file, "--timeout", "90"]).await;
+    }
+
+    /// Starts the node again after [`PrivateRabbit::kill9`]: it rejoins its cluster.
+    pub async fn restart(&mut self) {
+        let _ = std::fs::remove_file(self.dir.join("pid"));
+        self.spawn().await;
+    }
+
+    /// `n` nodes joined into one cluster (the first is the one the others join). The nodes
+    /// share the Erlang cookie of `$HOME/.erlang.cookie`, as every node this user starts.
+    pub async fn cluster(name: &str, n: usize) -> Vec<Self> {
+        let starts = (0..n).map(|i| Self::start_owned(format!("{name}{i}")));
+        let nodes: Vec<Self> = futures_join_all(starts).await;
+        let first = nodes[0].node.clone();
+        for node in &nodes[1..] {
+            node.ctl(&["stop_app"]).await;
+            node.ctl(&["join_cluster", &first]).await;
+            node.ctl(&["start_app"]).await;
+        }
+        nodes[0]
+            .ctl(&["await_online_nodes", &n.to_string(), "--timeout", "60"])
+            .await;
+        nodes
+    }
+
+    async fn start_owned(name: String) -> Self {
+        Self::start(&name).await
+    }
+
+    /// The node a queue's leader is on, from this node's view (`rabbitmqctl list_queues`).
+    pub async fn queue_leader(&self, queue: &str) -> Option<String> {
+        let out = self
+            .ctl(&[
+                "list_queues",
+                "name",
+                "leader",
+                "--no-table-headers",
+                "--quiet",
+            ])
+            .await;
+        out.lines().find_map(|line| {
+            let mut cols = line.split('\t');
+            (cols.next()? == queue).then(|| cols.next().unwrap_or_default().trim().to_owned())
+        })
+    }
+
+    /// `kill -9` of the node's VM: no shutdown, no goodbye to the cluster.
+    pub async fn kill9(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(self.dir.join("pid")) {
+            let _ = Command::new("kill")
+                .args(["-9", pid.trim()])
+                .stderr(Stdio::null())
+                .status()
+                .await;
+        }
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
+        self.killed = true;
     }
 
     /// `amqp://` URL of the node's default vhost.
@@ -153,12 +239,14 @@ impl Drop for PrivateRabbit {
     fn drop(&mut self) {
         // `rabbitmq-server` is a script: the VM is its child, so stop the node by name, then
         // make sure through the pid file.
-        let _ = std::process::Command::new(tool("rabbitmqctl"))
-            .args(["-n", &self.node, "stop"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        let _ = (!self.killed).then(|| {
+            std::process::Command::new(tool("rabbitmqctl"))
+                .args(["-n", &self.node, "stop"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+        });
         if let Ok(pid) = std::fs::read_to_string(self.dir.join("pid")) {
             let _ = std::process::Command::new("kill")
                 .args(["-9", pid.trim()])

@@ -15,10 +15,21 @@ pub struct PrivateRedis {
     port: u16,
     dir: PathBuf,
     aof: bool,
+    /// The primary's port, for a replica.
+    replica_of: Option<u16>,
 }
 
 impl PrivateRedis {
     pub async fn start(name: &str, aof: bool) -> Self {
+        Self::start_inner(name, aof, None).await
+    }
+
+    /// A replica of `primary` (`--replicaof`), without an append-only file.
+    pub async fn start_replica(name: &str, primary: &PrivateRedis) -> Self {
+        Self::start_inner(name, false, Some(primary.port)).await
+    }
+
+    async fn start_inner(name: &str, aof: bool, replica_of: Option<u16>) -> Self {
         let port = crate::free_port();
         let dir = crate::scratch_dir(&format!("redis-{name}"));
         let mut redis = Self {
@@ -26,9 +37,14 @@ impl PrivateRedis {
             port,
             dir,
             aof,
+            replica_of,
         };
         redis.spawn().await;
         redis
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     async fn spawn(&mut self) {
@@ -40,6 +56,9 @@ impl PrivateRedis {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true);
+        if let Some(primary) = self.replica_of {
+            cmd.args(["--replicaof", "127.0.0.1", &primary.to_string()]);
+        }
         if self.aof {
             cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
         } else {
@@ -89,6 +108,100 @@ impl PrivateRedis {
 }
 
 impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.start_kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A Redis Sentinel (`redis-server --sentinel`) on a free port, watching one primary under
+/// `master`, with a short `down-after-milliseconds` so that a test's failover takes seconds.
+/// Killed and removed when dropped.
+#[derive(Debug)]
+pub struct PrivateSentinel {
+    child: Option<Child>,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl PrivateSentinel {
+    pub async fn start(name: &str, master: &str, primary: &PrivateRedis, quorum: u32) -> Self {
+        let port = crate::free_port();
+        let dir = crate::scratch_dir(&format!("sentinel-{name}"));
+        // Sentinel rewrites its configuration file: it must be one of its own.
+        let config = dir.join("sentinel.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {dir}\n\
+                 sentinel monitor {master} 127.0.0.1 {primary} {quorum}\n\
+                 sentinel down-after-milliseconds {master} 1000\n\
+                 sentinel failover-timeout {master} 5000\n\
+                 sentinel parallel-syncs {master} 1\n",
+                dir = dir.display(),
+                primary = primary.port,
+            ),
+        )
+        .expect("writing the sentinel's config");
+        let child = Command::new("redis-server")
+            .arg(&config)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server on PATH");
+        let sentinel = Self {
+            child: Some(child),
+            port,
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while sentinel.master_port(master).await.is_none() {
+            assert!(Instant::now() < deadline, "the sentinel did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        sentinel
+    }
+
+    /// `127.0.0.1:port`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Runs `redis-cli SENTINEL args…` against this Sentinel; its output lines, trimmed.
+    async fn sentinel(&self, args: &[&str]) -> Option<Vec<String>> {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "SENTINEL"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        Some(text.lines().map(|l| l.trim().to_owned()).collect())
+    }
+
+    /// How many replicas of `master`, and how many other Sentinels, this one knows.
+    pub async fn known(&self, master: &str) -> Option<(u32, u32)> {
+        let lines = self.sentinel(&["master", master]).await?;
+        let field = |name: &str| -> Option<u32> {
+            let at = lines.iter().position(|l| l == name)?;
+            lines.get(at + 1)?.parse().ok()
+        };
+        Some((field("num-slaves")?, field("num-other-sentinels")?))
+    }
+
+    /// The port of the primary this Sentinel names for `master`.
+    pub async fn master_port(&self, master: &str) -> Option<u16> {
+        let lines = self.sentinel(&["get-master-addr-by-name", master]).await?;
+        lines.get(1)?.parse().ok()
+    }
+}
+
+impl Drop for PrivateSentinel {
     fn drop(&mut self) {
         if let Some(child) = &mut self.child {
             let _ = child.start_kill();

@@ -15,7 +15,7 @@ use warren_protocol::{JobId, WorkerId, now_ms};
 use warren_store::{Store, StoreOptions};
 use warren_topology::lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use warren_topology::lapin::types::FieldTable;
-use warren_topology::{AmqpPool, Publisher, Topology, TopologyOptions, connect_pool_tls};
+use warren_topology::{AmqpPool, Publisher, Topology, connect_pool_tls};
 
 use crate::args::WorkerArgs;
 use crate::task::Handler;
@@ -115,8 +115,8 @@ pub(crate) async fn run(worker: Worker, shutdown: CancellationToken) -> anyhow::
     } = worker;
     args.check()?;
     let common = &args.common;
-    let store = Store::connect_tls(
-        &common.redis.url,
+    let store = Store::connect_args(
+        &common.redis,
         &common.namespace,
         StoreOptions {
             result_ttl: common.result_ttl,
@@ -125,15 +125,16 @@ pub(crate) async fn run(worker: Worker, shutdown: CancellationToken) -> anyhow::
         &warren_store::RedisTls::from_args(&common.redis.tls)?,
     )
     .await
-    .with_context(|| format!("connecting to redis at {}", safe_url(&common.redis.url)))?;
+    .with_context(|| format!("connecting to redis at {}", common.redis.describe()))?;
     let pool = connect_pool_tls(&common.amqp.url, "warren-worker", 1, common.amqp.ca_pem()?)
         .await
         .with_context(|| format!("connecting to rabbitmq at {}", safe_url(&common.amqp.url)))?;
-    let topology = Topology::new(common.namespace.clone(), TopologyOptions::default())
-        .with_signing(
-            warren_topology::signing::from_config(common.signing.key_text()?.as_deref())
-                .map_err(anyhow::Error::msg)?,
-        );
+    let topology = Topology::configured(
+        common.namespace.clone(),
+        &common.amqp.queue_type,
+        common.signing.key_text()?.as_deref(),
+    )
+    .map_err(anyhow::Error::msg)?;
     let publisher = open_publisher(&pool, &topology, &id).await?;
     let custom: Vec<String> = tasks.keys().cloned().collect();
     store

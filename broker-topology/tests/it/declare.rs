@@ -6,7 +6,7 @@ use warren_kit::testkit::TestNamespace;
 use warren_topology::lapin::BasicProperties;
 use warren_topology::lapin::options::BasicPublishOptions;
 use warren_topology::{
-    DELAY_RUNGS, Topology, TopologyError, TopologyOptions, declare_core, declare_pool,
+    DELAY_RUNGS, QueueType, Topology, TopologyError, TopologyOptions, declare_core, declare_pool,
 };
 
 use crate::{Broker, exchange_exists, pool_name, queue_exists, within};
@@ -212,5 +212,108 @@ async fn rungs_hold_messages_and_topics_route() {
         .await;
     assert_eq!(got.delivery.routing_key.as_str(), "worker.w1.cancel");
     broker.teardown(&[]).await;
+    ns.cleanup().await;
+}
+
+/// `WARREN_QUEUE_TYPE=quorum`: every durable queue is a quorum queue (a classic declaration
+/// of the same names is refused because of its type), a job published to intake is
+/// confirmed and can be read back, and a service still on classic queues gets an error
+/// that says what to do.
+#[tokio::test]
+async fn quorum_queues_are_declared_and_a_type_change_is_explained() {
+    let ns = TestNamespace::new("declare_quorum");
+    let quorum = Topology::new(
+        ns.ns().clone(),
+        TopologyOptions {
+            queue_expires: Some(Duration::from_secs(60)),
+            queue_type: QueueType::Quorum,
+        },
+    );
+    let broker = Broker::start_with(quorum).await;
+    let (topology, channel) = (&broker.topology, &broker.channel);
+    let cpu = pool_name("cpu");
+    within("declare_core again", declare_core(channel, topology))
+        .await
+        .unwrap();
+    within("declare_pool", declare_pool(channel, topology, &cpu))
+        .await
+        .unwrap();
+    let worker = warren_protocol::WorkerId::generate("quorum-it");
+    within(
+        "declare_worker_queue",
+        warren_topology::declare_worker_queue(channel, topology, &worker),
+    )
+    .await
+    .unwrap();
+
+    // Confirmed once a majority of the queue's members has it (one member here). Read back
+    // from the pool queue: quorum queues refuse basic.get under a single active consumer.
+    let confirm = within(
+        "publish intake",
+        broker.publisher.send_intake(&crate::envelope(5)),
+    )
+    .await
+    .unwrap();
+    within("confirm intake", confirm.confirmed()).await.unwrap();
+    let confirm = within(
+        "publish pool",
+        broker.publisher.send_pool(&cpu, &crate::envelope(5)),
+    )
+    .await
+    .unwrap();
+    within("confirm pool", confirm.confirmed()).await.unwrap();
+    assert!(broker.get(&topology.pool_queue(&cpu)).await.is_some());
+
+    // The same names as classic queues: each queue is refused for its type.
+    let classic = Topology::new(
+        ns.ns().clone(),
+        TopologyOptions {
+            queue_expires: Some(Duration::from_secs(60)),
+            queue_type: QueueType::Classic,
+        },
+    );
+    let mut queues = vec![
+        (topology.dead_queue(), None),
+        (topology.pool_queue(&cpu), Some(cpu.clone())),
+    ];
+    queues.push((topology.worker_queue(&worker), None));
+    for (queue, pool) in queues {
+        let channel = within("channel", Topology::channel(&broker.pool))
+            .await
+            .unwrap();
+        let result = if let Some(pool) = pool {
+            declare_pool(&channel, &classic, &pool).await
+        } else if queue == topology.dead_queue() {
+            declare_core(&channel, &classic).await
+        } else {
+            warren_topology::declare_worker_queue(&channel, &classic, &worker).await
+        };
+        let err = result.expect_err("a classic declaration of a quorum queue fails");
+        assert!(
+            matches!(&err, TopologyError::QueueType { name, wanted: "classic", .. } if name == &queue),
+            "{err:?}"
+        );
+        let chain = format!("{err}: {:?}", std::error::Error::source(&err));
+        assert!(
+            chain.contains("quorum"),
+            "the broker names the type: {chain}"
+        );
+        assert!(chain.contains("WARREN_QUEUE_TYPE"), "{chain}");
+        assert!(chain.contains("docs/scaling.md"), "{chain}");
+        assert!(!err.is_transient());
+    }
+    let channel = within("channel", Topology::channel(&broker.pool))
+        .await
+        .unwrap();
+    within(
+        "teardown worker queue",
+        channel.queue_delete(
+            topology.worker_queue(&worker).as_str().into(),
+            Default::default(),
+        ),
+    )
+    .await
+    .unwrap();
+    broker.teardown(&[cpu]).await;
     ns.cleanup().await;
 }

@@ -35,6 +35,7 @@ pub(crate) fn topology(ns: &TestNamespace) -> Topology {
         ns.ns().clone(),
         TopologyOptions {
             queue_expires: Some(Duration::from_secs(60)),
+            ..TopologyOptions::default()
         },
     )
 }
@@ -51,13 +52,17 @@ pub(crate) struct Broker {
 impl Broker {
     /// Connects and declares the core topology of `ns`.
     pub(crate) async fn start(ns: &TestNamespace) -> Self {
+        Self::start_with(topology(ns)).await
+    }
+
+    /// Connects and declares `topology`'s core.
+    pub(crate) async fn start_with(topology: Topology) -> Self {
         let pool = within(
             "connect",
             connect_pool(&amqp_url(), "warren-topology-it", 2),
         )
         .await
         .expect("RabbitMQ reachable at WARREN_TEST_AMQP_URL");
-        let topology = topology(ns);
         let channel = within("channel", Topology::channel(&pool)).await.unwrap();
         within("declare_core", declare_core(&channel, &topology))
             .await

@@ -27,7 +27,7 @@ use warren_topology::{AmqpPool, DELAY_RUNGS, Topology, TopologyOptions};
 pub(crate) enum AdminCommand {
     /// List the queues, exchanges and Redis keys a namespace left, and delete them after a
     /// confirmation. Refuses while the namespace is in use (live workers, consumers).
-    Purge(PurgeArgs),
+    Purge(Box<PurgeArgs>),
     /// Print the SHA-256 of an API token, as the submitter's tokens file stores it (the same
     /// as `printf %s TOKEN | sha256sum`). Reads the token from standard input when it is not
     /// given, so that it stays out of the shell history.
@@ -62,7 +62,7 @@ pub(crate) struct PurgeArgs {
 
 pub(crate) async fn run(command: AdminCommand) -> anyhow::Result<bool> {
     match command {
-        AdminCommand::Purge(args) => purge(args).await,
+        AdminCommand::Purge(args) => purge(*args).await,
         AdminCommand::HashToken { token } => hash_token(token).await,
     }
 }
@@ -94,14 +94,17 @@ struct FoundQueue {
 async fn purge(args: PurgeArgs) -> anyhow::Result<bool> {
     let ns = args.namespace.clone();
     let redis_tls = warren_store::RedisTls::from_args(&args.redis.tls)?;
-    let store = Store::connect_tls(&args.redis.url, &ns, StoreOptions::default(), &redis_tls)
+    let store = Store::connect_args(&args.redis, &ns, StoreOptions::default(), &redis_tls)
         .await
-        .with_context(|| format!("connecting to redis at {}", safe_url(&args.redis.url)))?;
+        .with_context(|| format!("connecting to redis at {}", args.redis.describe()))?;
     let pool =
         warren_topology::connect_pool_tls(&args.amqp.url, "warren-admin", 1, args.amqp.ca_pem()?)
             .await
             .with_context(|| format!("connecting to rabbitmq at {}", safe_url(&args.amqp.url)))?;
-    let topology = Topology::new(ns.clone(), TopologyOptions::default());
+    let topology = Topology::new(
+        ns.clone(),
+        TopologyOptions::of_queue_type(&args.amqp.queue_type).map_err(anyhow::Error::msg)?,
+    );
 
     let keys = store.namespace_keys().await?;
     let live = store.live_workers().await?;

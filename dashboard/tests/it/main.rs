@@ -88,6 +88,7 @@ impl Harness {
             ns.ns().clone(),
             TopologyOptions {
                 queue_expires: Some(Duration::from_secs(60)),
+                ..TopologyOptions::default()
             },
         );
         let pool = within(connect_pool(&amqp_url(), "dashboard-test", 1))

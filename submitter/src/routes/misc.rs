@@ -166,14 +166,15 @@ pub(super) async fn metrics(caller: Caller) -> Result<axum::response::Response, 
     tag = "probes",
     security(()),
     responses(
-        (status = 200, description = "`{\"status\":\"ready\",\"scheduler\":\"active|missing\"}`", body = super::openapi::Status),
+        (status = 200, description = "`{\"status\":\"ready\",\"scheduler\":\"active|missing\",\"rabbitmq_node\":\"host:port\"}`", body = super::openapi::Status),
         (status = 503, description = "Redis, RabbitMQ or (with WARREN_READY_REQUIRES_SCHEDULER) the scheduler is missing; `detail` says which."),
     ),
 )]
 /// `GET /readyz`: Redis answers, RabbitMQ confirms a probe publish (an open channel is not
 /// enough: during a memory alarm the broker blocks publishers and submissions hang), and an
 /// active scheduler is there (its status key, rewritten every 0.5 s, has not expired).
-/// 200 `{"status":"ready","scheduler":"active|missing"}`, or a 503 problem whose detail says
+/// 200 `{"status":"ready","scheduler":"active|missing","rabbitmq_node":"host:port"}` (the
+/// node of a cluster the submitter publishes through), or a 503 problem whose detail says
 /// which check failed. A missing scheduler fails readiness only with
 /// `WARREN_READY_REQUIRES_SCHEDULER` (the default).
 pub(super) async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
@@ -203,7 +204,11 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Result<Json<Value>,
     };
     let scheduler_blocks = scheduler == "missing" && state.ready_requires_scheduler();
     if redis_error.is_none() && amqp_error.is_none() && !scheduler_blocks {
-        return Ok(Json(json!({ "status": "ready", "scheduler": scheduler })));
+        return Ok(Json(json!({
+            "status": "ready",
+            "scheduler": scheduler,
+            "rabbitmq_node": state.publisher().node(),
+        })));
     }
     tracing::error!(redis = ?redis_error, rabbitmq = ?amqp_error, scheduler, "not ready");
     let mut failed = Vec::new();

@@ -92,6 +92,9 @@ pub(super) struct Status {
     /// `/readyz` only: `active` or `missing`.
     #[serde(skip_serializing_if = "Option::is_none")]
     scheduler: Option<String>,
+    /// `/readyz` only: `host:port` of the RabbitMQ node in use (one of WARREN_AMQP_URL's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rabbitmq_node: Option<String>,
 }
 
 /// Adds what every operation shares: problem+json error bodies, 401/403 on operations that

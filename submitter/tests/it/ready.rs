@@ -52,7 +52,11 @@ async fn readiness_needs_an_active_scheduler() {
         (reply.status, &reply.body),
         (
             StatusCode::OK,
-            &json!({"status": "ready", "scheduler": "active"})
+            &json!({
+                "status": "ready",
+                "scheduler": "active",
+                "rabbitmq_node": amqp_parts().1,
+            })
         )
     );
 
@@ -93,5 +97,53 @@ async fn a_broker_that_does_not_confirm_publishes_is_not_ready() {
     reply.problem(StatusCode::SERVICE_UNAVAILABLE, "not_ready");
     assert!(reply.detail().contains("rabbitmq"), "{}", reply.detail());
     proxy.kill().await;
+    h.finish().await;
+}
+
+/// `WARREN_AMQP_URL` as a list of cluster nodes (two proxies in front of the test broker
+/// stand for two nodes): `/readyz` names the node in use, and when that node goes away the
+/// submitter moves to the other by itself. A password in the list never shows.
+#[tokio::test]
+async fn a_node_list_moves_to_a_live_node() {
+    let ns = TestNamespace::new("ready_node_list");
+    let (head, broker, path) = amqp_parts();
+    let first = Proxy::start(broker.clone()).await;
+    let second = Proxy::start(broker).await;
+    let mut args = args(&ns, testkit::redis_url());
+    args.common.amqp.url = format!("{head}{}{path},{head}{}{path}", first.addr, second.addr);
+    let h = Harness::with_args(ns, args).await;
+
+    let node = |reply: &crate::support::Reply| {
+        reply.body["rabbitmq_node"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let reply = h.send(get("/readyz")).await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:#?}");
+    let in_use = node(&reply);
+    let (dead, live) = if in_use == first.addr.to_string() {
+        (first, second)
+    } else {
+        assert_eq!(in_use, second.addr.to_string(), "{reply:#?}");
+        (second, first)
+    };
+    let live_addr = live.addr.to_string();
+    dead.kill().await;
+    let app = h.app.clone();
+    wait_until(
+        "the submitter to move to the live node",
+        Duration::from_secs(20),
+        || {
+            let app = app.clone();
+            let live_addr = live_addr.clone();
+            async move {
+                let reply = crate::support::call(&app, get("/readyz")).await;
+                (reply.status == StatusCode::OK && node(&reply) == live_addr).then_some(())
+            }
+        },
+    )
+    .await;
+    live.kill().await;
     h.finish().await;
 }

@@ -29,6 +29,7 @@ pub(crate) const TIMEOUT: Duration = Duration::from_secs(20);
 pub(crate) fn topology_options() -> TopologyOptions {
     TopologyOptions {
         queue_expires: Some(Duration::from_secs(60)),
+        ..TopologyOptions::default()
     }
 }
 

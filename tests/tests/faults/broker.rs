@@ -11,11 +11,7 @@ use crate::system::{Allow, Infra, Submitted, System, WorkerSpec};
 const QUIET: Duration = Duration::from_secs(120);
 
 fn infra(rabbit: &PrivateRabbit) -> Infra {
-    Infra {
-        amqp: rabbit.url(),
-        redis: redis_url(),
-        amqp_ca: None,
-    }
+    Infra::new(rabbit.url(), redis_url())
 }
 
 fn two_workers() -> Vec<WorkerSpec> {
@@ -168,9 +164,8 @@ async fn amqps_with_a_ca_file() {
     };
     let rabbit = PrivateRabbit::start_tls("amqps", tls).await;
     let infra = Infra {
-        amqp: rabbit.amqps_url(),
-        redis: redis_url(),
         amqp_ca: Some(pki.ca.clone()),
+        ..Infra::new(rabbit.amqps_url(), redis_url())
     };
 
     let other = TestPki::new("amqps-other");

@@ -10,11 +10,7 @@ use crate::system::{Allow, Infra, System, WorkerSpec};
 const QUIET: Duration = Duration::from_secs(120);
 
 fn infra(redis: &PrivateRedis) -> Infra {
-    Infra {
-        amqp: amqp_url(),
-        redis: redis.url(),
-        amqp_ca: None,
-    }
+    Infra::new(amqp_url(), redis.url())
 }
 
 fn two_workers() -> Vec<WorkerSpec> {

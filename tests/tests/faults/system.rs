@@ -52,14 +52,21 @@ pub(crate) struct Infra {
     /// The CA that an `amqps://` broker's certificate is checked against
     /// (`WARREN_AMQP_CA_FILE`).
     pub(crate) amqp_ca: Option<PathBuf>,
+    /// More settings every service gets (quorum queues, Redis Sentinel).
+    pub(crate) env: Vec<(&'static str, String)>,
 }
 
 impl Infra {
     pub(crate) fn shared() -> Self {
+        Self::new(amqp_url(), redis_url())
+    }
+
+    pub(crate) fn new(amqp: String, redis: String) -> Self {
         Self {
-            amqp: amqp_url(),
-            redis: redis_url(),
+            amqp,
+            redis,
             amqp_ca: None,
+            env: Vec::new(),
         }
     }
 
@@ -231,7 +238,7 @@ impl System {
         if let Some(ca) = &self.infra.amqp_ca {
             cmd.env("WARREN_AMQP_CA_FILE", ca);
         }
-        for (key, value) in env {
+        for (key, value) in self.infra.env.iter().chain(env) {
             cmd.env(key, value);
         }
         cmd.spawn()
