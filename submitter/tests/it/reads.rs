@@ -231,7 +231,11 @@ async fn health_and_readiness() {
         (reply.status, &reply.body),
         (
             StatusCode::OK,
-            &json!({"status": "ready", "scheduler": "missing"})
+            &json!({
+                "status": "ready",
+                "scheduler": "missing",
+                "rabbitmq_node": crate::ready::amqp_parts().1,
+            })
         )
     );
     h.finish().await;

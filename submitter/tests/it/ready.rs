@@ -10,7 +10,7 @@ use warren_kit::testkit::{self, TestNamespace, wait_until};
 use crate::support::{Harness, Proxy, args, get};
 
 /// The test RabbitMQ's URL split around its `host:port`.
-fn amqp_parts() -> (String, String, String) {
+pub(crate) fn amqp_parts() -> (String, String, String) {
     let url = testkit::amqp_url();
     let (scheme, rest) = url
         .split_once("://")
