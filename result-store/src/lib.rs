@@ -272,7 +272,7 @@ impl Store {
     }
 
     pub(crate) fn conn(&self) -> ConnectionManager {
-        self.link.current().manager
+        self.link.manager()
     }
 
     pub(crate) fn client(&self) -> redis::Client {

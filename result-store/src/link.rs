@@ -41,6 +41,16 @@ impl Link {
             .clone()
     }
 
+    /// The current primary's connection manager alone: every command takes it, so it does
+    /// not clone the client (its connection info) as [`Link::current`] does.
+    pub(crate) fn manager(&self) -> ConnectionManager {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .manager
+            .clone()
+    }
+
     pub(crate) fn replicated(&self) -> bool {
         self.replicated.load(Ordering::Relaxed)
     }

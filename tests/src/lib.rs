@@ -12,6 +12,40 @@ pub use proxy::{Link, Proxy};
 pub use rabbit::{PrivateRabbit, RabbitTls};
 pub use redis::{PrivateRedis, PrivateSentinel};
 
+/// Where the service binaries are: `warren-submitter`, `warren-scheduler`, `warren-worker`
+/// and the example worker with an application task (`custom_task`), built once per test
+/// process (a no-op when they are up to date) so that no suite runs stale binaries. Every
+/// suite builds this same set, so one suite's build never undoes another's.
+pub fn service_bin_dir() -> &'static std::path::Path {
+    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let status = std::process::Command::new(cargo)
+            .args([
+                "build",
+                "--bins",
+                "-p",
+                "warren-submitter",
+                "-p",
+                "warren-scheduler",
+                "-p",
+                "warren-worker",
+                "--example",
+                "custom_task",
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("running cargo build for the service binaries");
+        assert!(status.success(), "building the service binaries failed");
+        // target/debug/deps/<test>-<hash> → target/debug
+        let exe = std::env::current_exe().expect("test executable path");
+        exe.parent()
+            .and_then(std::path::Path::parent)
+            .expect("target dir")
+            .to_path_buf()
+    })
+}
+
 /// A free TCP port on loopback. Never one RabbitMQ's command-line tools use for their own
 /// distribution (35672–35682) or the shared node's (25672), which a private node would
 /// otherwise race for.

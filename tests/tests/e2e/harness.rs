@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
@@ -15,37 +14,8 @@ use warren_kit::testkit::{TestNamespace, amqp_url, block_on_cleanup, redis_url, 
 use warren_protocol::{PoolName, WorkerId};
 use warren_topology::{Topology, TopologyOptions};
 
-/// Builds the service binaries once per test run (a no-op when they are up to date), so
-/// `cargo test -p warren-e2e` never runs stale binaries.
-fn bin_dir() -> &'static PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let status = std::process::Command::new(cargo)
-            .args([
-                "build",
-                "--bins",
-                "-p",
-                "warren-submitter",
-                "-p",
-                "warren-scheduler",
-                "-p",
-                "warren-worker",
-                // A worker with an application task (issue 10: it must run beside others).
-                "--example",
-                "custom_task",
-            ])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("running cargo build for the service binaries");
-        assert!(status.success(), "building the service binaries failed");
-        // target/debug/deps/e2e-<hash> → target/debug
-        let exe = std::env::current_exe().expect("test executable path");
-        exe.parent()
-            .and_then(|deps| deps.parent())
-            .expect("target dir")
-            .to_path_buf()
-    })
+fn bin_dir() -> &'static std::path::Path {
+    warren_e2e::service_bin_dir()
 }
 
 fn log_dir(ns: &str) -> PathBuf {
@@ -133,7 +103,7 @@ impl System {
     ) -> Self {
         let ns = TestNamespace::new(name);
         let logs = log_dir(ns.ns().as_str());
-        let port = free_port();
+        let port = warren_e2e::free_port();
         let base = format!("http://127.0.0.1:{port}");
         let submitter = spawn(
             &ns,
@@ -146,7 +116,7 @@ impl System {
             ],
             "submitter",
         );
-        let metrics_port = free_port();
+        let metrics_port = warren_e2e::free_port();
         let mut env = scheduler_env.to_vec();
         env.push(("WARREN_METRICS_ADDR", format!("127.0.0.1:{metrics_port}")));
         let scheduler = spawn(&ns, &logs, "warren-scheduler", &env, "scheduler");
@@ -188,7 +158,7 @@ impl System {
     pub(crate) async fn add_worker(&mut self, spec: &WorkerSpec) -> usize {
         let before = self.worker_ids().await.len();
         let index = self.workers.len();
-        let metrics_port = free_port();
+        let metrics_port = warren_e2e::free_port();
         let child = spawn(
             &self.ns,
             &self.logs,
@@ -538,11 +508,6 @@ fn signal(child: &Child, signal: Signal) {
     if let Some(pid) = child.id() {
         let _ = kill(Pid::from_raw(i32::try_from(pid).unwrap()), signal);
     }
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
 }
 
 /// A noop-ish spec helper.

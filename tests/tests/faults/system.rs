@@ -4,7 +4,6 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
@@ -15,33 +14,8 @@ use warren_kit::testkit::{TestNamespace, amqp_url, block_on_cleanup, redis_url, 
 use warren_protocol::{PoolName, WorkerId};
 use warren_topology::{Topology, TopologyOptions};
 
-/// Builds the service binaries once per run (a no-op when up to date), so the suite never
-/// runs stale binaries.
-fn bin_dir() -> &'static PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let status = std::process::Command::new(cargo)
-            .args([
-                "build",
-                "--bins",
-                "-p",
-                "warren-submitter",
-                "-p",
-                "warren-scheduler",
-                "-p",
-                "warren-worker",
-            ])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("running cargo build for the service binaries");
-        assert!(status.success(), "building the service binaries failed");
-        let exe = std::env::current_exe().expect("test executable path");
-        exe.parent()
-            .and_then(|deps| deps.parent())
-            .expect("target dir")
-            .to_path_buf()
-    })
+fn bin_dir() -> &'static std::path::Path {
+    warren_e2e::service_bin_dir()
 }
 
 /// Where the services of a scenario connect.
