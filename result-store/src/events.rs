@@ -52,4 +52,25 @@ impl Store {
             serde_json::from_str(&payload).ok()
         }))
     }
+
+    /// Subscribes to the news that submissions were confirmed (see
+    /// [`Store::confirm_submitted`]): each item says that some jobs were unmarked. At most
+    /// once, like every pub/sub message: a reader also looks now and then by itself.
+    ///
+    /// # Errors
+    /// Returns [`StoreError`] when the subscription cannot be made.
+    pub async fn subscribe_submitted(
+        &self,
+    ) -> Result<impl Stream<Item = ()> + Send + 'static, StoreError> {
+        let mut pubsub = self
+            .client()
+            .get_async_pubsub()
+            .await
+            .map_err(|e| StoreError::redis("subscribing to confirmed submissions", e))?;
+        pubsub
+            .subscribe(self.keys.submitted_channel())
+            .await
+            .map_err(|e| StoreError::redis("subscribing to confirmed submissions", e))?;
+        Ok(pubsub.into_on_message().map(|_| ()))
+    }
 }

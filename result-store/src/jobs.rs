@@ -5,7 +5,7 @@ use redis::AsyncCommands;
 use warren_protocol::{JobId, JobSpec, JobState, WorkerId, now_ms};
 
 use crate::record::JobRecord;
-use crate::scripts::{ANNOTATE, CLAIM, REAP_SUBMITS, RENEW, TRANSITION, state_list};
+use crate::scripts::{ANNOTATE, CLAIM, RENEW, TRANSITION, WITHDRAW, state_list};
 use crate::{Store, StoreError};
 
 /// A record that exists only for the window between the Redis write and the broker's confirm:
@@ -175,26 +175,34 @@ impl Store {
         self.write_new_jobs(jobs, Some(key)).await
     }
 
-    /// Ends the submission of jobs whose publish was confirmed: they are no longer phantoms
-    /// in waiting.
+    /// Ends the submission of jobs whose publish was confirmed: the scheduler, which holds
+    /// a marked job back, may now run them, and is told so on [`Keys::submitted_channel`].
+    ///
+    /// With Sentinel and replicas, the records and this unmarking must reach a replica before
+    /// the 202: a failover that rolled the unmarking back would leave the job marked, and the
+    /// reaper would withdraw a job the client was told was accepted. A replica that is merely
+    /// slow (`WAIT` answers, late) is no refusal, since the primary has everything; a `WAIT`
+    /// that fails means the primary is likely gone, and the submission is refused.
     ///
     /// # Errors
     /// Returns [`StoreError`] when Redis fails.
+    ///
+    /// [`Keys::submitted_channel`]: crate::Keys::submitted_channel
     pub async fn confirm_submitted(&self, ids: &[JobId]) -> Result<(), StoreError> {
         if ids.is_empty() {
             return Ok(());
         }
         let members: Vec<String> = ids.iter().map(JobId::to_string).collect();
+        let mut pipe = redis::pipe();
+        pipe.zrem(self.keys.submitting(), members)
+            .ignore()
+            .publish(self.keys.submitted_channel(), ids.len())
+            .ignore();
         let mut conn = self.conn();
-        conn.zrem::<_, _, ()>(self.keys.submitting(), members)
+        pipe.query_async::<()>(&mut conn)
             .await
             .map_err(|e| StoreError::redis("confirming a submission", e))?;
-        // The records and this mark on a replica too before the 202 (with Sentinel). A
-        // failed WAIT is no refusal: the jobs are published and would run after a 503 (the
-        // cluster fault test saw one, with the primary killed between the two commands).
-        if let Err(error) = self.wait_replicated().await {
-            tracing::warn!(%error, "cannot wait for a Redis replica: answering anyway");
-        }
+        self.wait_replicated().await?;
         Ok(())
     }
 
@@ -211,16 +219,93 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<JobId>, StoreError> {
         let mut conn = self.conn();
-        let removed: Vec<String> = REAP_SUBMITS
-            .key(self.keys.submitting())
-            .arg(self.keys.prefix())
-            .arg(cutoff_ms)
-            .arg(limit)
-            .arg(u64::try_from(self.options.result_ttl.as_millis()).unwrap_or(u64::MAX))
-            .invoke_async(&mut conn)
+        let marked: Vec<String> = conn
+            .zrangebyscore_limit(self.keys.submitting(), "-inf", cutoff_ms, 0, limit as isize)
             .await
             .map_err(|e| StoreError::redis("reaping interrupted submissions", e))?;
+        self.withdraw(&marked, Some(cutoff_ms)).await
+    }
+
+    /// Takes back the jobs of a submission that is being refused after its records were
+    /// written (some of their messages may be in intake already): each job never sent to a
+    /// worker is deleted with its index entries and its idempotency key. Returns the ids
+    /// removed; a job missing from it got out and runs.
+    ///
+    /// # Errors
+    /// Returns [`StoreError`] when Redis fails.
+    pub async fn withdraw_submission(&self, ids: &[JobId]) -> Result<Vec<JobId>, StoreError> {
+        let ids: Vec<String> = ids.iter().map(JobId::to_string).collect();
+        self.withdraw(&ids, None).await
+    }
+
+    async fn withdraw(
+        &self,
+        ids: &[String],
+        cutoff_ms: Option<u64>,
+    ) -> Result<Vec<JobId>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut invocation = WITHDRAW.prepare_invoke();
+        invocation
+            .key(self.keys.submitting())
+            .arg(self.keys.prefix())
+            .arg(u64::try_from(self.options.result_ttl.as_millis()).unwrap_or(u64::MAX))
+            .arg(cutoff_ms.map(|ms| ms.to_string()).unwrap_or_default());
+        for id in ids {
+            invocation.arg(id);
+        }
+        let mut conn = self.conn();
+        let removed: Vec<String> = invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| StoreError::redis("withdrawing a submission", e))?;
         Ok(removed.iter().filter_map(|id| id.parse().ok()).collect())
+    }
+
+    /// Each job's state and whether its submission is still in flight (marked), for
+    /// admission, which holds marked jobs back: a job whose submission may yet be refused
+    /// must not start.
+    ///
+    /// # Errors
+    /// Returns [`StoreError`] when Redis fails.
+    pub async fn admission_states(
+        &self,
+        ids: &[JobId],
+    ) -> Result<Vec<(Option<JobState>, bool)>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.hget(self.keys.job(*id), "state")
+                .zscore(self.keys.submitting(), id.to_string());
+        }
+        let mut conn = self.conn();
+        let raw: Vec<(Option<String>, Option<f64>)> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| StoreError::redis("reading job states", e))?;
+        raw.into_iter()
+            .map(|(state, mark)| {
+                let state = state.as_deref().map(parse_state).transpose()?;
+                Ok((state, mark.is_some()))
+            })
+            .collect()
+    }
+
+    /// The jobs marked as being submitted right now (written, not yet confirmed): few, as
+    /// the set holds only submissions in flight.
+    ///
+    /// # Errors
+    /// Returns [`StoreError`] when Redis fails.
+    pub async fn submitting_ids(&self) -> Result<std::collections::HashSet<JobId>, StoreError> {
+        let mut conn = self.conn();
+        let ids: Vec<String> = conn
+            .zrange(self.keys.submitting(), 0, -1)
+            .await
+            .map_err(|e| StoreError::redis("reading the submissions in flight", e))?;
+        Ok(ids.iter().filter_map(|id| id.parse().ok()).collect())
     }
 
     /// How many jobs are marked as being submitted right now (written, not yet confirmed).

@@ -214,6 +214,12 @@ impl Keys {
     pub fn submitting(&self) -> String {
         format!("{}submitting", self.prefix)
     }
+
+    /// Pub/sub channel on which the submitter says that submissions were confirmed (their
+    /// jobs unmarked); the payload is how many. The scheduler looks at the jobs it holds.
+    pub fn submitted_channel(&self) -> String {
+        format!("{}submitted", self.prefix)
+    }
 }
 
 const DEAD_TENANT: &str = "dead:tenant:";

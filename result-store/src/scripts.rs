@@ -20,8 +20,8 @@ pub(crate) static DEAD_ADD: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/dead_add.lua")));
 pub(crate) static DEAD_REMOVE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/dead_remove.lua")));
-pub(crate) static REAP_SUBMITS: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/reap_submits.lua")));
+pub(crate) static WITHDRAW: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/withdraw.lua")));
 
 /// Formats states as `,a,b,` for the scripts' substring test.
 pub(crate) fn state_list(states: &[warren_protocol::JobState]) -> String {

@@ -38,13 +38,18 @@ return 0
     )
 });
 
-/// Deletes the key only while it still names the given job, so a late release cannot drop
-/// a key that a later submission has taken since.
+/// Deletes the key (`KEYS[1]`) only while it still names the given job, so a late release
+/// cannot drop a key that a later submission has taken since, and only while none of its
+/// jobs (`KEYS[2..]`) exists: a refused submission whose job got out and runs keeps its key,
+/// so the client's retry finds that job instead of making a second one.
 static RELEASE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+for i = 2, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then return 0 end
+end
+return redis.call('DEL', KEYS[1])
 ",
     )
 });
@@ -115,7 +120,8 @@ impl Store {
         Ok(())
     }
 
-    /// Releases idempotency key `key` if it still names job `id` (its submission failed).
+    /// Releases idempotency key `key` if it still names job `id` and that job does not exist
+    /// (its submission failed before writing it, or was withdrawn).
     ///
     /// # Errors
     /// Returns [`StoreError`] when Redis fails.
@@ -123,6 +129,7 @@ impl Store {
         let mut conn = self.conn();
         let _: i64 = RELEASE
             .key(self.keys.idempotency(key))
+            .key(self.keys.job(id))
             .arg(id.to_string())
             .invoke_async(&mut conn)
             .await
@@ -188,8 +195,8 @@ impl Store {
         Ok(())
     }
 
-    /// Releases batch idempotency key `key` if it still names the batch `ids` (its
-    /// submission failed).
+    /// Releases batch idempotency key `key` if it still names the batch `ids` and none of
+    /// them exists (its submission failed before writing them, or was withdrawn).
     ///
     /// # Errors
     /// Returns [`StoreError`] when Redis fails.
@@ -199,8 +206,12 @@ impl Store {
         ids: &[JobId],
     ) -> Result<(), StoreError> {
         let mut conn = self.conn();
-        let _: i64 = RELEASE
-            .key(self.keys.idempotency_batch(key))
+        let mut invocation = RELEASE.prepare_invoke();
+        invocation.key(self.keys.idempotency_batch(key));
+        for id in ids {
+            invocation.key(self.keys.job(*id));
+        }
+        let _: i64 = invocation
             .arg(batch_value(ids))
             .invoke_async(&mut conn)
             .await

@@ -139,15 +139,25 @@ pub(crate) async fn persist(
     store.pending_add(&classes, &entries).await
 }
 
+/// What admission made of a batch of intake messages, in delivery order.
+#[derive(Debug, Default)]
+pub(crate) struct Admission {
+    /// Jobs to order now.
+    pub(crate) ready: Vec<Admitted>,
+    /// Jobs whose submission is still in flight (marked): in the index, but held back until
+    /// the submitter confirms them, since it may yet refuse them (see [`crate::hold`]).
+    pub(crate) held: Vec<Admitted>,
+}
+
 /// Parses and checks a batch of intake messages, adds them to the pending index in one
-/// round trip, then acks them. Returns the jobs to order, in delivery order.
+/// round trip, then acks them.
 pub(crate) async fn admit(
     deliveries: Vec<Delivery>,
     publisher: &Publisher,
     store: &Store,
     estimates: &Estimates,
     config: &PolicyConfig,
-) -> Vec<Admitted> {
+) -> Admission {
     let mut parsed = Vec::with_capacity(deliveries.len());
     for delivery in deliveries {
         if let Err(reason) = check_message(
@@ -180,16 +190,17 @@ pub(crate) async fn admit(
         }
     }
     let ids: Vec<JobId> = parsed.iter().map(|(_, e, _)| e.job_id).collect();
-    let states = match store.states(&ids).await {
+    let states = match store.admission_states(&ids).await {
         Ok(states) => states,
         Err(error) => {
             requeue_later(parsed.into_iter().map(|(d, _, _)| d), &error.to_string()).await;
-            return Vec::new();
+            return Admission::default();
         }
     };
     let mut admitted = Vec::new();
+    let mut marked = Vec::new();
     let mut keep = Vec::new();
-    for ((delivery, envelope, task), state) in parsed.into_iter().zip(states) {
+    for ((delivery, envelope, task), (state, submitting)) in parsed.into_iter().zip(states) {
         match state {
             None => {
                 publisher
@@ -205,6 +216,7 @@ pub(crate) async fn admit(
                 ack(&delivery).await;
             }
             Some(_) => {
+                marked.push(submitting);
                 admitted.push(classify(
                     envelope.job_id,
                     &envelope.spec,
@@ -218,13 +230,21 @@ pub(crate) async fn admit(
     }
     if let Err(error) = persist(store, &admitted, config).await {
         requeue_later(keep.into_iter(), &error.to_string()).await;
-        return Vec::new();
+        return Admission::default();
     }
     // Acked only now: until the index holds a job, its message is its only copy.
     for delivery in &keep {
         ack(delivery).await;
     }
-    admitted
+    let mut admission = Admission::default();
+    for (job, submitting) in admitted.into_iter().zip(marked) {
+        if submitting {
+            admission.held.push(job);
+        } else {
+            admission.ready.push(job);
+        }
+    }
+    admission
 }
 
 async fn requeue_later(deliveries: impl Iterator<Item = Delivery>, error: &str) {

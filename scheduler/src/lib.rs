@@ -14,6 +14,7 @@ mod dead;
 mod delay;
 mod dispatch;
 mod heartbeats;
+mod hold;
 mod intake;
 mod metrics;
 pub mod policy;

@@ -73,6 +73,10 @@ pub(crate) struct Session {
     applied_policy: Option<String>,
     reports_tx: mpsc::UnboundedSender<Report>,
     reports: mpsc::UnboundedReceiver<Report>,
+    /// Jobs whose submission is still in flight go here, to wait out of the order.
+    held: mpsc::UnboundedSender<Vec<Admitted>>,
+    /// The holding task's end of `held`, taken when the session runs.
+    held_rx: Option<mpsc::UnboundedReceiver<Vec<Admitted>>>,
 }
 
 impl Session {
@@ -110,6 +114,7 @@ impl Session {
             default_ms: args.policy.default_runtime.as_millis() as u64,
         };
         let shared = Arc::new(Mutex::new((estimates.clone(), config.clone())));
+        let (held, held_rx) = mpsc::unbounded_channel();
         let mut session = Self {
             store: store.clone(),
             publisher,
@@ -130,6 +135,8 @@ impl Session {
             applied_policy: None,
             reports_tx,
             reports,
+            held,
+            held_rx: Some(held_rx),
         };
         session.rebuild().await?;
         Ok(session)
@@ -150,9 +157,17 @@ impl Session {
             .pending_classes()
             .await
             .context("reading the pending index")?;
+        // Marked jobs wait out of the order, as admission would have left them. The set
+        // holds only submissions in flight, so it is small.
+        let submitting = self
+            .store
+            .submitting_ids()
+            .await
+            .context("reading the submissions in flight")?;
+        let mut held = Vec::new();
         let mut loaded = 0usize;
         for (class_id, json) in classes {
-            let Ok(class) = serde_json::from_str(&json) else {
+            let Ok(class) = serde_json::from_str::<crate::policy::JobClass>(&json) else {
                 warn!(%class_id, "ignoring a pending class that does not parse");
                 continue;
             };
@@ -164,7 +179,16 @@ impl Session {
                 }
                 offset += page.len() as isize;
                 for member in &page {
-                    if let Some(job) = intake::parse_member(member) {
+                    let Some(job) = intake::parse_member(member) else {
+                        continue;
+                    };
+                    if submitting.contains(&job.id) {
+                        held.push(Admitted {
+                            class: class.clone(),
+                            job,
+                            deadline_ms: None,
+                        });
+                    } else {
                         loaded += usize::from(self.core.add(&class, job));
                     }
                 }
@@ -207,8 +231,13 @@ impl Session {
                 }
             }
         }
+        let held_count = held.len();
+        if !held.is_empty() {
+            let _ = self.held.send(held);
+        }
         info!(
             pending = loaded,
+            held = held_count,
             running,
             workers = self.core.workers().count(),
             "scheduler state rebuilt from redis"
@@ -253,8 +282,16 @@ impl Session {
             self.publisher.clone(),
             self.store.clone(),
             self.shared.clone(),
-            self.reports_tx.clone(),
+            (self.reports_tx.clone(), self.held.clone()),
         ));
+        if let Some(held_rx) = self.held_rx.take() {
+            tokio::spawn(crate::hold::run(
+                held_rx,
+                self.store.clone(),
+                self.reports_tx.clone(),
+                stop.clone(),
+            ));
+        }
         let mut tick = tokio::time::interval(TICK);
         let mut ticks: u64 = 0;
         let mut last_sweep = Instant::now();
@@ -835,7 +872,10 @@ async fn admit_batches(
     publisher: Publisher,
     store: Store,
     shared: Arc<Mutex<(Estimates, PolicyConfig)>>,
-    reports: mpsc::UnboundedSender<Report>,
+    (reports, held): (
+        mpsc::UnboundedSender<Report>,
+        mpsc::UnboundedSender<Vec<Admitted>>,
+    ),
 ) {
     const MAX_BATCH: usize = 512;
     while let Some(first) = deliveries.recv().await {
@@ -847,9 +887,12 @@ async fn admit_batches(
             }
         }
         let (estimates, config) = lock(&shared).clone();
-        let admitted = intake::admit(batch, &publisher, &store, &estimates, &config).await;
-        if !admitted.is_empty() {
-            let _ = reports.send(Report::Admitted(admitted));
+        let admission = intake::admit(batch, &publisher, &store, &estimates, &config).await;
+        if !admission.ready.is_empty() {
+            let _ = reports.send(Report::Admitted(admission.ready));
+        }
+        if !admission.held.is_empty() {
+            let _ = held.send(admission.held);
         }
     }
 }

@@ -1,10 +1,12 @@
 //! Accepting jobs (invariant I2): a job is answered 202 only once it is written to Redis *and*
 //! RabbitMQ has confirmed it into the intake queue. If Redis fails nothing is published; if
-//! the publish fails the Redis records are deleted again; either way the client gets 503.
+//! the publish fails the Redis records are withdrawn again; either way the client gets 503.
 //!
 //! A publish that fails half-way may still have put some messages into intake (a confirm
-//! that timed out, the first jobs of a batch). Their records are deleted, and the scheduler
-//! and workers drop messages whose job does not exist, so no job runs that was refused.
+//! that timed out, the first jobs of a batch). The records are written marked "submitting"
+//! and the scheduler holds a marked job back, so none of those starts before the whole
+//! submission is confirmed; a refused one is withdrawn, and the scheduler and workers drop
+//! messages whose job does not exist. So no job runs that was refused.
 
 use std::time::Duration;
 
@@ -23,6 +25,9 @@ use crate::state::AppState;
 
 /// How long RabbitMQ may take to confirm a publish before the jobs are refused.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often ending a submission is tried again after Redis failed (a failover takes
+/// seconds).
+const END_RETRY_EVERY: Duration = Duration::from_millis(250);
 /// How long an idempotency key is held while its submission is in flight. Long enough for
 /// any submission (they are bounded by the Redis and confirm timeouts); short, so that a key
 /// whose release failed does not refuse retries for long.
@@ -192,9 +197,11 @@ pub(crate) async fn accept_many(
 /// Writes the jobs in one `MULTI`, publishes them all, then waits for every confirm.
 ///
 /// The jobs are written marked as "submitting" and the mark goes only once every confirm is
-/// in: if this process dies in between, nobody got a 202 for them, and the scheduler removes
-/// them after `WARREN_SUBMIT_REAP_AFTER` (with the idempotency key `key`, so that the
-/// client's retry makes the jobs afresh) instead of leaving phantoms `queued` for days.
+/// in; until then the scheduler holds them back, so that a job of a batch refused half-way
+/// never starts. If this process dies in between, nobody got a 202 for them, and the
+/// scheduler removes them after `WARREN_SUBMIT_REAP_AFTER` (with the idempotency key `key`,
+/// so that the client's retry makes the jobs afresh) instead of leaving phantoms `queued`
+/// for days.
 async fn accept_jobs(
     state: &AppState,
     jobs: &[NewJob],
@@ -204,14 +211,14 @@ async fn accept_jobs(
 ) -> Result<(), ApiError> {
     // Nothing is published unless Redis has the records first.
     state.store().create_jobs_submitting(jobs, key).await?;
-    let deadline = deadline.min(Instant::now() + CONFIRM_TIMEOUT);
-    let mut published = publish(state, jobs, correlation_id, deadline)
+    let publish_deadline = deadline.min(Instant::now() + CONFIRM_TIMEOUT);
+    let mut published = publish(state, jobs, correlation_id, publish_deadline)
         .await
         .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>);
     if published.is_ok() {
         let ids: Vec<JobId> = jobs.iter().map(|j| j.id).collect();
         // Without the mark gone, the reaper would remove jobs that got a 202: refuse instead.
-        if let Err(error) = state.store().confirm_submitted(&ids).await {
+        if let Err(error) = end_submission(state, &ids, deadline).await {
             published = Err(Box::new(error));
         }
     }
@@ -242,16 +249,60 @@ async fn accept_jobs(
         first_job_id = %first,
         "publishing to intake failed; deleting the jobs again"
     );
-    if let Err(delete_error) = state.store().delete_jobs(jobs).await {
-        // They keep their provisional TTL, so they expire by themselves eventually.
-        tracing::error!(
-            error = %error_chain(&delete_error),
-            jobs = jobs.len(),
-            first_job_id = %first,
-            "cannot delete jobs whose publish failed"
-        );
+    let ids: Vec<JobId> = jobs.iter().map(|j| j.id).collect();
+    match state.store().withdraw_submission(&ids).await {
+        Ok(withdrawn) if withdrawn.len() < ids.len() => {
+            // Possible only when the unmarking reached Redis and the replica wait failed.
+            tracing::warn!(
+                jobs = ids.len() - withdrawn.len(),
+                first_job_id = %first,
+                "some jobs of a refused submission were already sent to workers and will run"
+            );
+        }
+        Ok(_) => {}
+        Err(withdraw_error) => {
+            // Still marked, so the scheduler holds them back until the reaper withdraws them
+            // (`WARREN_SUBMIT_REAP_AFTER`); failing that, their provisional TTL ends them.
+            tracing::error!(
+                error = %error_chain(&withdraw_error),
+                jobs = jobs.len(),
+                first_job_id = %first,
+                "cannot withdraw jobs whose submission failed"
+            );
+        }
     }
     Err(ApiError::unavailable_quiet("unavailable"))
+}
+
+/// Unmarks published jobs so that they may run (and, with replicas, waits for one to have
+/// it). A failure here is ambiguous: the unmarking may have been applied, or even reached
+/// the replica before the primary died, and then the jobs run once a replica is promoted.
+/// Refusing then would run jobs the client was told were refused; so the unmarking, which
+/// can be repeated, is tried again on whatever primary Redis has, until `deadline`. Only
+/// records that are gone (a failover lost them) or a Redis that stays away refuse the
+/// submission.
+async fn end_submission(
+    state: &AppState,
+    ids: &[JobId],
+    deadline: Instant,
+) -> Result<(), warren_store::StoreError> {
+    let store = state.store();
+    let mut ended = store.confirm_submitted(ids).await;
+    while let Err(error) = &ended {
+        if Instant::now() + END_RETRY_EVERY >= deadline {
+            break;
+        }
+        tracing::warn!(error = %error_chain(error), jobs = ids.len(), "cannot end a submission yet; trying again");
+        tokio::time::sleep(END_RETRY_EVERY).await;
+        ended = match store.admission_states(ids).await {
+            // A failover lost the records (they never reached the replica): their messages
+            // will find no job, and the submission is refused.
+            Ok(states) if states.iter().any(|(state, _)| state.is_none()) => break,
+            Ok(_) => store.confirm_submitted(ids).await,
+            Err(error) => Err(error),
+        };
+    }
+    ended
 }
 
 /// Says why delayed jobs wait (`delayed_until <time>`), until the ladder releases them.

@@ -215,3 +215,85 @@ async fn interrupted_submissions_are_reaped_and_free_their_key() {
     assert_eq!(left, 0);
     ns.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_refused_submission_is_withdrawn_and_admission_sees_marks() {
+    let ns = TestNamespace::new("store_withdraw");
+    let store = store(&ns).await;
+    let mut conn = raw().await;
+    let prefix = store.keys().prefix().to_owned();
+
+    // A single job with a key, refused: withdrawn whatever its mark's age, key freed by the
+    // release that follows (its job no longer exists).
+    let refused = new_job(spec("t", "q"));
+    store
+        .reserve_idempotency_key("k1", refused.id, Duration::from_secs(300))
+        .await
+        .unwrap();
+    store
+        .create_jobs_submitting(
+            std::slice::from_ref(&refused),
+            Some(&SubmitKey::Single("k1".into())),
+        )
+        .await
+        .unwrap();
+    // A confirmed one, and one a worker took after its mark went (then its submission failed).
+    let done = new_job(spec("t", "q"));
+    let out = new_job(spec("t", "q"));
+    store
+        .reserve_idempotency_key("k2", out.id, Duration::from_secs(300))
+        .await
+        .unwrap();
+    store
+        .create_jobs_submitting(&[done.clone(), out.clone()], None)
+        .await
+        .unwrap();
+    store.confirm_submitted(&[done.id, out.id]).await.unwrap();
+    let worker = warren_protocol::WorkerId::from_raw("w1");
+    store
+        .claim(out.id, &worker, 1, "cpu", Duration::from_secs(60))
+        .await
+        .unwrap();
+
+    let seen = store
+        .admission_states(&[refused.id, done.id, out.id, JobId::new()])
+        .await
+        .unwrap();
+    assert_eq!(
+        seen,
+        vec![
+            (Some(JobState::Queued), true),
+            (Some(JobState::Queued), false),
+            (Some(JobState::Running), false),
+            (None, false),
+        ]
+    );
+    assert_eq!(
+        store.submitting_ids().await.unwrap(),
+        std::iter::once(refused.id).collect()
+    );
+
+    let withdrawn = store
+        .withdraw_submission(&[refused.id, out.id])
+        .await
+        .unwrap();
+    assert_eq!(withdrawn, vec![refused.id], "a job that got out stays");
+    assert!(store.get(refused.id).await.unwrap().is_none());
+    assert_eq!(get(&store, out.id).await.state, JobState::Running);
+    store
+        .release_idempotency_key("k1", refused.id)
+        .await
+        .unwrap();
+    store.release_idempotency_key("k2", out.id).await.unwrap();
+    let k1: Option<String> = cmd(&mut conn, "GET", &[&format!("{prefix}idem:k1")]).await;
+    assert_eq!(k1, None, "the refused job's key is free for a retry");
+    let k2: Option<String> = cmd(&mut conn, "GET", &[&format!("{prefix}idem:k2")]).await;
+    assert_eq!(
+        k2,
+        Some(out.id.to_string()),
+        "a refused job that runs keeps its key, so a retry finds it"
+    );
+    let left: u64 = cmd(&mut conn, "ZCARD", &[&format!("{prefix}submitting")]).await;
+    assert_eq!(left, 0);
+    ns.cleanup().await;
+}

@@ -408,6 +408,23 @@ impl System {
         pools.close();
     }
 
+    /// Deletes every rung of the delay ladder, so that publishing a delayed job fails as
+    /// unroutable: a way to make a submission fail after its other messages were confirmed.
+    pub(crate) async fn delete_delay_ladder(&self) {
+        let pools = warren_topology::connect_pool(&amqp_url(), "e2e", 1)
+            .await
+            .unwrap();
+        let topology = Topology::new(self.ns.ns().clone(), TopologyOptions::default());
+        let channel = Topology::channel(&pools).await.unwrap();
+        for rung in 0..warren_topology::DELAY_RUNGS {
+            channel
+                .queue_delete(topology.delay_queue(rung).into(), Default::default())
+                .await
+                .unwrap();
+        }
+        pools.close();
+    }
+
     /// Counts messages waiting in a worker's queue.
     pub(crate) async fn worker_queue_depth(&self, worker: &str) -> u32 {
         let pools = warren_topology::connect_pool(&amqp_url(), "e2e", 1)

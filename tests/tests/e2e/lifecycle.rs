@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use warren_kit::testkit::{redis_url, wait_until};
 use warren_store::{Store, StoreOptions};
 
-use crate::harness::System;
+use crate::harness::{System, WorkerSpec};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_submitter_killed_mid_batch_leaves_no_phantom_jobs() {
@@ -84,5 +84,57 @@ async fn a_submitter_killed_mid_batch_leaves_no_phantom_jobs() {
     assert_eq!(replay["jobs"].as_array().unwrap().len(), 1000, "{replay}");
     let listed = store.list(&Default::default(), 1000, None).await.unwrap();
     assert_eq!(listed.jobs.len(), 1000);
+    sys.stop().await;
+}
+
+/// A batch refused after most of its messages were confirmed into intake (here its last job,
+/// a delayed one, cannot be routed) runs none of its jobs: the scheduler holds each job back
+/// until its whole submission is confirmed, and the submitter withdraws the refused ones.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_refused_half_way_runs_none_of_its_jobs() {
+    let sys = System::start(
+        "refused_batch",
+        &[WorkerSpec {
+            slots: 8,
+            ..WorkerSpec::default()
+        }],
+    )
+    .await;
+    let store = Store::connect(&redis_url(), sys.ns.ns(), StoreOptions::default())
+        .await
+        .unwrap();
+    let ledger = std::env::temp_dir().join(format!("{}-ledger", sys.ns.ns()));
+    let append = |line: &str| json!({"task": "command", "args": {"argv": ["sh", "-c", format!("echo {line} >> {}", ledger.display())]}});
+    sys.delete_delay_ladder().await;
+    let mut jobs: Vec<Value> = (0..300).map(|_| append("refused")).collect();
+    jobs.push(json!({"task": "noop", "delay_s": 60}));
+    let refused = sys
+        .http
+        .post(format!("{}/v1/jobs/batch", sys.base))
+        .json(&json!({ "jobs": jobs }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 503, "{:?}", refused.text().await);
+
+    // A job submitted after them runs; by then every refused job was admitted before it
+    // (intake is FIFO) and is gone for good: its record was withdrawn.
+    let after = sys.submit(append("after")).await;
+    sys.wait_state(&after, "succeeded", Duration::from_secs(30))
+        .await;
+    let ran = std::fs::read_to_string(&ledger).unwrap();
+    let _ = std::fs::remove_file(&ledger);
+    assert_eq!(ran.trim(), "after", "refused jobs ran: {ran:?}");
+    let listed = store.list(&Default::default(), 1000, None).await.unwrap();
+    assert_eq!(
+        listed
+            .jobs
+            .iter()
+            .map(|j| j.id.to_string())
+            .collect::<Vec<_>>(),
+        vec![after],
+        "refused jobs left records"
+    );
+    assert_eq!(store.submissions_in_flight().await.unwrap(), 0);
     sys.stop().await;
 }
