@@ -64,20 +64,23 @@ pub(super) async fn ha_scenario(project: &Project, t0: Instant) {
 /// with a member on each), and the Sentinels can fail over (they know the replica and each
 /// other; without that none could promote it).
 async fn cluster_formed(project: &Project, api: &Api) {
-    wait_for("the intake queue on three nodes", || {
-        let listing = rabbitmqctl(
+    let line = wait_for("the scheduler to declare the intake queue", || {
+        rabbitmqctl(
             project,
             "rabbitmq",
             &["list_queues", "name", "type", "members"],
-        );
-        let line = listing
-            .lines()
-            .find(|l| l.starts_with("warren.intake\t"))?
-            .to_owned();
-        assert!(line.contains("\tquorum\t"), "not a quorum queue: {line}");
-        (line.matches("rabbit@").count() == 3).then_some(())
+        )
+        .lines()
+        .find(|l| l.starts_with("warren.intake\t"))
+        .map(str::to_owned)
     })
     .await;
+    assert!(line.contains("\tquorum\t"), "not a quorum queue: {line}");
+    assert_eq!(
+        line.matches("rabbit@").count(),
+        3,
+        "the intake queue should have a member on each node: {line}"
+    );
     for sentinel in ["sentinel-1", "sentinel-2", "sentinel-3"] {
         wait_for("the sentinels to know the replica and each other", || {
             let out = sentinel_cli(project, sentinel, &["sentinel", "master", HA_MASTER])?;
@@ -120,8 +123,10 @@ async fn kills_under_load(project: &Project, api: &Api) {
         .strip_prefix("rabbit@")
         .unwrap_or_else(|| panic!("unexpected leader {leader}"))
         .to_owned();
+    let before = succeeded(api).await;
     project.compose_ok(&["kill", &node]);
-    let rabbit_stall = stall(api, &format!("kill of {node}, the intake leader")).await;
+    let what = format!("kill of {node}, the intake leader");
+    let rabbit_stall = stall(api, &what, before, Instant::now()).await;
     let restarted = Instant::now();
     project.compose_ok(&["start", &node]);
     project.wait_healthy(&[], PATIENCE);
@@ -132,6 +137,7 @@ async fn kills_under_load(project: &Project, api: &Api) {
     );
 
     let primary = primary(project).expect("the sentinels name a primary");
+    let before = succeeded(api).await;
     project.compose_ok(&["kill", &primary]);
     let killed = Instant::now();
     let failover = async {
@@ -144,7 +150,7 @@ async fn kills_under_load(project: &Project, api: &Api) {
     // In a task of its own: the failover's watch blocks on `docker-compose exec`.
     let watch = {
         let (api, what) = (api.clone(), format!("kill of {primary}, the Redis primary"));
-        tokio::spawn(async move { stall(&api, &what).await })
+        tokio::spawn(async move { stall(&api, &what, before, killed).await })
     };
     let failover = failover.await;
     let redis_stall = watch.await.unwrap();
@@ -155,12 +161,11 @@ async fn kills_under_load(project: &Project, api: &Api) {
     // The old primary comes back as a replica of the new one.
     project.compose_ok(&["start", &primary]);
     wait_for("the old primary to turn replica", || {
-        let role = project
-            .compose_ok(&["exec", "-T", &primary, "redis-cli", "role"])
-            .lines()
-            .next()?
-            .to_owned();
-        (role == "slave").then_some(())
+        let out = run(project
+            .compose()
+            .args(["exec", "-T", &primary, "redis-cli", "role"]));
+        let role = String::from_utf8_lossy(&out.stdout).into_owned();
+        (role.lines().next() == Some("slave")).then_some(())
     })
     .await;
     project.wait_healthy(&[], PATIENCE);
@@ -258,13 +263,11 @@ async fn wait_until_succeeded(api: &Api, n: u64) {
     }
 }
 
-/// Watches jobs succeed after a kill until [`AFTER`] more have: answers the longest time in
-/// between that the count did not grow (as the API shows it, polled every 100 ms), the
-/// stall the kill caused.
-async fn stall(api: &Api, what: &str) -> Duration {
-    let from = succeeded(api).await;
-    let since = Instant::now();
-    let (mut last, mut changed, mut longest) = (from, Instant::now(), Duration::ZERO);
+/// Watches jobs succeed after a kill at `since` (when `from` had succeeded) until [`AFTER`]
+/// more have: answers the longest time in between that the count did not grow (as the API
+/// shows it, polled every 100 ms), the stall the kill caused.
+async fn stall(api: &Api, what: &str, from: Option<u64>, since: Instant) -> Duration {
+    let (mut last, mut changed, mut longest) = (from, since, Duration::ZERO);
     let mut target = from.map(|n| n + AFTER);
     loop {
         let now = succeeded(api).await;
