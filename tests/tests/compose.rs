@@ -521,3 +521,104 @@ fn readme_run_it_shows_both_compose_front_ends() {
         assert!(run_it.contains(command), "Run it must show `{command}`");
     }
 }
+
+/// docker-compose.ha.yml with anchors and merge keys resolved (on its own: it adds to
+/// docker-compose.yml, which compose reads first).
+fn compose_ha() -> Value {
+    let mut doc: Value = serde_yaml::from_str(&read("docker-compose.ha.yml")).unwrap();
+    doc.apply_merge().unwrap();
+    doc
+}
+
+#[test]
+fn ha_file_points_every_service_at_three_nodes_and_the_sentinels() {
+    let (main, ha) = (compose(), compose_ha());
+    let services = |doc: &Value| -> Vec<String> {
+        doc["services"]
+            .as_mapping()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let known: Vec<String> = services(&main).into_iter().chain(services(&ha)).collect();
+    // The node names cluster.conf lists are the RabbitMQ services' hostnames.
+    let cluster = read("deploy/rabbitmq/cluster.conf");
+    let mut nodes = Vec::new();
+    for line in cluster.lines().filter(|l| !l.starts_with('#')) {
+        if let Some((_, node)) = line.split_once("classic_config.nodes.") {
+            let node = node.split_once('=').unwrap().1.trim();
+            nodes.push(node.strip_prefix("rabbit@").unwrap().to_owned());
+        }
+    }
+    assert_eq!(nodes.len(), 3, "cluster.conf lists three nodes: {cluster}");
+    for node in &nodes {
+        let svc = ha["services"]
+            .get(node)
+            .unwrap_or_else(|| panic!("docker-compose.ha.yml has no node {node}"));
+        let hostname = svc
+            .get("hostname")
+            .or_else(|| service(&main, node).get("hostname"))
+            .and_then(Value::as_str);
+        assert_eq!(
+            hostname,
+            Some(node.as_str()),
+            "{node}'s hostname names its node"
+        );
+        let mounts = words(&svc["volumes"]);
+        assert!(
+            mounts
+                .iter()
+                .any(|m| m.contains("cluster.conf:/etc/rabbitmq/conf.d/")),
+            "{node} must mount cluster.conf: {mounts:?}"
+        );
+        // A data volume of its own, not the single node's (compose merges volumes by their
+        // path in the container): a node of this cluster cannot run alone.
+        let data = mounts
+            .iter()
+            .find(|m| m.ends_with(":/var/lib/rabbitmq"))
+            .unwrap_or_else(|| panic!("{node} needs its own data volume: {mounts:?}"));
+        assert!(!data.starts_with("rabbitmq-data:"), "{node}: {data}");
+        let cookie = &environment(svc)["ERLANG_COOKIE"];
+        assert!(!cookie.is_empty(), "{node} shares the Erlang cookie");
+    }
+    // The name the Sentinels monitor, from the configuration they write.
+    let sentinel_script = words(&service(&ha, "sentinel-1")["command"]).join(" ");
+    let master = sentinel_script
+        .split("sentinel monitor ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the sentinels monitor a primary");
+    for name in APP_SERVICES {
+        let env = environment(service(&ha, name));
+        assert_eq!(env["WARREN_QUEUE_TYPE"], "quorum", "{name}");
+        let hosts: Vec<&str> = env["WARREN_AMQP_URL"]
+            .split(',')
+            .map(|url| {
+                let host = url.split('@').nth(1).unwrap();
+                host.split(':').next().unwrap()
+            })
+            .collect();
+        assert_eq!(hosts, nodes, "{name}: WARREN_AMQP_URL names every node");
+        let sentinels: Vec<&str> = env["WARREN_REDIS_SENTINELS"]
+            .split(',')
+            .map(|s| s.split(':').next().unwrap())
+            .collect();
+        assert_eq!(sentinels.len(), 3, "{name}");
+        for sentinel in &sentinels {
+            assert!(known.iter().any(|k| k == sentinel), "{name}: no {sentinel}");
+        }
+        assert_eq!(env["WARREN_REDIS_MASTER"], master, "{name}");
+        let depends = &service(&ha, name)["depends_on"];
+        for other in nodes.iter().map(String::as_str).chain(sentinels) {
+            let healthy = depends
+                .get(other)
+                .map(|d| d["condition"].as_str() == Some("service_healthy"));
+            // `rabbitmq` comes from docker-compose.yml's depends_on.
+            assert!(
+                healthy == Some(true) || other == "rabbitmq",
+                "{name} must wait for {other}"
+            );
+        }
+    }
+}

@@ -19,6 +19,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+// The HA deployment step, in a file of its own.
+#[path = "compose_up/ha.rs"]
+mod ha;
+
 /// The compose project name: keeps the test's containers, networks and volumes apart.
 const PROJECT: &str = "warrenct";
 const ADMIN: &str = "demo-admin-token-change-me";
@@ -31,6 +35,24 @@ const ALL_SERVICES: [&str; 6] = [
     "worker",
     "dashboard",
 ];
+/// The HA deployment: docker-compose.ha.yml on top of docker-compose.yml.
+const HA_FILES: [&str; 2] = ["docker-compose.yml", "docker-compose.ha.yml"];
+const HA_SERVICES: [&str; 12] = [
+    "rabbitmq",
+    "rabbitmq-2",
+    "rabbitmq-3",
+    "redis",
+    "redis-2",
+    "sentinel-1",
+    "sentinel-2",
+    "sentinel-3",
+    "submitter",
+    "scheduler",
+    "worker",
+    "dashboard",
+];
+/// The name docker-compose.ha.yml's Sentinels monitor the primary under.
+const HA_MASTER: &str = "warren";
 /// Debian's docker.io client: the `docker` first on PATH may have no buildx, which BuildKit
 /// builds need.
 const DOCKER: &str = "/usr/bin/docker";
@@ -161,11 +183,27 @@ struct Project {
     api_port: u16,
     dashboard_port: u16,
     ui_port: u16,
+    /// The compose files, as `-f` arguments (none: docker-compose.yml, as `up` finds it).
+    files: &'static [&'static str],
+    /// The services that must all be healthy, one container each unless told otherwise.
+    services: &'static [&'static str],
     /// Set once the scenario finished: otherwise Drop prints the services' logs first.
     passed: AtomicBool,
 }
 
 impl Project {
+    fn new(host: &str, files: &'static [&'static str], services: &'static [&'static str]) -> Self {
+        Self {
+            host: host.to_owned(),
+            api_port: free_port(),
+            dashboard_port: free_port(),
+            ui_port: free_port(),
+            files,
+            services,
+            passed: AtomicBool::new(false),
+        }
+    }
+
     fn compose(&self) -> Command {
         let mut cmd = Command::new(COMPOSE_V1);
         let path = format!(
@@ -185,6 +223,9 @@ impl Project {
             .env("WARREN_RABBITMQ_UI_PORT", self.ui_port.to_string())
             .env_remove("WARREN_WORKERS")
             .args(["--ansi", "never"]);
+        for file in self.files {
+            cmd.args(["-f", file]);
+        }
         cmd
     }
 
@@ -237,7 +278,7 @@ impl Project {
             let running = self.running();
             let mut all = true;
             let mut seen = Vec::new();
-            for service in ALL_SERVICES {
+            for &service in self.services {
                 let want = counts
                     .iter()
                     .find(|(s, _)| *s == service)
@@ -488,16 +529,16 @@ async fn compose_up_for_real() {
         ),
     );
 
-    let project = Project {
-        host: daemon.host.clone(),
-        api_port: free_port(),
-        dashboard_port: free_port(),
-        ui_port: free_port(),
-        passed: AtomicBool::new(false),
-    };
+    let project = Project::new(&daemon.host, &[], &ALL_SERVICES);
     scenario(&project, t0).await;
     project.passed.store(true, Ordering::SeqCst);
     drop(project);
+    stamp(t0, "down -v");
+
+    let ha = Project::new(&daemon.host, &HA_FILES, &HA_SERVICES);
+    ha::ha_scenario(&ha, t0).await;
+    ha.passed.store(true, Ordering::SeqCst);
+    drop(ha);
     drop(daemon);
     stamp(t0, "down, private dockerd stopped and removed");
 }
@@ -856,33 +897,43 @@ async fn restart_under_load(project: &Project, api: &Api, backend: &str) -> Dura
         !ids.is_empty(),
         "no job was accepted around the {backend} restart"
     );
-    // The submitter is back: it accepts a job within a few seconds (a client honours the 503's
-    // Retry-After; the first request after a broker restart may find the old channel dead).
+    ids.push(accepted_again(api, &format!("the {backend} restart")).await);
+    ids.extend(batch);
+    let records = api.all_succeed(&ids, Duration::from_secs(300)).await;
+    assert_succeeded_once(&records);
+    recovered
+}
+
+/// The submitter accepts a job again within 30 s after `what`, as a client honouring the
+/// 503's Retry-After sees it (the first request after a broker restart may find the old
+/// channel dead). Answers the job's id.
+async fn accepted_again(api: &Api, what: &str) -> String {
     let asked = Instant::now();
     let mut refused = 0;
-    let after = loop {
+    let id = loop {
         if let Some(id) = api.submit(json!({"task": "noop"})).await {
             break id;
         }
         refused += 1;
         assert!(
             asked.elapsed() < Duration::from_secs(30),
-            "the submitter still refuses jobs 30 s after the {backend} restart"
+            "the submitter still refuses jobs 30 s after {what}"
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
     if refused > 0 {
         println!(
-            "compose_up: after the {backend} restart, {refused} submission(s) got 503 before one \
-             was accepted ({:.1} s)",
+            "compose_up: after {what}, {refused} submission(s) got 503 before one was accepted \
+             ({:.1} s)",
             asked.elapsed().as_secs_f64()
         );
     }
-    ids.push(after);
-    ids.extend(batch);
-    let records = api.all_succeed(&ids, Duration::from_secs(300)).await;
-    for r in &records {
-        // One terminal state each: the record entered exactly one of them.
+    id
+}
+
+/// Each record entered exactly one terminal state, and that is `succeeded`.
+fn assert_succeeded_once(records: &[Value]) {
+    for r in records {
         let terminal: Vec<&String> = r["timestamps"]
             .as_object()
             .expect("timestamps")
@@ -896,7 +947,6 @@ async fn restart_under_load(project: &Project, api: &Api, backend: &str) -> Dura
             .collect();
         assert_eq!(terminal, ["succeeded"], "{r}");
     }
-    recovered
 }
 
 async fn stop_drains(project: &Project, api: &Api) {
